@@ -1,0 +1,57 @@
+# telemetry-pipeline: `make run` starts everything on embedded defaults, `make test` runs the suite.
+# Both install what they need first (idempotent; Debian packages via apt-get when missing).
+
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+APT_PKGS := redis-server chromium firefox-esr wrk
+PYTEST_ARGS ?=
+
+.PHONY: setup system-packages run test bench lint format clean
+
+setup: system-packages $(STAMP) histograms/_fast.so-stamp
+
+system-packages:
+	@missing=""; \
+	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk; do \
+		bin=$${cmd%%:*}; pkg=$${cmd##*:}; \
+		command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel setuptools 'Cython>=3.0'
+	$(BIN)/pip install -q -e '.[test,dask]'
+	touch $(STAMP)
+
+# The Cython hot loop, built in place so the editable install picks it up.
+histograms/_fast.so-stamp: histograms/_fast.pyx $(STAMP)
+	$(BIN)/python setup.py -q build_ext --inplace
+	touch $@
+
+run: setup
+	$(BIN)/python -m pipeline.runall
+
+test: setup
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc = 5 ]; then echo "pytest collected no tests for: $(PYTEST_ARGS)"; exit 0; fi; exit $$rc
+
+bench: setup
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) build *.egg-info histograms/_fast.*.so histograms/_fast.c histograms/_fast.so-stamp

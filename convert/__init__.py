@@ -1,0 +1,1 @@
+"""convert service of telemetry-pipeline (see README)."""

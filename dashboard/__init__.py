@@ -1,0 +1,1 @@
+"""dashboard service of telemetry-pipeline (see README)."""

@@ -1,0 +1,1 @@
+"""histograms service of telemetry-pipeline (see README)."""

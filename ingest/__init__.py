@@ -1,0 +1,1 @@
+"""ingest service of telemetry-pipeline (see README)."""

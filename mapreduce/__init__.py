@@ -1,0 +1,1 @@
+"""mapreduce service of telemetry-pipeline (see README)."""

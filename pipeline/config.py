@@ -1,0 +1,135 @@
+"""One settings object for every service: built-in defaults < TOML file < environment.
+
+The environment names (`TELEMETRY_*`) are part of the public contract in DESIGN.md. A TOML
+file named by `TELEMETRY_CONFIG` may set the same keys in lower case without the prefix
+(`queue_url = "redis://..."`). Derived defaults (the stores under the data directory) are
+computed after the data directory itself is known, so changing only `TELEMETRY_DATA_DIR`
+moves everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+from pipeline.errors import ConfigError
+
+ENV_PREFIX = "TELEMETRY_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    data_dir: str = "./var"
+    incoming_url: str = ""
+    published_url: str = ""
+    public_url: str = ""
+    code_url: str = ""
+    queue_url: str = ""
+    database_url: str = ""
+    histogram_cache: str = ""
+    hg_base_url: str = "https://hg.mozilla.org"
+    s3_endpoint_url: str | None = None
+    schema_path: str = ""
+    # ingest
+    max_body_bytes: int = 1024 * 1024
+    spool_dir: str = ""
+    spool_max_file_bytes: int = 64 * 1024 * 1024
+    spool_max_age_seconds: float = 60.0
+    spool_cap_bytes: int = 2 * 1024 * 1024 * 1024
+    spool_min_free_bytes: int = 256 * 1024 * 1024
+    fsync_policy: str = "group"
+    # convert
+    max_decompressed_bytes: int = 8 * 1024 * 1024
+    dedup_window_days: int = 7
+    queue_lease_seconds: float = 300.0
+    queue_max_attempts: int = 5
+    # scheduler / dashboard / mail
+    runner: str = "local"
+    smtp_url: str | None = None
+    mail_from: str = "telemetry-pipeline@localhost"
+    secret_key: str = ""
+    signup_domains: str = ""
+    public_base_url: str = "http://127.0.0.1:5000"
+
+    def describe(self) -> str:
+        """Return `NAME=value` lines for `--help` texts and start-up logs."""
+        lines = []
+        for field in dataclasses.fields(self):
+            lines.append(f"  {ENV_PREFIX}{field.name.upper()}={getattr(self, field.name)}")
+        return "\n".join(lines)
+
+
+def _coerce(name: str, raw: object, kind: type) -> object:
+    if raw is None:
+        return None
+    try:
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}", f"expected {kind.__name__}, got {raw!r}") from exc
+
+
+def _field_kinds() -> dict[str, type]:
+    kinds: dict[str, type] = {}
+    for field in dataclasses.fields(Settings):
+        annotation = str(field.type)
+        kinds[field.name] = int if annotation == "int" else float if annotation == "float" else str
+    return kinds
+
+
+def _read_toml(path: str) -> dict[str, object]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError("TELEMETRY_CONFIG", f"file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("TELEMETRY_CONFIG", f"{path} is not valid TOML: {exc}") from exc
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build the effective settings; `overrides` (from CLI flags) win over everything."""
+    env = os.environ if env is None else env
+    kinds = _field_kinds()
+    values: dict[str, object] = {}
+    config_file = env.get(f"{ENV_PREFIX}CONFIG")
+    if config_file:
+        for key, raw in _read_toml(config_file).items():
+            name = key.lower()
+            if name not in kinds:
+                raise ConfigError("TELEMETRY_CONFIG", f"unknown setting {key!r} in {config_file}")
+            values[name] = _coerce(name, raw, kinds[name])
+    for name, kind in kinds.items():
+        raw = env.get(f"{ENV_PREFIX}{name.upper()}")
+        if raw is not None and raw != "":
+            values[name] = _coerce(name, raw, kind)
+    for name, raw in overrides.items():
+        if raw is not None:
+            values[name] = _coerce(name, raw, kinds[name])
+    return _with_derived_defaults(Settings(**values))
+
+
+def _with_derived_defaults(settings: Settings) -> Settings:
+    data = Path(settings.data_dir).expanduser().resolve()
+    derived = {
+        "incoming_url": f"file://{data}/incoming",
+        "published_url": f"file://{data}/published",
+        "public_url": f"file://{data}/public",
+        "code_url": f"file://{data}/code",
+        "queue_url": f"sqlite:///{data}/queue.db",
+        "database_url": f"sqlite:///{data}/app.db",
+        "histogram_cache": str(data / "histogram_cache"),
+        "spool_dir": str(data / "spool"),
+        "schema_path": str(Path(__file__).with_name("telemetry_schema.json")),
+        "secret_key": "dev-only-change-me",
+    }
+    missing = {k: v for k, v in derived.items() if not getattr(settings, k)}
+    if settings.fsync_policy not in ("always", "group", "none"):
+        raise ConfigError("TELEMETRY_FSYNC_POLICY", "must be one of always, group, none")
+    return dataclasses.replace(settings, data_dir=str(data), **missing)

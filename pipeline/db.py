@@ -1,0 +1,54 @@
+"""The application database (SQLite by default, PostgreSQL by URL) shared by the services.
+
+Each service declares its tables on the one `Base` below; `init_db` creates whatever tables
+the imported modules declared, so a service never needs another service's code to start.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlparse
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, sessionmaker
+
+from pipeline.errors import ConfigError
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def make_engine(url: str, setting: str = "TELEMETRY_DATABASE_URL") -> Engine:
+    """Create an engine; SQLite gets WAL and a busy timeout so several processes can share it."""
+    scheme = urlparse(url).scheme
+    if scheme.startswith("sqlite"):
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if path and path != ":memory:":
+            try:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(setting, f"cannot create the directory for {path}: {exc}") from exc
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    if scheme.startswith("postgresql"):
+        return create_engine(url, pool_pre_ping=True)
+    raise ConfigError(setting, f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+
+
+def init_db(engine: Engine) -> None:
+    """Create every table declared so far (idempotent)."""
+    Base.metadata.create_all(engine)
+
+
+def session_factory(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,33 @@
+"""Exceptions that carry a message a person can act on."""
+
+
+class PipelineError(Exception):
+    """Base class for every error this project raises on purpose."""
+
+
+class ConfigError(PipelineError):
+    """A setting is missing, malformed or points at something unusable.
+
+    The message always names the setting (for example `TELEMETRY_QUEUE_URL`) so that the
+    person reading it knows what to change.
+    """
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"{setting}: {problem}")
+
+
+class StoreError(PipelineError):
+    """A blob store operation failed after its retries."""
+
+
+class ObjectNotFound(StoreError, KeyError):
+    """The requested key does not exist in the store."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the plain message
+        return str(self.args[0]) if self.args else "object not found"
+
+
+class QueueError(PipelineError):
+    """A work queue operation failed after its retries."""

@@ -1,0 +1,41 @@
+"""Work queues chosen by URL scheme: `sqlite:///path`, `sqs://name`, `redis://host:port/db`."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from pipeline.errors import ConfigError
+from pipeline.queues.base import Message, WorkQueue
+
+__all__ = ["Message", "WorkQueue", "open_queue"]
+
+
+def open_queue(
+    url: str,
+    *,
+    lease_seconds: float = 300.0,
+    max_attempts: int = 5,
+    endpoint_url: str | None = None,
+    setting: str = "TELEMETRY_QUEUE_URL",
+) -> WorkQueue:
+    parsed = urlparse(url)
+    common = {"lease_seconds": lease_seconds, "max_attempts": max_attempts, "setting": setting}
+    if parsed.scheme == "sqlite":
+        from pipeline.queues.sqlite import SQLiteQueue
+
+        # SQLAlchemy's convention: sqlite:///relative/path, sqlite:////absolute/path
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
+        if not path.strip("/"):
+            raise ConfigError(setting, f"{url!r} names no database file")
+        return SQLiteQueue(url, path, **common)
+    if parsed.scheme == "sqs":
+        from pipeline.queues.sqs import SQSQueue
+
+        if not parsed.netloc:
+            raise ConfigError(setting, f"{url!r} names no queue (expected sqs://queue-name)")
+        return SQSQueue(url, parsed.netloc, endpoint_url=endpoint_url, **common)
+    if parsed.scheme in ("redis", "rediss"):
+        from pipeline.queues.redis import RedisQueue
+
+        return RedisQueue(url, **common)
+    raise ConfigError(setting, f"unknown scheme in {url!r}: use sqlite://, sqs:// or redis://")

@@ -1,0 +1,29 @@
+"""Blob stores chosen by URL scheme: `file://` (directory) or `s3://bucket/prefix`."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from pipeline.errors import ConfigError
+from pipeline.stores.base import BlobStore, ObjectInfo
+
+__all__ = ["BlobStore", "ObjectInfo", "open_store"]
+
+
+def open_store(url: str, *, setting: str = "store URL", endpoint_url: str | None = None) -> BlobStore:
+    """Open the store at `url`; `setting` names the configuration key in error messages."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        from pipeline.stores.local import LocalStore
+
+        path = parsed.path if not parsed.netloc else parsed.netloc + parsed.path
+        if not path:
+            raise ConfigError(setting, f"{url!r} names no directory")
+        return LocalStore(url, path, setting=setting)
+    if parsed.scheme == "s3":
+        from pipeline.stores.s3 import S3Store
+
+        if not parsed.netloc:
+            raise ConfigError(setting, f"{url!r} names no bucket (expected s3://bucket/prefix)")
+        return S3Store(url, parsed.netloc, parsed.path.strip("/"), endpoint_url=endpoint_url, setting=setting)
+    raise ConfigError(setting, f"unknown scheme in {url!r}: use file:// or s3://")

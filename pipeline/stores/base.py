@@ -1,0 +1,72 @@
+"""The blob store contract: a flat namespace of `/`-separated keys holding bytes.
+
+Every backend gives the same guarantees, which the rest of the pipeline relies on:
+- `put` and `put_file` are atomic: a reader sees the old object, the new one, or nothing,
+  never a half-written object.
+- `list` yields every key under a prefix, in key order, paging internally.
+- `list_prefixes` yields the immediate "sub-directories" under a prefix, so that a filter can
+  prune whole partitions without listing what it will not read.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import shutil
+from collections.abc import Iterator
+from typing import BinaryIO
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+class BlobStore(abc.ABC):
+    url: str
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store `data` under `key` atomically, replacing any existing object."""
+
+    @abc.abstractmethod
+    def put_file(self, key: str, path: str) -> None:
+        """Store the file at `path` under `key` atomically (multipart where large)."""
+
+    @abc.abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """Return a readable binary stream; raises ObjectNotFound."""
+
+    def get(self, key: str) -> bytes:
+        with self.open(key) as stream:
+            return stream.read()
+
+    def get_file(self, key: str, path: str) -> None:
+        """Download `key` to `path` (written in place; callers rename if they need atomicity)."""
+        with self.open(key) as stream, open(path, "wb") as out:
+            shutil.copyfileobj(stream, out, 1024 * 1024)
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Yield every object whose key starts with `prefix`, sorted by key."""
+
+    @abc.abstractmethod
+    def list_prefixes(self, prefix: str = "") -> Iterator[str]:
+        """Yield `prefix + name + "/"` for each immediate sub-directory under `prefix`.
+
+        `prefix` must be empty or end with "/".
+        """
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove `key`; deleting a missing key is not an error."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    def check(self) -> None:
+        """Raise StoreError/ConfigError when the store is unusable (for health checks)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"

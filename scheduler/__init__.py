@@ -1,0 +1,1 @@
+"""scheduler service of telemetry-pipeline (see README)."""

@@ -1,0 +1,68 @@
+"""Fixtures shared by the whole suite: real servers, settings in a temporary data dir, fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.servers import AWS_TEST_ENV, MotoServer, RedisServer
+
+SHARED_FIXTURES = Path(os.environ.get("TELEMETRY_SHARED_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    """The real Mozilla data in ../shared/fixtures (read in place, never copied)."""
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"shared fixtures not found at {SHARED_FIXTURES} (set TELEMETRY_SHARED_FIXTURES)")
+    return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_server, monkeypatch):
+    """A clean moto server (S3, SQS, EC2) for one test; yields the server (`.endpoint`)."""
+    for key, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("TELEMETRY_S3_ENDPOINT_URL", moto_server.endpoint)
+    moto_server.reset()
+    yield moto_server
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """A fresh TELEMETRY_DATA_DIR; every derived default (stores, queue, db) lives under it."""
+    path = tmp_path / "var"
+    monkeypatch.setenv("TELEMETRY_DATA_DIR", str(path))
+    for name in list(os.environ):
+        if name.startswith("TELEMETRY_") and name not in ("TELEMETRY_DATA_DIR", "TELEMETRY_SHARED_FIXTURES", "TELEMETRY_S3_ENDPOINT_URL"):
+            monkeypatch.delenv(name)
+    return path
+
+
+@pytest.fixture
+def settings(data_dir):
+    from pipeline.config import load_settings
+
+    return load_settings()
