@@ -1,0 +1,90 @@
+"""Job and run records: the contract between the scheduler service and the dashboard.
+
+The dashboard writes jobs and asks for runs by inserting rows; the scheduler service is the
+only process that executes runs. A "run now" is a Run row in state `scheduled` with
+`trigger="manual"` that the service picks up; (job_id, scheduled_for) is unique, so one
+firing can never produce two runs, even with two service processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from pipeline.db import Base
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC, as stored in every DateTime column."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Frequency(str, enum.Enum):
+    daily = "daily"
+    weekly = "weekly"
+    monthly = "monthly"
+
+
+class RunState(str, enum.Enum):
+    scheduled = "scheduled"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    timed_out = "timed_out"
+    cancelled = "cancelled"
+    lost = "lost"
+    missed = "missed"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunState.scheduled, RunState.running)
+
+
+JOB_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,100}$"
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
+    owner: Mapped[str] = mapped_column(String(320), nullable=False, index=True)
+    tarball_key: Mapped[str] = mapped_column(String(500), nullable=False)  # key in TELEMETRY_CODE_URL
+    command: Mapped[str] = mapped_column(Text, nullable=False)
+    output_dir: Mapped[str] = mapped_column(String(500), nullable=False, default="output")
+    frequency: Mapped[str] = mapped_column(String(16), nullable=False, default=Frequency.daily.value)
+    day_of_week: Mapped[int | None] = mapped_column(Integer)  # 0 = Monday .. 6 = Sunday (weekly)
+    day_of_month: Mapped[int | None] = mapped_column(Integer)  # 1..31 (monthly; clamped to month end)
+    hour: Mapped[int] = mapped_column(Integer, nullable=False, default=12)  # UTC
+    timeout_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=60)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    end_date: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    runner: Mapped[str] = mapped_column(String(16), nullable=False, default="local")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    runs: Mapped[list[Run]] = relationship(back_populates="job", cascade="all, delete-orphan")
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("job_id", "scheduled_for", name="one_run_per_firing"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True)
+    scheduled_for: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    trigger: Mapped[str] = mapped_column(String(16), nullable=False, default="schedule")  # or "manual"
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default=RunState.scheduled.value, index=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    log_key: Mapped[str | None] = mapped_column(String(500))  # key in TELEMETRY_PUBLIC_URL
+    published_files: Mapped[list | None] = mapped_column(JSON)
+    instance_id: Mapped[str | None] = mapped_column(String(64))  # ec2 runner
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    job: Mapped[Job] = relationship(back_populates="runs")
