@@ -10,7 +10,9 @@ moves everything.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,21 +60,56 @@ class Settings:
         """Return `NAME=value` lines for `--help` texts and start-up logs."""
         lines = []
         for field in dataclasses.fields(self):
-            lines.append(f"  {ENV_PREFIX}{field.name.upper()}={getattr(self, field.name)}")
+            value = getattr(self, field.name)
+            if field.name in _SECRET_FIELDS and value:
+                value = "***"
+            elif isinstance(value, str):
+                value = _URL_PASSWORD.sub(r"\1***@", value)
+            lines.append(f"  {ENV_PREFIX}{field.name.upper()}={value}")
         return "\n".join(lines)
 
 
-def _coerce(name: str, raw: object, kind: type) -> object:
+_SECRET_FIELDS = {"secret_key"}
+_URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")
+"""Passwords in URLs (`postgresql://user:pw@host`) are hidden in `describe()`."""
+
+
+def _coerce(name: str, raw: object, kind: type, where: str = "") -> object:
+    """Convert one raw value; a value of the wrong kind is a ConfigError naming the setting."""
+    setting = f"{ENV_PREFIX}{name.upper()}"
     if raw is None:
         return None
+    problem = f"expected {_KIND_NAMES[kind]}, got {raw!r}{where}"
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise ConfigError(setting, problem)
+    if kind is str:
+        if not isinstance(raw, str):
+            raise ConfigError(setting, problem)
+        return raw
     try:
-        if kind is int:
-            return int(raw)
-        if kind is float:
-            return float(raw)
-        return str(raw)
+        value = kind(raw.strip()) if isinstance(raw, str) else kind(raw)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}", f"expected {kind.__name__}, got {raw!r}") from exc
+        raise ConfigError(setting, problem) from exc
+    if kind is int and isinstance(raw, float) and raw != value:
+        raise ConfigError(setting, problem)
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(setting, problem)
+    return value
+
+
+_KIND_NAMES = {int: "a whole number", float: "a number", str: "a string"}
+
+# Limits a running service needs; anything outside is a mistake worth stopping for.
+_POSITIVE = (
+    "max_body_bytes",
+    "spool_max_file_bytes",
+    "spool_max_age_seconds",
+    "spool_cap_bytes",
+    "max_decompressed_bytes",
+    "queue_lease_seconds",
+    "queue_max_attempts",
+)
+_NON_NEGATIVE = ("spool_min_free_bytes", "dedup_window_days")
 
 
 def _field_kinds() -> dict[str, type]:
@@ -101,15 +138,17 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     config_file = env.get(f"{ENV_PREFIX}CONFIG")
     if config_file:
         for key, raw in _read_toml(config_file).items():
-            name = key.lower()
+            name = key.lower().removeprefix(ENV_PREFIX.lower())
             if name not in kinds:
                 raise ConfigError("TELEMETRY_CONFIG", f"unknown setting {key!r} in {config_file}")
-            values[name] = _coerce(name, raw, kinds[name])
+            values[name] = _coerce(name, raw, kinds[name], f" in {config_file}")
     for name, kind in kinds.items():
         raw = env.get(f"{ENV_PREFIX}{name.upper()}")
         if raw is not None and raw != "":
             values[name] = _coerce(name, raw, kind)
     for name, raw in overrides.items():
+        if name not in kinds:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()}", "is not a known setting")
         if raw is not None:
             values[name] = _coerce(name, raw, kinds[name])
     return _with_derived_defaults(Settings(**values))
@@ -132,4 +171,15 @@ def _with_derived_defaults(settings: Settings) -> Settings:
     missing = {k: v for k, v in derived.items() if not getattr(settings, k)}
     if settings.fsync_policy not in ("always", "group", "none"):
         raise ConfigError("TELEMETRY_FSYNC_POLICY", "must be one of always, group, none")
+    for name in _POSITIVE:
+        if getattr(settings, name) <= 0:
+            raise ConfigError(
+                f"{ENV_PREFIX}{name.upper()}", f"must be positive, got {getattr(settings, name)}"
+            )
+    for name in _NON_NEGATIVE:
+        if getattr(settings, name) < 0:
+            raise ConfigError(
+                f"{ENV_PREFIX}{name.upper()}",
+                f"must not be negative, got {getattr(settings, name)}",
+            )
     return dataclasses.replace(settings, data_dir=str(data), **missing)

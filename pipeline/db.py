@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlparse
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 from pipeline.errors import ConfigError
@@ -28,7 +28,9 @@ def make_engine(url: str, setting: str = "TELEMETRY_DATABASE_URL") -> Engine:
             try:
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             except OSError as exc:
-                raise ConfigError(setting, f"cannot create the directory for {path}: {exc}") from exc
+                raise ConfigError(
+                    setting, f"cannot create the directory for {path}: {exc}"
+                ) from exc
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -40,9 +42,40 @@ def make_engine(url: str, setting: str = "TELEMETRY_DATABASE_URL") -> Engine:
             cursor.close()
 
         return engine
-    if scheme.startswith("postgresql"):
-        return create_engine(url, pool_pre_ping=True)
+    if scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+"):
+        return create_engine(_postgres_driver(url), pool_pre_ping=True)
     raise ConfigError(setting, f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+
+
+def _postgres_driver(url: str) -> URL:
+    """Pick the installed driver for a bare `postgresql://` URL.
+
+    SQLAlchemy 2.1 maps a bare URL to psycopg 3, while the project installs psycopg2-binary;
+    an explicit `postgresql+driver://` is left alone.
+    """
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    if "+" not in parsed.drivername:
+        try:
+            import psycopg  # noqa: F401
+
+            driver = "postgresql+psycopg"
+        except ImportError:
+            driver = "postgresql+psycopg2"
+        parsed = parsed.set(drivername=driver)
+    return parsed
+
+
+def check_db(url: str, setting: str = "TELEMETRY_DATABASE_URL") -> None:
+    """Connect once; a ConfigError naming the setting says why it failed (for `check`)."""
+    engine = make_engine(url, setting)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any driver error means "unusable"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(setting, f"cannot connect: {first_line}") from exc
+    finally:
+        engine.dispose()
 
 
 def init_db(engine: Engine) -> None:

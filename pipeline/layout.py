@@ -20,7 +20,14 @@ from typing import Any
 from pipeline.errors import PipelineError
 from pipeline.stores.base import BlobStore, ObjectInfo
 
-DIMENSIONS = ("reason", "appName", "appUpdateChannel", "appVersion", "appBuildID", "submission_date")
+DIMENSIONS = (
+    "reason",
+    "appName",
+    "appUpdateChannel",
+    "appVersion",
+    "appBuildID",
+    "submission_date",
+)
 DIRECTORY_DIMENSIONS = DIMENSIONS[:4]
 OTHER = "OTHER"
 UNKNOWN = "UNKNOWN"
@@ -77,6 +84,8 @@ class Schema:
                 out[name] = OTHER
             else:
                 out[name] = sanitize(value)
+        # The date is the one file-name field followed by a fixed '.': it must not hold one.
+        out["submission_date"] = _date_component(out["submission_date"])
         if out["reason"] in RESERVED_TOP_LEVEL:
             out["reason"] = OTHER
         return out
@@ -113,30 +122,39 @@ def _read_dimension_spec(source: str | Path | Mapping[str, Any]) -> dict[str, An
             raise LayoutError(f"{where}: every dimension needs a 'field_name'")
         name = entry["field_name"]
         if name not in DIMENSIONS:
-            raise LayoutError(f"{where}: unknown dimension {name!r}; known: {', '.join(DIMENSIONS)}")
+            raise LayoutError(
+                f"{where}: unknown dimension {name!r}; known: {', '.join(DIMENSIONS)}"
+            )
         allowed = entry.get("allowed_values", "*")
         if isinstance(allowed, dict) and not set(allowed) <= {"min", "max"}:
             raise LayoutError(f"{where}: {name}: a range takes only 'min' and 'max'")
         if not isinstance(allowed, (str, list, dict)):
-            raise LayoutError(f"{where}: {name}: allowed_values must be '*', a string, a list or a range")
+            raise LayoutError(
+                f"{where}: {name}: allowed_values must be '*', a string, a list or a range"
+            )
         spec[name] = allowed
     return spec
 
 
 # -- ordering of versions, build ids and dates ----------------------------------------------
 
-_PIECES = re.compile(r"\d+|[^\d._-]+")
+_PIECES = re.compile(r"[0-9]+|[^0-9._-]+")
+_NUMBER, _END, _TEXT = 2, 1, 0
 
 
 def sort_key(value: str) -> tuple:
-    """Order '9.0' < '10.0' and '23.0a1' < '23.0': numbers compare as numbers.
+    """Order '9.0' < '10.0' and '23.0a1' < '23.0' < '23.0.1': numbers compare as numbers.
 
-    A piece that is text sorts before a number at the same position (so pre-release tags sort
-    before the release they precede only when followed by nothing numeric; good enough for
-    Firefox versions, exact for build ids and dates, which are all digits).
+    The value is split into runs of digits and runs of other characters (`.`, `_` and `-`
+    only separate). At each position a number sorts after the end of the value, and the end
+    sorts after text, so a pre-release tag (`a1`, `b2`) sorts before the release it precedes
+    while a further number (`.1`) sorts after it. Build ids and dates are all digits and so
+    compare exactly as numbers.
     """
-    pieces = _PIECES.findall(value)
-    return tuple((1, int(p), "") if p.isdigit() else (0, 0, p) for p in pieces)
+    pieces = _PIECES.findall(str(value))
+    key = [(_NUMBER, int(p), "") if p.isdigit() else (_TEXT, 0, p) for p in pieces]
+    key.append((_END, 0, ""))
+    return tuple(key)
 
 
 def _in_range(value: str, bounds: Mapping[str, Any]) -> bool:
@@ -155,8 +173,13 @@ def _in_range(value: str, bounds: Mapping[str, Any]) -> bool:
 def published_key(dims: Mapping[str, str], object_id: str) -> str:
     """The object key for one partition's output of one batch (dims already sanitised)."""
     parts = [sanitize(dims[name]) for name in DIRECTORY_DIMENSIONS]
-    name = f"{sanitize(dims['appBuildID'])}.{sanitize(dims['submission_date'])}.{FORMAT_VERSION}.log.{_object_id(object_id)}.lz4"
+    build, date = sanitize(dims["appBuildID"]), _date_component(dims["submission_date"])
+    name = f"{build}.{date}.{FORMAT_VERSION}.log.{_object_id(object_id)}.lz4"
     return "/".join(parts + [name])
+
+
+def _date_component(value: object) -> str:
+    return sanitize(value).replace(".", "_")
 
 
 def _object_id(object_id: str) -> str:
@@ -185,7 +208,9 @@ def error_key(reason_code: str, date: str, object_id: str) -> str:
     return f"{ERRORS_PREFIX}{sanitize(reason_code)}/{sanitize(date)}/{_object_id(object_id)}.lz4"
 
 
-def namespace_key(namespace: str, doc_type: str, doc_version: str, date: str, object_id: str) -> str:
+def namespace_key(
+    namespace: str, doc_type: str, doc_version: str, date: str, object_id: str
+) -> str:
     """Where documents of the generic `/submit/<namespace>/...` form are published."""
     parts = [sanitize(namespace), sanitize(doc_type), sanitize(doc_version), sanitize(date)]
     return NAMESPACES_PREFIX + "/".join(parts) + f"/{_object_id(object_id)}.lz4"
@@ -222,10 +247,12 @@ class InputFilter:
         return all(self.matches_value(name, dims[name]) for name in DIMENSIONS if name in dims)
 
     def matches_key(self, key: str) -> bool:
+        """True for a published key the filter selects (never for errors/ or namespaces/)."""
         try:
-            return self.matches(dimensions_from_key(key))
+            dims = dimensions_from_key(key)
         except LayoutError:
             return False
+        return dims["reason"] not in RESERVED_TOP_LEVEL and self.matches(dims)
 
 
 def list_matching(store: BlobStore, input_filter: InputFilter) -> Iterator[ObjectInfo]:

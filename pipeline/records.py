@@ -72,57 +72,82 @@ class ScanResult:
 def iter_records(stream: BinaryIO, source: str = "batch") -> Iterator[Record]:
     """Yield every whole record; stop quietly at a torn tail, raise CorruptBatch otherwise."""
     data = stream.read()
-    yield from _parse(data, source, stop_at_torn_tail=True)
+    for record, _end in _parse(data, source):
+        yield record
 
 
 def scan(data: bytes, source: str = "spool") -> ScanResult:
     """Find the length of the valid prefix of a spool file, for truncation after a crash."""
     offset = records = 0
-    for record in _parse(data, source, stop_at_torn_tail=True):
+    for _record, end in _parse(data, source):
         records += 1
-        offset = record.offset + _record_size(record)
+        offset = end
     return ScanResult(offset, records, len(data) - offset)
 
 
-def _record_size(record: Record) -> int:
-    header_bytes = json.dumps(dict(record.headers), separators=(",", ":"), sort_keys=True)
-    return HEADER.size + len(record.path.encode()) + len(header_bytes.encode()) + len(record.body)
+def _checksum(data: bytes, start: int, path_len: int, headers_len: int, end: int) -> int:
+    path_end = start + path_len
+    headers_end = path_end + headers_len
+    crc = zlib.crc32(data[start:path_end])
+    crc = zlib.crc32(data[path_end:headers_end], crc)
+    return zlib.crc32(data[headers_end:end], crc)
 
 
-def _is_torn_tail(data: bytes, offset: int, declared_end: int | None) -> bool:
-    """True when the damage at `offset` can only be an interrupted final append."""
-    if declared_end is not None and declared_end >= len(data):
-        return True
-    return not data[offset:].strip(b"\x00")
+def _whole_record_at(data: bytes, offset: int) -> bool:
+    """True when a complete record with a good checksum starts at `offset`."""
+    if len(data) - offset < HEADER.size:
+        return False
+    magic, _ms, path_len, headers_len, body_len, crc = HEADER.unpack_from(data, offset)
+    end = offset + HEADER.size + path_len + headers_len + body_len
+    if magic != MAGIC or end > len(data):
+        return False
+    return _checksum(data, offset + HEADER.size, path_len, headers_len, end) == crc
 
 
-def _parse(data: bytes, source: str, stop_at_torn_tail: bool) -> Iterator[Record]:
+def _later_record_exists(data: bytes, offset: int) -> bool:
+    """A torn append is the last thing in a file: a whole record after it means damage."""
+    position = data.find(MAGIC, offset + 1)
+    while position != -1:
+        if _whole_record_at(data, position):
+            return True
+        position = data.find(MAGIC, position + 1)
+    return False
+
+
+def _parse(data: bytes, source: str) -> Iterator[tuple[Record, int]]:
     offset = 0
     size = len(data)
     while offset < size:
         if size - offset < HEADER.size:
-            if _is_torn_tail(data, offset, size + 1):
-                return
+            if _later_record_exists(data, offset):
+                raise CorruptBatch(source, offset, "truncated header before more records")
+            return  # the last append was cut short inside its header
         magic, received_ms, path_len, headers_len, body_len, crc = HEADER.unpack_from(data, offset)
         end = offset + HEADER.size + path_len + headers_len + body_len
         if magic != MAGIC:
-            if _is_torn_tail(data, offset, None):
-                return
+            if not data[offset:].strip(b"\x00"):
+                return  # zero-filled tail: a crash after the size grew, before the data landed
             raise CorruptBatch(source, offset, "bad magic")
         if end > size:
+            if _later_record_exists(data, offset):
+                raise CorruptBatch(source, offset, "record length runs past later records")
             return  # the last append was cut short
         start = offset + HEADER.size
+        if _checksum(data, start, path_len, headers_len, end) != crc:
+            if end == size and not _later_record_exists(data, offset):
+                return  # the last append's bytes did not all reach the disk
+            raise CorruptBatch(source, offset, "checksum mismatch")
         path_bytes = data[start : start + path_len]
         header_bytes = data[start + path_len : start + path_len + headers_len]
-        body = data[start + path_len + headers_len : end]
-        if zlib.crc32(body, zlib.crc32(header_bytes, zlib.crc32(path_bytes))) != crc:
-            if _is_torn_tail(data, offset, end if end == size else None):
-                return
-            raise CorruptBatch(source, offset, "checksum mismatch")
         try:
             path = path_bytes.decode("utf-8")
             headers = json.loads(header_bytes) if header_bytes else {}
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CorruptBatch(source, offset, f"undecodable header: {exc}") from exc
-        yield Record(received_ms, path, headers, body, offset)
+        if not isinstance(headers, dict):
+            raise CorruptBatch(source, offset, "headers are not a JSON object")
+        yield (
+            Record(received_ms, path, headers, data[start + path_len + headers_len : end], offset),
+            end,
+        )
         offset = end

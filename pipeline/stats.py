@@ -38,12 +38,21 @@ def hour_of(moment: dt.datetime) -> dt.datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def add_counts(engine: Engine, source: str, hour: dt.datetime, counts: Mapping[StatKey, int]) -> None:
+def add_counts(
+    engine: Engine, source: str, hour: dt.datetime, counts: Mapping[StatKey, int]
+) -> None:
     """Add `counts` to the stored totals of `hour` (creating rows as needed)."""
     if not counts:
         return
     rows = [
-        {"hour": hour_of(hour), "source": source, "outcome": o, "channel": c, "doc_type": d, "count": n}
+        {
+            "hour": hour_of(hour),
+            "source": source,
+            "outcome": o,
+            "channel": c,
+            "doc_type": d,
+            "count": n,
+        }
         for (o, c, d), n in counts.items()
         if n
     ]
@@ -59,15 +68,28 @@ def add_counts(engine: Engine, source: str, hour: dt.datetime, counts: Mapping[S
         conn.execute(statement)
 
 
+_ORDER = (
+    HourlyStat.hour,
+    HourlyStat.source,
+    HourlyStat.outcome,
+    HourlyStat.channel,
+    HourlyStat.doc_type,
+)
+
+
 def read_counts(
     engine: Engine, since: dt.datetime, source: str | None = None
 ) -> list[tuple[dt.datetime, str, str, str, str, int]]:
     """Rows since `since` as (hour, source, outcome, channel, doc_type, count), oldest first."""
     query = select(
-        HourlyStat.hour, HourlyStat.source, HourlyStat.outcome, HourlyStat.channel,
-        HourlyStat.doc_type, HourlyStat.count,
+        HourlyStat.hour,
+        HourlyStat.source,
+        HourlyStat.outcome,
+        HourlyStat.channel,
+        HourlyStat.doc_type,
+        HourlyStat.count,
     ).where(HourlyStat.hour >= hour_of(since))
     if source is not None:
         query = query.where(HourlyStat.source == source)
     with engine.connect() as conn:
-        return [tuple(row) for row in conn.execute(query.order_by(HourlyStat.hour))]
+        return [tuple(row) for row in conn.execute(query.order_by(*_ORDER))]

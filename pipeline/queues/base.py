@@ -5,6 +5,10 @@ A consumer `claim`s a message, which hides it from other consumers for the lease
 dies, in which case the message reappears when the lease runs out. A message that has been
 claimed `max_attempts` times without an ack moves to the dead-letter queue on its next
 claim instead of being handed out again, so one poison batch cannot stall the workers.
+
+A lease that has run out is lost for good: `ack`, `extend` and `release` with its receipt do
+nothing and return False, on every backend, whether or not another consumer has claimed the
+message since. A consumer that works longer than its lease must `extend` it in time.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ class Message:
     body: str
     receipt: str
     attempts: int
+    # Wall-clock time (time.time()) when the lease ends, as the claimer saw it; 0 for dead
+    # letters. Backends that cannot check leases on the server (SQS) check it here.
+    lease_deadline: float = 0.0
 
 
 class WorkQueue(abc.ABC):
@@ -30,20 +37,25 @@ class WorkQueue(abc.ABC):
     def send(self, body: str) -> None: ...
 
     @abc.abstractmethod
-    def claim(self, lease_seconds: float | None = None, wait_seconds: float = 0.0) -> Message | None:
+    def claim(
+        self, lease_seconds: float | None = None, wait_seconds: float = 0.0
+    ) -> Message | None:
         """Return the next visible message, leased to the caller, or None after waiting."""
 
     @abc.abstractmethod
-    def ack(self, message: Message) -> None:
-        """Delete a claimed message; acking after the lease was lost is a no-op."""
+    def ack(self, message: Message) -> bool:
+        """Delete a claimed message; False (and nothing done) when the lease was lost."""
 
     @abc.abstractmethod
-    def extend(self, message: Message, lease_seconds: float) -> None:
-        """Push the lease of a claimed message `lease_seconds` into the future from now."""
+    def extend(self, message: Message, lease_seconds: float) -> bool:
+        """Push the lease `lease_seconds` into the future from now; False when it was lost."""
 
     @abc.abstractmethod
-    def release(self, message: Message, delay_seconds: float = 0.0) -> None:
-        """Give a claimed message back, visible again after `delay_seconds`."""
+    def release(self, message: Message, delay_seconds: float = 0.0) -> bool:
+        """Give a claimed message back, visible again after `delay_seconds`.
+
+        The claim still counts as an attempt. False when the lease was already lost.
+        """
 
     @abc.abstractmethod
     def depth(self) -> int:
@@ -53,8 +65,13 @@ class WorkQueue(abc.ABC):
     def dead_letters(self) -> list[Message]:
         """The messages that exceeded `max_attempts`, for a person to inspect."""
 
+    def check(self) -> None:
+        """Raise ConfigError/QueueError when the queue is unusable (for health checks)."""
+        self.depth()
+
     def close(self) -> None:
         """Release connections; the queue object must not be used afterwards."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"

@@ -3,7 +3,8 @@
 Claims run in `BEGIN IMMEDIATE` transactions, so two processes can never lease the same
 message; WAL mode keeps readers from blocking the writer. Each claim hands out a fresh
 receipt token, and ack/extend/release only act when the token still matches, so a consumer
-whose lease expired cannot ack a message another consumer now holds.
+whose lease expired cannot ack a message another consumer now holds. While a message is
+claimed, `visible_at` is its lease deadline, so "the lease still holds" is `visible_at > now`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 import time
 import uuid
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, QueueError
 from pipeline.queues.base import Message, WorkQueue
 
 SCHEMA = """
@@ -48,6 +49,8 @@ class SQLiteQueue(WorkQueue):
         self.max_attempts = max_attempts
         self.poll_interval = poll_interval
         self._local = threading.local()
+        if lease_seconds <= 0 or max_attempts < 1:
+            raise ConfigError(setting, "lease must be positive and max_attempts at least 1")
         directory = os.path.dirname(os.path.abspath(path))
         try:
             os.makedirs(directory, exist_ok=True)
@@ -69,9 +72,13 @@ class SQLiteQueue(WorkQueue):
 
     def send(self, body: str) -> None:
         now = time.time()
-        self._db().execute(
-            "INSERT INTO messages (body, visible_at, created_at) VALUES (?, ?, ?)", (body, now, now)
-        )
+        try:
+            self._db().execute(
+                "INSERT INTO messages (body, visible_at, created_at) VALUES (?, ?, ?)",
+                (body, now, now),
+            )
+        except sqlite3.Error as exc:
+            raise QueueError(f"{self.url}: send failed: {exc}") from exc
 
     def _claim_once(self, lease: float) -> Message | None:
         db = self._db()
@@ -89,7 +96,9 @@ class SQLiteQueue(WorkQueue):
                     return None
                 msg_id, body, attempts = row
                 if attempts >= self.max_attempts:
-                    db.execute("UPDATE messages SET dead = 1, receipt = NULL WHERE id = ?", (msg_id,))
+                    db.execute(
+                        "UPDATE messages SET dead = 1, receipt = NULL WHERE id = ?", (msg_id,)
+                    )
                     continue
                 receipt = uuid.uuid4().hex
                 db.execute(
@@ -97,44 +106,65 @@ class SQLiteQueue(WorkQueue):
                     (now + lease, receipt, msg_id),
                 )
                 db.execute("COMMIT")
-                return Message(str(msg_id), body, receipt, attempts + 1)
+                return Message(str(msg_id), body, receipt, attempts + 1, now + lease)
         except BaseException:
             db.execute("ROLLBACK")
             raise
 
-    def claim(self, lease_seconds: float | None = None, wait_seconds: float = 0.0) -> Message | None:
+    def claim(
+        self, lease_seconds: float | None = None, wait_seconds: float = 0.0
+    ) -> Message | None:
         lease = self.lease_seconds if lease_seconds is None else lease_seconds
         deadline = time.monotonic() + wait_seconds
         while True:
-            message = self._claim_once(lease)
+            try:
+                message = self._claim_once(lease)
+            except sqlite3.Error as exc:
+                raise QueueError(f"{self.url}: claim failed: {exc}") from exc
             if message is not None or time.monotonic() >= deadline:
                 return message
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
 
-    def ack(self, message: Message) -> None:
-        self._db().execute(
-            "DELETE FROM messages WHERE id = ? AND receipt = ?", (int(message.id), message.receipt)
+    def _update(self, sql: str, params: tuple) -> bool:
+        try:
+            return self._db().execute(sql, params).rowcount == 1
+        except sqlite3.Error as exc:
+            raise QueueError(f"{self.url}: {sql.split()[0].lower()} failed: {exc}") from exc
+
+    def ack(self, message: Message) -> bool:
+        return self._update(
+            "DELETE FROM messages WHERE id = ? AND receipt = ? AND dead = 0 AND visible_at > ?",
+            (int(message.id), message.receipt, time.time()),
         )
 
-    def extend(self, message: Message, lease_seconds: float) -> None:
-        self._db().execute(
-            "UPDATE messages SET visible_at = ? WHERE id = ? AND receipt = ? AND dead = 0",
-            (time.time() + lease_seconds, int(message.id), message.receipt),
-        )
+    def extend(self, message: Message, lease_seconds: float) -> bool:
+        now = time.time()
+        if self._update(
+            "UPDATE messages SET visible_at = ? "
+            "WHERE id = ? AND receipt = ? AND dead = 0 AND visible_at > ?",
+            (now + lease_seconds, int(message.id), message.receipt, now),
+        ):
+            message.lease_deadline = now + lease_seconds
+            return True
+        return False
 
-    def release(self, message: Message, delay_seconds: float = 0.0) -> None:
-        self._db().execute(
-            "UPDATE messages SET visible_at = ?, receipt = NULL WHERE id = ? AND receipt = ?",
-            (time.time() + delay_seconds, int(message.id), message.receipt),
+    def release(self, message: Message, delay_seconds: float = 0.0) -> bool:
+        now = time.time()
+        return self._update(
+            "UPDATE messages SET visible_at = ?, receipt = NULL "
+            "WHERE id = ? AND receipt = ? AND dead = 0 AND visible_at > ?",
+            (now + delay_seconds, int(message.id), message.receipt, now),
         )
 
     def depth(self) -> int:
         return self._db().execute("SELECT COUNT(*) FROM messages WHERE dead = 0").fetchone()[0]
 
     def dead_letters(self) -> list[Message]:
-        rows = self._db().execute(
-            "SELECT id, body, attempts FROM messages WHERE dead = 1 ORDER BY id"
-        ).fetchall()
+        rows = (
+            self._db()
+            .execute("SELECT id, body, attempts FROM messages WHERE dead = 1 ORDER BY id")
+            .fetchall()
+        )
         return [Message(str(i), body, "", attempts) for i, body, attempts in rows]
 
     def close(self) -> None:

@@ -5,13 +5,26 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from pipeline.errors import ConfigError
-from pipeline.stores.base import BlobStore, ObjectInfo
+from pipeline.stores.base import BlobStore, ObjectInfo, validate_key
 
-__all__ = ["BlobStore", "ObjectInfo", "open_store"]
+__all__ = ["BlobStore", "ObjectInfo", "open_store", "validate_key"]
 
 
-def open_store(url: str, *, setting: str = "store URL", endpoint_url: str | None = None) -> BlobStore:
-    """Open the store at `url`; `setting` names the configuration key in error messages."""
+def open_store(
+    url: str,
+    *,
+    setting: str = "store URL",
+    endpoint_url: str | None = None,
+    create: bool = False,
+) -> BlobStore:
+    """Open the store at `url`; `setting` names the configuration key in error messages.
+
+    `endpoint_url` (else `TELEMETRY_S3_ENDPOINT_URL`) points `s3://` at any S3-compatible
+    server. A missing bucket is a ConfigError unless `create` is set (tests, first runs); a
+    directory is always created.
+    """
+    if not isinstance(url, str) or not url:
+        raise ConfigError(setting, "is empty: use file:///path or s3://bucket/prefix")
     parsed = urlparse(url)
     if parsed.scheme == "file":
         from pipeline.stores.local import LocalStore
@@ -25,5 +38,12 @@ def open_store(url: str, *, setting: str = "store URL", endpoint_url: str | None
 
         if not parsed.netloc:
             raise ConfigError(setting, f"{url!r} names no bucket (expected s3://bucket/prefix)")
-        return S3Store(url, parsed.netloc, parsed.path.strip("/"), endpoint_url=endpoint_url, setting=setting)
+        return S3Store(
+            url,
+            parsed.netloc,
+            parsed.path.strip("/"),
+            endpoint_url=endpoint_url,
+            setting=setting,
+            create=create,
+        )
     raise ConfigError(setting, f"unknown scheme in {url!r}: use file:// or s3://")

@@ -16,6 +16,32 @@ import shutil
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from pipeline.errors import StoreError
+
+TMP_MARK = ".tmp-"
+"""Names starting with this are a local store's half-written files; no key may use it."""
+
+
+def validate_key(key: str) -> str:
+    """Reject keys that would mean different things on different backends.
+
+    A directory store cannot hold `a/` and `a` at once, and `..` would escape it, so every
+    backend refuses empty components, leading or trailing `/`, `.`/`..` and the temp-file mark.
+    """
+    parts = key.split("/") if isinstance(key, str) else [""]
+    if not key or any(p in ("", ".", "..") or p.startswith(TMP_MARK) for p in parts):
+        raise StoreError(f"invalid key {key!r}: use non-empty '/'-separated names")
+    if "\x00" in key:
+        raise StoreError(f"invalid key {key!r}: NUL character")
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix is any string; `list_prefixes` needs it empty or ending in '/'."""
+    if prefix.startswith("/"):
+        raise StoreError(f"invalid prefix {prefix!r}: keys never start with '/'")
+    return prefix
+
 
 @dataclasses.dataclass(frozen=True)
 class ObjectInfo:
@@ -67,6 +93,11 @@ class BlobStore(abc.ABC):
 
     def check(self) -> None:
         """Raise StoreError/ConfigError when the store is unusable (for health checks)."""
+        return None
+
+    def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"

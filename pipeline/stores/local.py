@@ -1,54 +1,78 @@
 """A directory as a blob store: the embedded default.
 
 Atomicity comes from writing to a temporary file in the same directory and renaming it over
-the target; `fsync` before the rename makes a stored object survive a machine crash too.
+the target; `fsync` of the file before the rename and of the directory after it makes a stored
+object survive a machine crash too. Directories are created on demand and removed again when
+their last object is deleted, so `list_prefixes` shows the same "directories" as S3 would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.errors import ConfigError, ObjectNotFound, StoreError
-from pipeline.stores.base import BlobStore, ObjectInfo
+from pipeline.stores.base import TMP_MARK, BlobStore, ObjectInfo, validate_key, validate_prefix
 
-TMP_MARK = ".tmp-"
+__all__ = ["LocalStore", "TMP_MARK"]
+
+_FILE_MODE = 0o644
 
 
 class LocalStore(BlobStore):
     def __init__(self, url: str, root: str, setting: str = "store URL") -> None:
         self.url = url
+        self.setting = setting
         self.root = Path(root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:
+            raise ConfigError(setting, f"{self.root} exists and is not a directory") from exc
         except OSError as exc:
-            raise ConfigError(setting, f"cannot create directory {self.root}: {exc.strerror}") from exc
+            raise ConfigError(
+                setting, f"cannot create directory {self.root}: {exc.strerror}"
+            ) from exc
         if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
             raise ConfigError(setting, f"directory {self.root} is not readable and writable")
 
     def _path(self, key: str) -> Path:
-        parts = [p for p in key.split("/") if p]
-        if not parts or any(p in (".", "..") for p in parts):
-            raise StoreError(f"invalid key {key!r}")
-        return self.root.joinpath(*parts)
+        return self.root.joinpath(*validate_key(key).split("/"))
 
-    def _atomic_write(self, key: str, write) -> None:
+    def _atomic_write(self, key: str, write: Callable[[BinaryIO], None]) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_MARK, dir=target.parent)
+        # A concurrent delete may remove the (then empty) parent between mkdir and mkstemp.
+        for attempt in range(5):
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=TMP_MARK, dir=target.parent)
+                break
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
+            except (NotADirectoryError, FileExistsError) as exc:
+                raise StoreError(
+                    f"{self.url}: cannot store {key!r}: a parent is an object"
+                ) from exc
         try:
             with os.fdopen(fd, "wb") as out:
+                os.fchmod(out.fileno(), _FILE_MODE)
                 write(out)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, target)
+        except IsADirectoryError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StoreError(f"{self.url}: cannot store {key!r}: keys exist below it") from exc
         except BaseException:
-            with _suppress_oserror():
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        _fsync_dir(target.parent)
 
     def put(self, key: str, data: bytes) -> None:
         self._atomic_write(key, lambda out: out.write(data))
@@ -68,47 +92,88 @@ class LocalStore(BlobStore):
             raise ObjectNotFound(f"{self.url}: no object {key!r}") from exc
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        # Walk only the directory that can hold the prefix, then filter by the remainder.
-        head, _, _ = prefix.rpartition("/")
-        start = self.root.joinpath(*[p for p in head.split("/") if p]) if head else self.root
-        if not start.is_dir():
-            return
-        for dirpath, dirnames, filenames in os.walk(start):
-            dirnames.sort()
-            rel_dir = os.path.relpath(dirpath, self.root)
-            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
-            for name in sorted(filenames):
-                if name.startswith(TMP_MARK):
-                    continue
-                key = rel_dir + name
-                if key.startswith(prefix):
-                    yield ObjectInfo(key, os.path.getsize(os.path.join(dirpath, name)))
+        """Walk in key order (as S3 lists), entering only directories that can match."""
+        validate_prefix(prefix)
+        yield from self._walk(self.root, "", prefix)
+
+    def _walk(self, directory: Path, rel: str, prefix: str) -> Iterator[ObjectInfo]:
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return  # removed by a concurrent delete
+        # Sort as the keys sort: a directory `a` holds keys `a/...`, which sort after `a-b`.
+        named = []
+        for entry in entries:
+            if entry.name.startswith(TMP_MARK):
+                continue
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            named.append((entry.name + "/" if is_dir else entry.name, entry, is_dir))
+        named.sort(key=lambda item: item[0])
+        for name, entry, is_dir in named:
+            key = rel + name
+            if is_dir:
+                if key.startswith(prefix) or prefix.startswith(key):
+                    yield from self._walk(Path(entry.path), key, prefix)
+            elif key.startswith(prefix):
+                try:
+                    size = entry.stat().st_size
+                except FileNotFoundError:
+                    continue  # deleted while listing
+                yield ObjectInfo(key, size)
 
     def list_prefixes(self, prefix: str = "") -> Iterator[str]:
-        base = self.root.joinpath(*[p for p in prefix.split("/") if p]) if prefix else self.root
-        if not base.is_dir():
+        validate_prefix(prefix)
+        if prefix and not prefix.endswith("/"):
+            raise StoreError(f"list_prefixes needs a prefix ending in '/', got {prefix!r}")
+        base = self.root.joinpath(*prefix.split("/")[:-1]) if prefix else self.root
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
             return
-        for entry in sorted(os.scandir(base), key=lambda e: e.name):
-            if entry.is_dir():
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(TMP_MARK):
                 yield f"{prefix}{entry.name}/"
 
     def delete(self, key: str) -> None:
+        path = self._path(key)
         try:
-            self._path(key).unlink()
-        except FileNotFoundError:
-            pass
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except IsADirectoryError:
+            return  # a "directory" is not an object, as on S3
+        # Remove parents left empty, so listings match an object store's.
+        parent = path.parent
+        while parent != self.root:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
     def check(self) -> None:
-        if not os.access(self.root, os.W_OK):
-            raise StoreError(f"{self.url}: directory is not writable")
+        if not self.root.is_dir():
+            raise ConfigError(self.setting, f"directory {self.root} does not exist")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=TMP_MARK, dir=self.root)
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            raise ConfigError(
+                self.setting, f"directory {self.root} is not writable: {exc.strerror}"
+            ) from exc
 
 
-class _suppress_oserror:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, value, tb) -> bool:
-        return kind is not None and issubclass(kind, OSError)
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

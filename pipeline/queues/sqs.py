@@ -1,0 +1,233 @@
+"""Amazon SQS (or any SQS-compatible endpoint, such as moto) as a work queue.
+
+The lease is SQS's visibility timeout, in whole seconds (rounded up). Dead-lettering is SQS's
+own redrive policy: the queue `<name>` is created, when missing, with a `<name>-dead` queue and
+`maxReceiveCount = max_attempts`, so a message received that many times without a delete moves
+to the dead-letter queue on the next receive, as on the other backends.
+
+SQS accepts a stale receipt handle for a delete in some cases, so the lease check that the
+other backends make on the server is made here against the claimer's own clock: once the lease
+deadline has passed, `ack`, `extend` and `release` do nothing and return False.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import botocore.exceptions
+from botocore.config import Config
+
+from pipeline.aws import make_client
+from pipeline.errors import ConfigError, QueueError
+from pipeline.queues.base import Message, WorkQueue
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_ENV = "TELEMETRY_S3_ENDPOINT_URL"  # one endpoint for every AWS-compatible service
+DEAD_SUFFIX = "-dead"
+MAX_VISIBILITY = 43200  # SQS's limit, 12 hours
+MAX_WAIT = 20  # SQS's long-poll limit
+_AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
+
+
+def _seconds(value: float) -> int:
+    return max(0, min(MAX_VISIBILITY, math.ceil(value)))
+
+
+class SQSQueue(WorkQueue):
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        endpoint_url: str | None = None,
+        *,
+        lease_seconds: float = 300.0,
+        max_attempts: int = 5,
+        setting: str = "TELEMETRY_QUEUE_URL",
+        region: str | None = None,
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.dead_name = name + DEAD_SUFFIX
+        self.endpoint_url = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.setting = setting
+        self.region = region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        if lease_seconds <= 0 or max_attempts < 1:
+            raise ConfigError(setting, "lease must be positive and max_attempts at least 1")
+        self._config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10)
+        self._client_obj: Any = None
+        self._client_pid: int | None = None
+        try:
+            self.dead_url = self._ensure_queue(self.dead_name, {})
+            dead_arn = self._client.get_queue_attributes(
+                QueueUrl=self.dead_url, AttributeNames=["QueueArn"]
+            )["Attributes"]["QueueArn"]
+            redrive = json.dumps(
+                {"deadLetterTargetArn": dead_arn, "maxReceiveCount": str(max_attempts)}
+            )
+            self.queue_url = self._ensure_queue(name, {"RedrivePolicy": redrive})
+        except _AWS_ERRORS as exc:
+            raise ConfigError(
+                setting, f"cannot open SQS queue {name!r} at {self.endpoint_url or 'AWS'}: {exc}"
+            ) from exc
+
+    @property
+    def _client(self) -> Any:
+        if self._client_obj is None or self._client_pid != os.getpid():
+            self._client_obj = make_client("sqs", self.endpoint_url, self._config, self.region)
+            self._client_pid = os.getpid()
+        return self._client_obj
+
+    def _ensure_queue(self, name: str, attributes: dict[str, str]) -> str:
+        """Return the queue's URL, creating it with `attributes` when it does not exist."""
+        try:
+            queue_url = self._client.get_queue_url(QueueName=name)["QueueUrl"]
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if "NonExistentQueue" not in code and code != "QueueDoesNotExist":
+                raise
+        else:
+            if attributes:  # keep the redrive policy in step with max_attempts
+                self._client.set_queue_attributes(QueueUrl=queue_url, Attributes=attributes)
+            return queue_url
+        log.info("creating SQS queue %s", name)
+        return self._client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+
+    def _call(self, action: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._client, action)(**kwargs)
+        except _AWS_ERRORS as exc:
+            raise QueueError(f"{self.url}: {action} failed: {exc}") from exc
+
+    def send(self, body: str) -> None:
+        self._call("send_message", QueueUrl=self.queue_url, MessageBody=body)
+
+    def claim(
+        self, lease_seconds: float | None = None, wait_seconds: float = 0.0
+    ) -> Message | None:
+        lease = _seconds(self.lease_seconds if lease_seconds is None else lease_seconds)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            started = time.time()
+            remaining = max(0.0, deadline - time.monotonic())
+            response = self._call(
+                "receive_message",
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=1,
+                VisibilityTimeout=lease,
+                WaitTimeSeconds=min(MAX_WAIT, int(remaining)),
+                AttributeNames=["ApproximateReceiveCount"],
+            )
+            for item in response.get("Messages", []):
+                attempts = int(item.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+                return Message(
+                    item["MessageId"],
+                    item["Body"],
+                    item["ReceiptHandle"],
+                    attempts,
+                    started + lease,
+                )
+            if time.monotonic() >= deadline:
+                return None
+            if remaining < 1:
+                time.sleep(min(0.1, remaining))
+
+    @staticmethod
+    def _holds(message: Message) -> bool:
+        return bool(message.receipt) and time.time() < message.lease_deadline
+
+    def ack(self, message: Message) -> bool:
+        if not self._holds(message):
+            return False
+        self._call("delete_message", QueueUrl=self.queue_url, ReceiptHandle=message.receipt)
+        message.lease_deadline = 0.0
+        return True
+
+    def _set_visibility(self, message: Message, seconds: int) -> bool:
+        try:
+            self._client.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=message.receipt, VisibilityTimeout=seconds
+            )
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if "ReceiptHandleIsInvalid" in code or "MessageNotInflight" in code:
+                return False
+            raise QueueError(f"{self.url}: change_message_visibility failed: {exc}") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise QueueError(f"{self.url}: change_message_visibility failed: {exc}") from exc
+        return True
+
+    def extend(self, message: Message, lease_seconds: float) -> bool:
+        if not self._holds(message):
+            return False
+        started = time.time()
+        seconds = _seconds(lease_seconds)
+        if not self._set_visibility(message, seconds):
+            return False
+        message.lease_deadline = started + seconds
+        return True
+
+    def release(self, message: Message, delay_seconds: float = 0.0) -> bool:
+        if not self._holds(message):
+            return False
+        if not self._set_visibility(message, _seconds(delay_seconds)):
+            return False
+        message.lease_deadline = 0.0
+        return True
+
+    def depth(self) -> int:
+        attributes = self._call(
+            "get_queue_attributes",
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
+            attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
+        )
+
+    def dead_letters(self) -> list[Message]:
+        """Read the dead-letter queue and put every message straight back.
+
+        Messages are received with a short visibility timeout (so one pass sees each once),
+        then made visible again. The receive count SQS reports then includes these looks, so
+        `attempts` is given as `max_attempts`, which every dead letter has exhausted.
+        """
+        seen: dict[str, Message] = {}
+        receipts: list[str] = []
+        while True:
+            response = self._call(
+                "receive_message",
+                QueueUrl=self.dead_url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=30,
+                WaitTimeSeconds=0,
+            )
+            items = response.get("Messages", [])
+            if not items:
+                break
+            for item in items:
+                receipts.append(item["ReceiptHandle"])
+                seen.setdefault(
+                    item["MessageId"],
+                    Message(item["MessageId"], item["Body"], "", self.max_attempts),
+                )
+        for receipt in receipts:
+            try:
+                self._client.change_message_visibility(
+                    QueueUrl=self.dead_url, ReceiptHandle=receipt, VisibilityTimeout=0
+                )
+            except _AWS_ERRORS as exc:
+                log.warning("%s: could not make dead letter visible again: %s", self.url, exc)
+        return list(seen.values())
+
+    def close(self) -> None:
+        if self._client_obj is not None:
+            self._client_obj.close()
+            self._client_obj = None

@@ -1,0 +1,123 @@
+"""The application database helpers and the hourly counters, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from pipeline.db import check_db, init_db, make_engine
+from pipeline.errors import ConfigError
+from pipeline.stats import add_counts, hour_of, read_counts
+
+POSTGRES_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_available() -> bool:
+    try:
+        engine = create_engine(POSTGRES_ADMIN, connect_args={"connect_timeout": 2})
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:  # noqa: BLE001 - absent or refusing: skip
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    if request.param == "sqlite":
+        made = make_engine(f"sqlite:///{tmp_path}/app.db")
+        init_db(made)
+        yield made
+        made.dispose()
+        return
+    if not _postgres_available():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    name = f"stats_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    made = make_engine(f"postgresql://postgres@127.0.0.1:5432/{name}")  # a bare URL, as users write
+    try:
+        init_db(made)
+        yield made
+    finally:
+        made.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+HOUR = dt.datetime(2026, 1, 1, 5, 0)
+
+
+def test_counts_accumulate_per_key_and_hour(engine):
+    add_counts(engine, "ingest", HOUR.replace(minute=10), {("accepted", "release", "main"): 3})
+    add_counts(
+        engine,
+        "ingest",
+        HOUR.replace(minute=50),
+        {("accepted", "release", "main"): 4, ("accepted", "beta", "main"): 1},
+    )
+    add_counts(engine, "convert", HOUR, {("bad_json", "beta", "main"): 2})
+    assert read_counts(engine, HOUR) == [
+        (HOUR, "convert", "bad_json", "beta", "main", 2),
+        (HOUR, "ingest", "accepted", "beta", "main", 1),
+        (HOUR, "ingest", "accepted", "release", "main", 7),
+    ]
+    assert [row[1] for row in read_counts(engine, HOUR, source="convert")] == ["convert"]
+
+
+def test_read_counts_starts_at_the_hour_of_since(engine):
+    add_counts(engine, "ingest", HOUR, {("accepted", "release", "main"): 1})
+    add_counts(engine, "ingest", HOUR + dt.timedelta(hours=2), {("accepted", "release", "main"): 1})
+    rows = read_counts(engine, HOUR + dt.timedelta(hours=1, minutes=59))
+    assert [row[0] for row in rows] == [HOUR + dt.timedelta(hours=2)]
+    assert len(read_counts(engine, HOUR)) == 2
+
+
+def test_zero_and_empty_counts_write_nothing(engine):
+    add_counts(engine, "ingest", HOUR, {})
+    add_counts(engine, "ingest", HOUR, {("accepted", "release", "main"): 0})
+    assert read_counts(engine, HOUR) == []
+
+
+def test_concurrent_writers_lose_no_counts(engine):
+    def report() -> None:
+        for _ in range(10):
+            add_counts(engine, "convert", HOUR, {("published", "release", "main"): 1})
+
+    threads = [threading.Thread(target=report) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert read_counts(engine, HOUR) == [(HOUR, "convert", "published", "release", "main", 40)]
+
+
+def test_aware_datetimes_are_stored_as_utc_hours():
+    moment = dt.datetime(2026, 1, 1, 6, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert hour_of(moment) == HOUR
+
+
+def test_unsupported_database_url_names_the_setting():
+    with pytest.raises(ConfigError, match="^TELEMETRY_DATABASE_URL: unsupported"):
+        make_engine("mysql://db/app")
+
+
+def test_sqlite_database_under_a_regular_file_names_the_setting(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="^TELEMETRY_DATABASE_URL: "):
+        make_engine(f"sqlite:///{blocker}/app.db")
+
+
+def test_unreachable_postgres_is_one_config_error():
+    from tests.servers import free_port
+
+    with pytest.raises(ConfigError, match="^TELEMETRY_DATABASE_URL: cannot connect"):
+        check_db(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
