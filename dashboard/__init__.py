@@ -1,1 +1,79 @@
-"""dashboard service of telemetry-pipeline (see README)."""
+"""The dashboard: a Flask application factory with one blueprint per area.
+
+`create_app(settings, test_config)` wires the app database (shared with the scheduler), the
+blueprints (auth, jobs, public, workers, health, api) and CSRF protection on every form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from pipeline.config import Settings, load_settings
+from scheduler.config import load_scheduler_config
+
+log = logging.getLogger(__name__)
+csrf = CSRFProtect()
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": False,  # set DASHBOARD_SESSION_COOKIE_SECURE=true behind HTTPS
+    "SESSION_COOKIE_NAME": "telemetry_session",
+    "PERMANENT_SESSION_LIFETIME": dt.timedelta(days=7),
+    "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+    "TARBALL_MAX_BYTES": None,  # default: the scheduler's TELEMETRY_SCHEDULER_TARBALL_MAX_BYTES
+    "WORKER_PROVIDER": "local",  # or "ec2"
+    "WORKER_LIFETIME_HOURS": 24,
+    "WORKER_EXTEND_HOURS": 24,
+    "WORKER_WARN_BEFORE_MINUTES": 60,
+    "WORKER_EC2_AMI": "ami-12c6146b",
+    "WORKER_EC2_INSTANCE_TYPE": "t3.large",
+    "WORKER_EC2_SSH_USER": "ubuntu",
+    "EXPIRY_INTERVAL_SECONDS": 60,
+}
+
+
+def create_app(
+    settings: Settings | None = None, test_config: dict[str, Any] | None = None
+) -> Flask:
+    """Build the dashboard app; `test_config` overrides Flask config (tests, embedding)."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(DEFAULT_CONFIG)
+    app.config["SECRET_KEY"] = settings.secret_key
+    # DASHBOARD_<NAME>=value environment variables override any key above (values parsed as JSON).
+    app.config.from_prefixed_env("DASHBOARD")
+    if test_config:
+        app.config.update(test_config)
+    if app.config["TARBALL_MAX_BYTES"] is None:
+        app.config["TARBALL_MAX_BYTES"] = load_scheduler_config().tarball_max_bytes
+    # The request limit is a hard guard; the form reports a too-large tarball inline below it.
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = app.config["TARBALL_MAX_BYTES"] + 1024 * 1024
+
+    from dashboard import database
+
+    database.init_app(app, settings)
+    csrf.init_app(app)
+
+    from dashboard import api, auth, health, jobs, public, tokens, workers_views
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(jobs.bp)
+    app.register_blueprint(public.bp)
+    app.register_blueprint(workers_views.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(tokens.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # the API authenticates every request with a bearer token, not a cookie
+
+    from dashboard import formatting
+
+    formatting.init_app(app)
+    app.add_url_rule("/", endpoint="index", view_func=jobs.index)
+    return app

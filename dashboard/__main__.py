@@ -1,0 +1,151 @@
+"""`python -m dashboard`: serve the dashboard, or manage users and API tokens.
+
+python -m dashboard [--host 127.0.0.1] [--port 5000]   serve (Flask's server; use any WSGI
+                                                       server with dashboard:create_app in production)
+python -m dashboard create-user EMAIL [--password P] [--admin]
+python -m dashboard create-token EMAIL [--label L]
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+
+from pipeline.config import load_settings
+from pipeline.errors import PipelineError
+
+log = logging.getLogger("dashboard")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    settings = load_settings()
+    parser = argparse.ArgumentParser(
+        prog="python -m dashboard",
+        description="The telemetry dashboard: jobs, runs, analysis workers, published results, health.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Effective settings (environment TELEMETRY_*, or a TOML file named by TELEMETRY_CONFIG):\n"
+        + settings.describe()
+        + "\n\nDashboard-only options are DASHBOARD_* variables, e.g. DASHBOARD_WORKER_PROVIDER=ec2,\n"
+        "DASHBOARD_SESSION_COOKIE_SECURE=true, DASHBOARD_WORKER_LIFETIME_HOURS=24.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=5000, help="port to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--no-expiry",
+        action="store_true",
+        help="do not run the worker expiry sweep in this process",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command")
+    user = commands.add_parser(
+        "create-user", help="add a user (prompts for the password when --password is not given)"
+    )
+    user.add_argument(
+        "email", help="the user's email address (also where job and worker mail goes)"
+    )
+    user.add_argument(
+        "--password", help="the password (at least 8 characters); prompted for when omitted"
+    )
+    user.add_argument(
+        "--admin", action="store_true", help="let this user see and change every job and worker"
+    )
+    token = commands.add_parser("create-token", help="make an API token for a user and print it")
+    token.add_argument("email", help="the user the token acts as")
+    token.add_argument(
+        "--label", default="cli", help="what the token is for (default: %(default)s)"
+    )
+    return parser
+
+
+def _create_user(app, args) -> int:
+    from dashboard import database
+    from dashboard.users import UserError, create_user
+
+    password = args.password
+    if password is None:
+        password = getpass.getpass(f"Password for {args.email}: ")
+        if password != getpass.getpass("Repeat the password: "):
+            print("The passwords differ; nothing was created.", file=sys.stderr)
+            return 1
+    with app.app_context():
+        try:
+            user = create_user(database.db(), args.email, password, admin=args.admin)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    print(f"created {'admin ' if user.is_admin else ''}user {user.email}")
+    return 0
+
+
+def _create_token(app, args) -> int:
+    from dashboard import database
+    from dashboard.api_tokens import create_token
+    from dashboard.users import find_user
+
+    with app.app_context():
+        user = find_user(database.db(), args.email)
+        if user is None:
+            print(
+                f"error: no user {args.email}; create it with `python -m dashboard create-user {args.email}`",
+                file=sys.stderr,
+            )
+            return 1
+        _token, secret = create_token(database.db(), user, args.label)
+    print(secret)
+    return 0
+
+
+def _serve(app, args) -> int:
+    from dashboard import database
+    from dashboard.expiry import ExpirySweeper
+    from dashboard.users import count_users
+
+    with app.app_context():
+        if count_users(database.db()) == 0:
+            log.warning(
+                "first run: there are no users yet. Create the first one with\n"
+                "    python -m dashboard create-user YOU@EXAMPLE.ORG --admin\n"
+                "(it prompts for the password), then sign in at http://%s:%s/login",
+                args.host,
+                args.port,
+            )
+    sweeper = None if args.no_expiry else ExpirySweeper(app)
+    if sweeper:
+        sweeper.start()
+    log.info("dashboard listening on http://%s:%s/", args.host, args.port)
+    try:
+        app.run(host=args.host, port=args.port, debug=False, use_reloader=False, threaded=True)
+    finally:
+        if sweeper:
+            sweeper.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from dashboard import create_app
+
+    try:
+        app = create_app()
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "create-user":
+        return _create_user(app, args)
+    if args.command == "create-token":
+        return _create_token(app, args)
+    return _serve(app, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

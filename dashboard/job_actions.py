@@ -1,0 +1,155 @@
+"""Create and update jobs from validated form data; shared by the HTML pages and the JSON API.
+
+Every check that can fail runs before anything is stored, and a stored tarball is removed
+again when the job record is refused, so a rejected submission changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dashboard.tarballs import TarballError, check_tarball
+from pipeline.config import Settings
+from pipeline.errors import PipelineError
+from pipeline.stores import open_store
+from scheduler import jobs as job_store
+from scheduler.errors import JobValidationError
+from scheduler.errors import TarballError as StoreTarballError
+from scheduler.models import JOB_NAME_PATTERN, Job
+
+log = logging.getLogger(__name__)
+
+RESERVED_NAMES = {"new"}  # /jobs/new is the form
+FIELDS = (
+    "command",
+    "output_dir",
+    "frequency",
+    "day_of_week",
+    "day_of_month",
+    "hour",
+    "timeout_minutes",
+    "enabled",
+    "end_date",
+)
+
+
+class JobFieldErrors(PipelineError):
+    """Field name -> message for every field the job was refused for."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+def name_problem(session: Session, name: str, current: Job | None = None) -> str | None:
+    """Why `name` cannot be used for a new job, or None (the live check asks the same)."""
+    if not name:
+        return "Enter a job name."
+    if name in RESERVED_NAMES:
+        return f"{name!r} is reserved; choose another name."
+    if not re.match(JOB_NAME_PATTERN, name):
+        return "Use letters, digits, '-' and '_' only, at most 100 characters."
+    existing = session.scalar(select(Job).where(Job.name == name))
+    if existing is not None and existing is not current:
+        return f"A job named {name!r} already exists; choose another name."
+    return None
+
+
+def _fields_from(data: Mapping[str, Any]) -> dict[str, Any]:
+    fields = {k: data[k] for k in FIELDS if k in data}
+    if fields.get("frequency") != "weekly":
+        fields["day_of_week"] = None
+    if fields.get("frequency") != "monthly":
+        fields["day_of_month"] = None
+    end = fields.get("end_date")
+    if isinstance(end, dt.date) and not isinstance(end, dt.datetime):
+        fields["end_date"] = dt.datetime.combine(end, dt.time(23, 59, 59))
+    return fields
+
+
+def _validation_errors(exc: Exception) -> dict[str, str]:
+    for attribute in ("errors", "fields", "field_errors"):
+        value = getattr(exc, attribute, None)
+        if isinstance(value, Mapping) and value:
+            return {str(k): str(v) for k, v in value.items()}
+    return {"__all__": str(exc)}
+
+
+def _store(settings: Settings, name: str, tarball: tuple[str, bytes], max_bytes: int) -> str:
+    filename, data = tarball
+    try:
+        check_tarball(filename, data, max_bytes)
+        return job_store.store_tarball(settings, name, data)
+    except (TarballError, StoreTarballError) as exc:  # ours first, then the scheduler's own checks
+        raise JobFieldErrors({"tarball": str(exc)}) from exc
+
+
+def _discard(settings: Settings, key: str) -> None:
+    try:
+        open_store(
+            settings.code_url, setting="TELEMETRY_CODE_URL", endpoint_url=settings.s3_endpoint_url
+        ).delete(key)
+    except PipelineError:
+        log.warning("could not remove the refused tarball %s", key)
+
+
+def create(
+    session: Session,
+    settings: Settings,
+    *,
+    owner: str,
+    name: str,
+    data: Mapping[str, Any],
+    tarball: tuple[str, bytes] | None,
+    max_bytes: int,
+) -> Job:
+    problem = name_problem(session, name)
+    if problem:
+        raise JobFieldErrors({"name": problem})
+    if tarball is None:
+        raise JobFieldErrors({"tarball": "Upload the code tarball (.tar.gz or .tgz)."})
+    key = _store(settings, name, tarball, max_bytes)
+    try:
+        job = job_store.create_job(
+            session, name=name, owner=owner, tarball_key=key, **_fields_from(data)
+        )
+    except JobValidationError as exc:
+        session.rollback()
+        _discard(settings, key)
+        raise JobFieldErrors(_validation_errors(exc)) from exc
+    log.info("job %s created by %s", name, owner)
+    return job
+
+
+def update(
+    session: Session,
+    settings: Settings,
+    job: Job,
+    *,
+    data: Mapping[str, Any],
+    tarball: tuple[str, bytes] | None,
+    max_bytes: int,
+) -> Job:
+    """Change a job's fields; a new tarball replaces the old one, none keeps it."""
+    fields = _fields_from(data)
+    old_key = job.tarball_key
+    new_key = None
+    if tarball is not None:
+        new_key = _store(settings, job.name, tarball, max_bytes)
+        fields["tarball_key"] = new_key
+    try:
+        job = job_store.update_job(session, job, **fields)
+    except JobValidationError as exc:
+        session.rollback()
+        if new_key and new_key != old_key:
+            _discard(settings, new_key)
+        raise JobFieldErrors(_validation_errors(exc)) from exc
+    log.info("job %s updated%s", job.name, " with a new tarball" if new_key else "")
+    return job

@@ -1,0 +1,83 @@
+"""Tables the dashboard owns: users, their API tokens, and ad-hoc analysis workers.
+
+Jobs and runs belong to the scheduler (`scheduler.models`); the dashboard only reads and
+writes them through `scheduler.service`. A job's `owner` is the user's email address.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from pipeline.db import Base
+from scheduler.models import utcnow
+
+
+class User(Base):
+    __tablename__ = "dashboard_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True, nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(500), nullable=False)
+    is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+    tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API; only its SHA-256 is stored, the secret is shown once."""
+
+    __tablename__ = "dashboard_api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("dashboard_users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    label: Mapped[str] = mapped_column(String(100), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class WorkerState(enum.StrEnum):
+    launching = "launching"
+    running = "running"
+    terminated = "terminated"
+    failed = "failed"
+
+    @property
+    def active(self) -> bool:
+        return self in (WorkerState.launching, WorkerState.running)
+
+
+class Worker(Base):
+    """An ad-hoc analysis machine a user launched, with the time it will be killed."""
+
+    __tablename__ = "dashboard_workers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    owner: Mapped[str] = mapped_column(String(320), nullable=False, index=True)
+    provider: Mapped[str] = mapped_column(String(16), nullable=False)
+    ssh_public_key: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=WorkerState.launching.value, index=True
+    )
+    instance_id: Mapped[str | None] = mapped_column(String(100))
+    address: Mapped[str | None] = mapped_column(
+        String(500)
+    )  # host name/IP (ec2) or directory (local)
+    connect_command: Mapped[str | None] = mapped_column(Text)
+    launched_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    warned_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # expiry email sent
+    terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    reason: Mapped[str | None] = mapped_column(Text)

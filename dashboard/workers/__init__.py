@@ -1,0 +1,31 @@
+"""Ad-hoc analysis workers: providers that start and stop machines, and their lifecycle rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dashboard.workers.base import LaunchResult, WorkerProvider, WorkerProviderError
+from pipeline.config import Settings
+
+__all__ = ["LaunchResult", "WorkerProvider", "WorkerProviderError", "get_provider"]
+
+
+def get_provider(name: str, settings: Settings, config: Mapping[str, Any]) -> WorkerProvider:
+    """The provider called `name` (`local` or `ec2`); `config` is the Flask config."""
+    if name == "local":
+        from dashboard.workers.local import LocalProvider
+
+        return LocalProvider(settings)
+    if name == "ec2":
+        from dashboard.workers.ec2 import EC2Provider
+
+        return EC2Provider(
+            settings,
+            image_id=config["WORKER_EC2_AMI"],
+            instance_type=config["WORKER_EC2_INSTANCE_TYPE"],
+            ssh_user=config["WORKER_EC2_SSH_USER"],
+        )
+    raise WorkerProviderError(
+        f"unknown worker provider {name!r}: set DASHBOARD_WORKER_PROVIDER to local or ec2"
+    )

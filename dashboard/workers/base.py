@@ -1,0 +1,36 @@
+"""The provider contract: start a machine for a worker record, and stop it."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+from pipeline.errors import PipelineError
+
+
+class WorkerProviderError(PipelineError):
+    """A provider could not start or stop a worker; the message says what to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchResult:
+    instance_id: str
+    address: str  # host name or IP (ec2), workspace directory (local)
+    connect_command: str  # what the user types to get a shell on it
+    running: bool  # False while the machine is still booting
+
+
+class WorkerProvider(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def launch(self, worker_id: int, name: str, owner: str, ssh_public_key: str) -> LaunchResult:
+        """Start a machine the owner can reach with `ssh_public_key`."""
+
+    def refresh(self, instance_id: str) -> LaunchResult | None:
+        """The machine's current address once it has one (None: unchanged)."""
+        return None
+
+    @abc.abstractmethod
+    def terminate(self, instance_id: str) -> None:
+        """Stop the machine for good; stopping one that is already gone is not an error."""

@@ -1,0 +1,123 @@
+"""Helpers shared by the dashboard tests: app + client with a temporary data dir, sign-in
+with a real CSRF token, and tarballs built with tarfile."""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+import tarfile
+
+from sqlalchemy import func, select
+
+PASSWORD = "correct horse battery"
+CSRF_RE = re.compile(
+    r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
+)
+
+
+def make_tarball(
+    files: dict[str, str | bytes] | None = None,
+    *,
+    unsafe: str | None = None,
+    symlink: tuple[str, str] | None = None,
+) -> bytes:
+    """A gzip tar holding `files`; `unsafe` adds a member with that (bad) name."""
+    files = (
+        files
+        if files is not None
+        else {
+            "run.sh": "#!/bin/bash\nmkdir -p output\necho hello > output/result.txt\n",
+        }
+    )
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in files.items():
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755
+            archive.addfile(info, io.BytesIO(data))
+        if unsafe:
+            info = tarfile.TarInfo(unsafe)
+            info.size = 3
+            archive.addfile(info, io.BytesIO(b"bad"))
+        if symlink:
+            info = tarfile.TarInfo(symlink[0])
+            info.type = tarfile.SYMTYPE
+            info.linkname = symlink[1]
+            archive.addfile(info)
+    return buffer.getvalue()
+
+
+def csrf_token(client, url: str) -> str:
+    html = client.get(url).get_data(as_text=True)
+    match = CSRF_RE.search(html)
+    assert match, f"no csrf_token on {url}"
+    return match.group(1) or match.group(2)
+
+
+@functools.cache
+def _password_hash() -> str:
+    from werkzeug.security import generate_password_hash
+
+    # A cheap pbkdf2 keeps sign-in fast in tests; create_user's default (scrypt) is tested on its own.
+    return generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
+
+
+def add_user(app, email: str, admin: bool = False) -> int:
+    """Insert a user with PASSWORD (users.create_user is tested on its own)."""
+    from dashboard import database
+    from dashboard.models import User
+
+    with app.app_context():
+        user = User(email=email, password_hash=_password_hash(), is_admin=admin)
+        database.db().add(user)
+        database.db().commit()
+        return user.id
+
+
+def sign_in(client, email: str, password: str = PASSWORD):
+    token = csrf_token(client, "/login")
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+
+
+def job_form(**overrides) -> dict:
+    data = {
+        "name": "weekly-report",
+        "command": "bash run.sh",
+        "output_dir": "output",
+        "frequency": "daily",
+        "day_of_week": "",
+        "day_of_month": "",
+        "hour": "12",
+        "timeout_minutes": "60",
+        "end_date": "",
+        "enabled": "y",
+    }
+    data.update(overrides)
+    return data
+
+
+def post_job(
+    client,
+    url: str = "/jobs/new",
+    tarball: bytes | None = None,
+    filename: str = "code.tar.gz",
+    csrf: bool = True,
+    csrf_url: str | None = None,
+    **overrides,
+):
+    data = job_form(**overrides)
+    if csrf:
+        data["csrf_token"] = csrf_token(client, csrf_url or url)
+    if tarball is not False:
+        data["tarball"] = (io.BytesIO(make_tarball() if tarball is None else tarball), filename)
+    return client.post(url, data=data, content_type="multipart/form-data")
+
+
+def count(app, model) -> int:
+    from dashboard import database
+
+    with app.app_context():
+        return database.db().scalar(select(func.count()).select_from(model))

@@ -1,0 +1,324 @@
+"""Analysis workers: SSH key parsing, launch/extend/kill on the local provider, permissions,
+the expiry sweep (warning mail over real SMTP, termination at expiry), and the EC2 provider
+against moto's EC2 server."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import boto3
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from sqlalchemy import select
+
+from dashboard import create_app, database
+from dashboard.expiry import sweep_once
+from dashboard.models import Worker
+from dashboard.workers.sshkeys import SSHKeyError, normalise_ssh_public_key
+from scheduler.models import utcnow
+from tests.dashboard_fixtures import add_user, count, csrf_token, sign_in
+
+
+def public_key(kind: str = "ed25519", comment: str = "ada@laptop") -> str:
+    private = {
+        "ed25519": lambda: ed25519.Ed25519PrivateKey.generate(),
+        "rsa": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "ecdsa": lambda: ec.generate_private_key(ec.SECP256R1()),
+    }[kind]()
+    line = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    return f"{line} {comment}".strip()
+
+
+def private_key_text() -> str:
+    key = ed25519.Ed25519PrivateKey.generate()
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "rsa", "ecdsa"])
+def test_real_public_keys_are_accepted_and_normalised(kind):
+    key = public_key(kind)
+    assert normalise_ssh_public_key("  \n" + key + "\n") == key
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "ssh-ed25519",
+        "ssh-ed25519 AAAAnot-base64!!",
+        "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ== x",
+        "hello world",
+        "ssh-ed25519 " + "A" * 68,
+    ],
+)
+def test_things_that_only_look_like_keys_are_refused(text):
+    with pytest.raises(SSHKeyError):
+        normalise_ssh_public_key(text)
+
+
+def test_private_keys_and_several_keys_are_refused():
+    with pytest.raises(SSHKeyError, match="private key"):
+        normalise_ssh_public_key(private_key_text())
+    with pytest.raises(SSHKeyError, match="exactly one"):
+        normalise_ssh_public_key(public_key() + "\n" + public_key())
+
+
+def test_a_key_with_a_swapped_type_is_refused():
+    body = public_key("ed25519").split()[1]
+    with pytest.raises(SSHKeyError):
+        normalise_ssh_public_key(f"ssh-rsa {body}")
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app(settings, {"WORKER_LIFETIME_HOURS": 24, "WORKER_EXTEND_HOURS": 24})
+    add_user(app, "ada@example.org")
+    add_user(app, "bob@example.org")
+    return app
+
+
+@pytest.fixture
+def client(app):
+    client = app.test_client()
+    sign_in(client, "ada@example.org")
+    return client
+
+
+def launch(client, name="scratch", key=None, csrf=True):
+    data = {"name": name, "ssh_public_key": key if key is not None else public_key()}
+    if csrf:
+        data["csrf_token"] = csrf_token(client, "/workers")
+    return client.post("/workers", data=data)
+
+
+def workers(app) -> list[Worker]:
+    with app.app_context():
+        return list(database.db().scalars(select(Worker).order_by(Worker.id)))
+
+
+def test_launching_a_local_worker_shows_state_command_and_kill_time(app, client, settings):
+    before = utcnow()
+    response = launch(client)
+    assert response.status_code == 302
+    [worker] = workers(app)
+    assert worker.state == "running" and worker.provider == "local"
+    assert (
+        dt.timedelta(hours=23, minutes=59)
+        < worker.expires_at - before
+        <= dt.timedelta(hours=24, minutes=1)
+    )
+    workspace = Path(worker.address)
+    assert workspace.parent == Path(settings.data_dir) / "workers"
+    assert "TELEMETRY_DATA_DIR" in (workspace / "env.sh").read_text()
+    assert (workspace / "authorized_keys").read_text().startswith("ssh-ed25519 ")
+    html = client.get("/workers").get_data(as_text=True)
+    assert f"cd {workspace} &amp;&amp; bash --rcfile env.sh" in html
+    assert worker.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC") in html
+    assert "Extend 24 h" in html and "Kill" in html
+
+
+@pytest.mark.parametrize(
+    ("field", "name", "key", "message"),
+    [
+        (
+            "ssh_public_key",
+            "w1",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJunk",
+            "not a valid OpenSSH public key",
+        ),
+        ("ssh_public_key", "w1", "", "required"),
+        ("ssh_public_key", "w1", "x" * 16001, "16000"),
+        ("name", "", None, "required"),
+        ("name", "bad name!", None, "letters, digits"),
+        ("name", "n" * 101, None, "100"),
+    ],
+)
+def test_bad_worker_input_gives_inline_error_and_launches_nothing(
+    app, client, settings, field, name, key, message
+):
+    response = launch(client, name=name, key=key)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert f'id="field-{field}"' in html and message in html
+    assert count(app, Worker) == 0
+    assert not (Path(settings.data_dir) / "workers").exists() or not any(
+        (Path(settings.data_dir) / "workers").iterdir()
+    )
+
+
+def test_worker_launch_without_csrf_is_400(app, client):
+    assert launch(client, csrf=False).status_code == 400
+    assert count(app, Worker) == 0
+
+
+def test_extend_pushes_the_kill_time_and_rearms_the_warning(app, client):
+    launch(client)
+    [worker] = workers(app)
+    with app.app_context():
+        database.db().get(Worker, worker.id).warned_at = utcnow()
+        database.db().commit()
+    client.post(f"/workers/{worker.id}/extend", data={"csrf_token": csrf_token(client, "/workers")})
+    [after] = workers(app)
+    assert after.expires_at - worker.expires_at == dt.timedelta(hours=24)
+    assert after.warned_at is None
+
+
+def test_kill_terminates_and_removes_the_workspace(app, client):
+    launch(client)
+    [worker] = workers(app)
+    client.post(f"/workers/{worker.id}/kill", data={"csrf_token": csrf_token(client, "/workers")})
+    [after] = workers(app)
+    assert after.state == "terminated" and "killed by ada@example.org" in after.reason
+    assert not Path(worker.address).exists()
+    assert (
+        client.post(
+            f"/workers/{worker.id}/extend", data={"csrf_token": csrf_token(client, "/workers")}
+        ).status_code
+        == 409
+    )
+
+
+def test_another_users_worker_is_404_and_hidden(app, client):
+    launch(client)
+    [worker] = workers(app)
+    bob = app.test_client()
+    sign_in(bob, "bob@example.org")
+    token = csrf_token(bob, "/workers")
+    assert bob.post(f"/workers/{worker.id}/kill", data={"csrf_token": token}).status_code == 404
+    assert bob.post(f"/workers/{worker.id}/extend", data={"csrf_token": token}).status_code == 404
+    assert "scratch" not in bob.get("/workers").get_data(as_text=True)
+    assert workers(app)[0].state == "running"
+
+
+def test_kill_and_extend_without_csrf_are_400(app, client):
+    launch(client)
+    [worker] = workers(app)
+    assert client.post(f"/workers/{worker.id}/kill").status_code == 400
+    assert client.post(f"/workers/{worker.id}/extend").status_code == 400
+    assert workers(app)[0].state == "running"
+
+
+def test_expiry_sweep_warns_an_hour_before_then_terminates(settings, smtp_server):
+    mail_settings = dataclasses.replace(settings, smtp_url=smtp_server.url)
+    app = create_app(mail_settings)
+    add_user(app, "ada@example.org")
+    client = app.test_client()
+    sign_in(client, "ada@example.org")
+    launch(client)
+    [worker] = workers(app)
+    assert sweep_once(app, worker.expires_at - dt.timedelta(hours=2)) == {
+        "warned": 0,
+        "terminated": 0,
+        "errors": 0,
+    }
+    assert sweep_once(app, worker.expires_at - dt.timedelta(minutes=59)) == {
+        "warned": 1,
+        "terminated": 0,
+        "errors": 0,
+    }
+    [warning] = smtp_server.wait_for(1)
+    assert warning["To"] == "ada@example.org"
+    assert "will be terminated" in warning["Subject"]
+    assert sweep_once(app, worker.expires_at - dt.timedelta(minutes=30))["warned"] == 0  # once only
+    assert sweep_once(app, worker.expires_at + dt.timedelta(seconds=1)) == {
+        "warned": 0,
+        "terminated": 1,
+        "errors": 0,
+    }
+    [after] = workers(app)
+    assert after.state == "terminated" and after.reason == "expired"
+    assert not Path(worker.address).exists()
+    messages = smtp_server.wait_for(2)
+    assert "was terminated" in messages[1]["Subject"]
+
+
+def test_a_warning_that_cannot_be_mailed_is_retried(settings):
+    from tests.servers import free_port
+
+    app = create_app(dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{free_port()}"))
+    add_user(app, "ada@example.org")
+    client = app.test_client()
+    sign_in(client, "ada@example.org")
+    launch(client)
+    [worker] = workers(app)
+    counts = sweep_once(app, worker.expires_at - dt.timedelta(minutes=10))
+    assert counts == {"warned": 0, "terminated": 0, "errors": 1}
+    assert workers(app)[0].warned_at is None
+
+
+@pytest.fixture
+def ec2_app(settings, moto):
+    app = create_app(
+        dataclasses.replace(settings, s3_endpoint_url=moto.endpoint), {"WORKER_PROVIDER": "ec2"}
+    )
+    add_user(app, "ada@example.org")
+    return app
+
+
+def test_ec2_worker_starts_an_instance_with_the_key_and_kill_terminates_it(ec2_app, moto):
+    client = ec2_app.test_client()
+    sign_in(client, "ada@example.org")
+    key = public_key()
+    assert launch(client, key=key).status_code == 302
+    client.get("/workers")  # refreshes the address of a booting instance
+    [worker] = workers(ec2_app)
+    assert worker.provider == "ec2" and worker.instance_id.startswith("i-")
+    ec2 = boto3.client("ec2", endpoint_url=moto.endpoint, region_name="us-east-1")
+    instance = ec2.describe_instances(InstanceIds=[worker.instance_id])["Reservations"][0][
+        "Instances"
+    ][0]
+    tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+    assert tags["owner"] == "ada@example.org" and tags["telemetry-worker-id"] == str(worker.id)
+    user_data = ec2.describe_instance_attribute(InstanceId=worker.instance_id, Attribute="userData")
+    import base64
+
+    assert key in base64.b64decode(user_data["UserData"]["Value"]).decode()
+    assert worker.connect_command.startswith("ssh ubuntu@")
+    client.post(f"/workers/{worker.id}/kill", data={"csrf_token": csrf_token(client, "/workers")})
+    state = ec2.describe_instances(InstanceIds=[worker.instance_id])["Reservations"][0][
+        "Instances"
+    ][0]["State"]["Name"]
+    assert state in ("shutting-down", "terminated")
+    assert workers(ec2_app)[0].state == "terminated"
+
+
+def test_ec2_expiry_terminates_the_instance(ec2_app, moto):
+    client = ec2_app.test_client()
+    sign_in(client, "ada@example.org")
+    launch(client)
+    [worker] = workers(ec2_app)
+    assert sweep_once(ec2_app, worker.expires_at + dt.timedelta(minutes=1))["terminated"] == 1
+    ec2 = boto3.client("ec2", endpoint_url=moto.endpoint, region_name="us-east-1")
+    state = ec2.describe_instances(InstanceIds=[worker.instance_id])["Reservations"][0][
+        "Instances"
+    ][0]["State"]["Name"]
+    assert state in ("shutting-down", "terminated")
+
+
+def test_unreachable_ec2_records_a_failed_worker(settings, moto):
+    from tests.servers import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    app = create_app(
+        dataclasses.replace(settings, s3_endpoint_url=dead), {"WORKER_PROVIDER": "ec2"}
+    )
+    add_user(app, "ada@example.org")
+    client = app.test_client()
+    sign_in(client, "ada@example.org")
+    response = launch(client)
+    assert response.status_code == 302
+    [worker] = workers(app)
+    assert worker.state == "failed" and "EC2 refused" in worker.reason
+    assert "EC2 refused" in client.get("/workers").get_data(as_text=True)
