@@ -1,0 +1,7 @@
+"""Pipeline health: anomaly detection over the hourly stats, stored alerts, simulator, charts.
+
+- `anomaly`: pure detectors over hourly series (drops, gradual declines, error-rate rises).
+- `alerts`: the `alerts` table, `evaluate()` (detect, store, mail once per open/recovery).
+- `simulate`: realistic synthetic traffic with injected outages (`python -m pipeline.simulate`).
+- `report`: `health_svg()`, the server-side chart the dashboard's /health page embeds.
+"""

@@ -1,0 +1,94 @@
+"""The health chart: valid SVG with every channel, the rate panel and the alert marks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from pipeline.db import init_db, make_engine
+from pipeline.health import simulate
+from pipeline.health.alerts import record_incidents
+from pipeline.health.anomaly import DAY, HOUR, Incident, StatsFrame
+from pipeline.health.report import AlertMark, health_svg, render_svg
+from pipeline.stats import add_counts
+
+SVG = "{http://www.w3.org/2000/svg}"
+END = dt.datetime(2026, 11, 23, 18)
+
+
+def _texts(root: ET.Element) -> list[str]:
+    return ["".join(node.itertext()) for node in root.iter(f"{SVG}text")]
+
+
+def _alert_rects(root: ET.Element) -> list[ET.Element]:
+    return [r for r in root.iter(f"{SVG}rect") if r.get("class") == "alert"]
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    init_db(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_sixty_simulated_days_draw_every_channel_and_every_alert():
+    simulation = simulate.generate(days=60, seed=1, scenario="outages", end=END)
+    found = simulate.detect(simulation)
+    marks = [AlertMark(i.kind, i.subject, i.since, i.until) for i in found]
+    root = ET.fromstring(render_svg(simulation.frame(), marks))
+
+    texts = _texts(root)
+    for channel in ("release", "beta", "nightly", "esr"):
+        assert channel in texts  # legend entry
+    drawn = {p.get("data-channel") for p in root.iter(f"{SVG}path") if p.get("class") == "channel"}
+    assert drawn == {"release", "beta", "nightly", "esr"}
+    assert any(p.get("class") == "rate" for p in root.iter(f"{SVG}path"))
+    assert {(r.get("data-kind"), r.get("data-subject")) for r in _alert_rects(root)} == {
+        (i.kind, i.subject) for i in found
+    }
+    labels = [t for t in texts if t.startswith("\u26a0")]
+    assert any("beta submissions dropped" in t for t in labels)
+    assert any("release submissions declining" in t for t in labels)
+    assert any("invalid_histogram error rate up" in t for t in labels)
+    assert any("Oct 5" in t or "Nov 2" in t for t in texts)  # dated time axis
+
+
+def test_health_svg_reads_stats_and_stored_alerts(engine):
+    start = END - 3 * DAY
+    for hour, source, counts in simulate.generate(days=3, seed=4, scenario="clean", end=END).counts:
+        add_counts(engine, source, hour, counts)
+    since = start + DAY + 5 * HOUR
+    record_incidents(
+        engine,
+        [Incident("drop", "nightly", since, None, since + HOUR, 500.0, 0.0, "nightly stopped")],
+        END,
+    )
+
+    root = ET.fromstring(health_svg(engine, days=3, now=END + 20 * dt.timedelta(minutes=1)))
+    [rect] = _alert_rects(root)
+    assert (rect.get("data-kind"), rect.get("data-subject")) == ("drop", "nightly")
+    assert float(rect.get("width")) > 100  # ongoing: shaded up to now
+    assert any("nightly submissions dropped" in t and "(ongoing)" in t for t in _texts(root))
+    assert {"release", "beta", "nightly", "esr"} <= set(_texts(root))
+
+
+def test_empty_database_gives_a_valid_chart_that_says_so(engine):
+    root = ET.fromstring(health_svg(engine, days=60, now=END))
+    texts = _texts(root)
+    assert "No submissions recorded in this period" in texts
+    assert "No converted records in this period" in texts
+    assert _alert_rects(root) == []
+
+
+def test_names_from_data_are_escaped():
+    start = END - 2 * DAY
+    hostile = '<script>alert("x")</script>'
+    frame = StatsFrame(start, 48, {hostile: [5] * 48}, [5] * 48, {hostile: [1] * 48})
+    svg = render_svg(frame, [AlertMark("error_rate", hostile, start + DAY, None)])
+    root = ET.fromstring(svg)
+    assert "<script>" not in svg
+    assert hostile in _texts(root)
+    assert [r.get("data-subject") for r in _alert_rects(root)] == [hostile]
