@@ -54,6 +54,8 @@ class Settings:
     mail_from: str = "telemetry-pipeline@localhost"
     secret_key: str = ""
     signup_domains: str = ""
+    alert_recipients: str = ""  # comma-separated addresses for pipeline health alerts
+    health_interval_seconds: float = 3600.0
     public_base_url: str = "http://127.0.0.1:5000"
 
     def describe(self) -> str:

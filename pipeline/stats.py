@@ -8,9 +8,9 @@ Counts are added with an upsert, so many workers can report the same hour concur
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from sqlalchemy import DateTime, Engine, Integer, String, select
+from sqlalchemy import DateTime, Engine, Integer, String, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
@@ -42,30 +42,43 @@ def add_counts(
     engine: Engine, source: str, hour: dt.datetime, counts: Mapping[StatKey, int]
 ) -> None:
     """Add `counts` to the stored totals of `hour` (creating rows as needed)."""
-    if not counts:
-        return
+    add_many(engine, [(hour, source, counts)])
+
+
+def add_many(
+    engine: Engine, batches: Iterable[tuple[dt.datetime, str, Mapping[StatKey, int]]]
+) -> None:
+    """Add many hours' counts in one transaction: (hour, source, counts) per item.
+
+    One statement executed with all rows, so a backfill of weeks costs one commit, not one
+    per hour.
+    """
     rows = [
-        {
-            "hour": hour_of(hour),
-            "source": source,
-            "outcome": o,
-            "channel": c,
-            "doc_type": d,
-            "count": n,
-        }
+        {"hour": hour_of(hour), "source": source, "outcome": o, "channel": c, "doc_type": d, "n": n}
+        for hour, source, counts in batches
         for (o, c, d), n in counts.items()
         if n
     ]
     if not rows:
         return
+    with engine.begin() as conn:
+        conn.execute(_upsert_statement(engine), rows)
+
+
+def _upsert_statement(engine: Engine):
     insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(HourlyStat).values(rows)
-    statement = statement.on_conflict_do_update(
+    statement = insert(HourlyStat).values(
+        hour=bindparam("hour"),
+        source=bindparam("source"),
+        outcome=bindparam("outcome"),
+        channel=bindparam("channel"),
+        doc_type=bindparam("doc_type"),
+        count=bindparam("n"),
+    )
+    return statement.on_conflict_do_update(
         index_elements=["hour", "source", "outcome", "channel", "doc_type"],
         set_={"count": HourlyStat.count + statement.excluded.count},
     )
-    with engine.begin() as conn:
-        conn.execute(statement)
 
 
 _ORDER = (

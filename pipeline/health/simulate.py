@@ -11,7 +11,7 @@ error rates. The `outages` scenario adds the incidents the pipeline has actually
 - revisions missing upstream for a fresh nightly (missing_revision jumps for half a day).
 
 `generate()` is pure (seeded `random.Random`); `write()` stores the counts through
-`pipeline.stats.add_counts`; `main()` is `python -m pipeline.simulate`.
+`pipeline.stats.add_many`; `main()` is `python -m pipeline.simulate`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from pipeline.health.anomaly import (
     StatsFrame,
     detect_all,
 )
-from pipeline.stats import HourlyStat, StatKey, add_counts
+from pipeline.stats import HourlyStat, StatKey, add_many
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +235,7 @@ def write(engine: Engine, simulation: Simulation, replace: bool = False) -> None
                     HourlyStat.hour >= simulation.start, HourlyStat.hour < simulation.end
                 )
             )
-    for hour, source, counts in simulation.counts:
-        add_counts(engine, source, hour, counts)
+    add_many(engine, ((hour, source, counts) for hour, source, counts in simulation.counts))
 
 
 def detect(simulation: Simulation, cfg: DetectorSettings = DEFAULT_SETTINGS) -> list[Incident]:
