@@ -1,0 +1,177 @@
+"""`python -m convert [--workers N] [--drain]`: run the convert workers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+
+from convert.worker import WorkerOptions, run_worker, run_worker_process, setup_logging
+from pipeline.config import Settings, load_settings
+from pipeline.errors import ConfigError, PipelineError
+
+log = logging.getLogger("convert")
+
+
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m convert",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Claim incoming batches from the work queue, validate and convert every record, and\n"
+            "write it to the published store (partitioned lz4 files), the error partition\n"
+            "errors/<reason>/<YYYYMMDD>/ or a parked batch that is retried later. A message is\n"
+            "acknowledged and its incoming object deleted only after every output is stored."
+        ),
+        epilog=(
+            "Effective settings (defaults < $TELEMETRY_CONFIG TOML < TELEMETRY_* environment); the\n"
+            "ones convert uses: INCOMING_URL, PUBLISHED_URL, QUEUE_URL, DATABASE_URL,\n"
+            "HISTOGRAM_CACHE, HG_BASE_URL, S3_ENDPOINT_URL, SCHEMA_PATH, MAX_DECOMPRESSED_BYTES,\n"
+            "DEDUP_WINDOW_DAYS, QUEUE_LEASE_SECONDS, QUEUE_MAX_ATTEMPTS:\n" + settings.describe()
+        ),
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes, each with its own queue client (default: 1)",
+    )
+    parser.add_argument(
+        "--drain",
+        action="store_true",
+        help="process until no message can be claimed, then exit 0 (batch runs, tests)",
+    )
+    parser.add_argument(
+        "--drain-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --drain: keep polling this long while messages are still in flight "
+        "elsewhere or delayed (parked) (default: 0, exit at once)",
+    )
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="long-poll wait per claim when not draining (default: 5)",
+    )
+    parser.add_argument(
+        "--park-delay",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="first retry delay for records whose Histograms.json revision is "
+        "unavailable; doubles per parking (default: 300)",
+    )
+    parser.add_argument(
+        "--park-max-attempts",
+        type=int,
+        default=12,
+        metavar="N",
+        help="parkings before such records go to errors/revision_unavailable (default: 12)",
+    )
+    parser.add_argument(
+        "--retry-delay",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="delay before a failed batch is retried, times its attempt number "
+        "(default: 30); after TELEMETRY_QUEUE_MAX_ATTEMPTS it is dead-lettered",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    return parser
+
+
+def _options(args: argparse.Namespace) -> WorkerOptions:
+    return WorkerOptions(
+        drain=args.drain,
+        drain_wait=args.drain_wait,
+        poll_seconds=args.poll_seconds,
+        park_delay=args.park_delay,
+        park_max_attempts=args.park_max_attempts,
+        retry_delay=args.retry_delay,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    args = build_parser(settings).parse_args(argv)
+    if args.workers < 1:
+        print("--workers must be at least 1", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level)
+    options = _options(args)
+    try:
+        _prepare_database(settings)
+        _check_backends(settings)
+        if args.workers == 1:
+            return run_worker(settings, options, args.log_level)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except PipelineError as exc:
+        log.error("stopping: %s", exc)
+        return 1
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(
+            target=run_worker_process, args=(settings, options, args.log_level), name=f"convert-{i}"
+        )
+        for i in range(args.workers)
+    ]
+    for child in children:
+        child.start()
+
+    def _forward(signum, _frame) -> None:
+        for child in children:
+            if child.pid and child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _forward)
+    signal.signal(signal.SIGINT, _forward)
+    for child in children:
+        child.join()
+    codes = [child.exitcode or 0 for child in children]
+    log.info("workers finished with exit codes %s", codes)
+    return max((abs(c) for c in codes), default=0)
+
+
+def _check_backends(settings: Settings) -> None:
+    """Open the stores and the queue once, so a wrong URL fails here with one clear message."""
+    from pipeline.queues import open_queue
+    from pipeline.stores import open_store
+
+    endpoint = settings.s3_endpoint_url
+    open_store(settings.incoming_url, setting="TELEMETRY_INCOMING_URL", endpoint_url=endpoint)
+    open_store(settings.published_url, setting="TELEMETRY_PUBLISHED_URL", endpoint_url=endpoint)
+    queue = open_queue(
+        settings.queue_url,
+        lease_seconds=settings.queue_lease_seconds,
+        max_attempts=settings.queue_max_attempts,
+        endpoint_url=endpoint,
+    )
+    queue.close()
+
+
+def _prepare_database(settings: Settings) -> None:
+    """Create the tables once before the workers start, so they do not race to create them."""
+    import convert.dedup  # noqa: F401 - declares convert_seen_docs on Base
+    import pipeline.stats  # noqa: F401 - declares hourly_stats on Base
+    from pipeline.db import init_db, make_engine
+
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

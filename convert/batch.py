@@ -1,0 +1,306 @@
+"""Process one incoming batch end to end: read, convert, deduplicate, write, park, count.
+
+The worker (worker.py) owns the queue message; this module owns everything between reading
+the incoming object and having every output object stored. It never acknowledges nor deletes:
+the caller does both after `process` returns, so a crash anywhere in here means redelivery,
+and redelivery rewrites the same object keys with the same lines.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import dataclasses
+import datetime as dt
+import io
+import json
+import logging
+import os
+import re
+import time
+from pathlib import PurePosixPath
+
+from sqlalchemy import Engine
+
+from convert import outcomes as oc
+from convert.dedup import Deduplicator
+from convert.dimensions import submission_date
+from convert.outcomes import Outcome
+from convert.record import RecordConverter
+from convert.writers import PartitionWriters
+from pipeline.errors import ObjectNotFound
+from pipeline.layout import UNKNOWN, error_key
+from pipeline.queues.base import WorkQueue
+from pipeline.records import CorruptBatch, Record, encode_record, iter_records
+from pipeline.stats import add_counts, hour_of
+from pipeline.stores.base import BlobStore
+
+log = logging.getLogger(__name__)
+
+PARKED_PREFIX = "parked/"
+PARKED_SUFFIX = ".tpr"
+_PARK_GENERATION = re.compile(r"-p\d+$")
+TEST_PAUSE_ENV = "TELEMETRY_CONVERT_TEST_PAUSE"  # "records:N" or "uploads:N"; tests only
+
+
+def object_id_for(key: str) -> str:
+    """The output object id of an incoming key: the whole key minus its suffix, `/` -> `_`.
+
+    The whole key (not only its base name) so that two batches with the same file name in
+    different directories never overwrite each other's output.
+    """
+    path = PurePosixPath(key.strip("/"))
+    stem = str(path.with_suffix("")) if path.suffix else str(path)
+    return re.sub(r"[^A-Za-z0-9_-]", "_", stem)
+
+
+@dataclasses.dataclass
+class Job:
+    """One queue message: the incoming key and how often its records were parked already."""
+
+    key: str
+    park_attempt: int = 0
+    not_before: float = 0.0
+
+    @classmethod
+    def from_body(cls, body: str) -> Job:
+        data = json.loads(body)
+        if not isinstance(data, dict) or not isinstance(data.get("key"), str) or not data["key"]:
+            raise ValueError("message body must be a JSON object with a non-empty 'key'")
+        try:
+            attempt, not_before = (
+                int(data.get("park_attempt", 0)),
+                float(data.get("not_before", 0.0)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"malformed park_attempt/not_before in the message: {exc}") from exc
+        return cls(data["key"], attempt, not_before)
+
+
+@dataclasses.dataclass
+class BatchReport:
+    key: str
+    missing: bool = False
+    records: int = 0
+    objects: int = 0
+    outcomes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    lost_histograms: int = 0
+    parked_key: str | None = None
+    seconds: float = 0.0
+    input_bytes: int = 0
+
+    def log_line(self) -> str:
+        errors = {
+            k: v for k, v in sorted(self.outcomes.items()) if k not in (oc.PUBLISHED, oc.PARKED)
+        }
+        return (
+            f"convert stats batch={self.key} records={self.records} "
+            f"published={self.outcomes.get(oc.PUBLISHED, 0)} parked={self.outcomes.get(oc.PARKED, 0)} "
+            f"errors={sum(errors.values())} {json.dumps(errors, separators=(',', ':'))} "
+            f"lost_histograms={self.lost_histograms} objects={self.objects} "
+            f"bytes={self.input_bytes} seconds={self.seconds:.3f}"
+        )
+
+
+class CrashPoint:
+    """Stop forever at a named point so a test can SIGKILL the worker there (tests only)."""
+
+    def __init__(self, spec: str | None) -> None:
+        self.point, self.count = "", 0
+        if spec:
+            point, _, count = spec.partition(":")
+            self.point, self.count = point, int(count or 0)
+
+    def reached(self, point: str, done: int) -> None:
+        if self.point == point and done == self.count:
+            log.warning("TEST PAUSE reached at %s:%d (pid %d)", point, done, os.getpid())
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            while True:
+                time.sleep(3600)
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        incoming: BlobStore,
+        published: BlobStore,
+        queue: WorkQueue,
+        converter: RecordConverter,
+        dedup: Deduplicator,
+        engine: Engine,
+        park_delay: float = 300.0,
+        park_max_attempts: int = 12,
+        pause: CrashPoint | None = None,
+        tmp_dir: str | None = None,
+    ) -> None:
+        self.incoming = incoming
+        self.published = published
+        self.queue = queue
+        self.converter = converter
+        self.dedup = dedup
+        self.engine = engine
+        self.park_delay = park_delay
+        self.park_max_attempts = park_max_attempts
+        self.pause = pause or CrashPoint(os.environ.get(TEST_PAUSE_ENV))
+        self.tmp_dir = tmp_dir
+
+    def process(self, job: Job) -> BatchReport:
+        started = time.monotonic()
+        report = BatchReport(job.key)
+        try:
+            data = self.incoming.get(job.key)
+        except ObjectNotFound:
+            log.warning(
+                "batch %s: incoming object is gone (already processed); nothing to do", job.key
+            )
+            report.missing = True
+            return report
+        report.input_bytes = len(data)
+        object_id = object_id_for(job.key)
+        records, corrupt = _read_records(data, job.key)
+        converted: list[tuple[Record, Outcome]] = []
+        for index, record in enumerate(records, 1):
+            converted.append((record, self.converter.convert(record, object_id)))
+            self.pause.reached("records", index)
+        self._deduplicate(object_id, converted)
+        counts: dict[dt.datetime, collections.Counter] = collections.defaultdict(
+            collections.Counter
+        )
+        parked = bytearray()
+        with PartitionWriters(self.tmp_dir) as writers:
+            for record, outcome in converted:
+                if outcome.kind == oc.PARKED and job.park_attempt >= self.park_max_attempts:
+                    outcome.kind = oc.REVISION_UNAVAILABLE
+                    outcome.details += f" (still unavailable after {job.park_attempt} parkings)"
+                if outcome.kind == oc.PUBLISHED:
+                    writers.write(outcome.partition, outcome.line)
+                elif outcome.kind == oc.PARKED:
+                    parked += encode_record(
+                        record.received_ms, record.path, record.headers, record.body
+                    )
+                else:
+                    key = error_key(outcome.kind, outcome.date, object_id)
+                    writers.write(key, _error_line(job.key, record, outcome))
+                report.outcomes[outcome.kind] += 1
+                report.lost_histograms += outcome.lost_histograms
+                hour = _hour(record.received_ms)
+                counts[hour][(outcome.kind, outcome.channel, outcome.doc_type)] += 1
+            if corrupt is not None:
+                date = (
+                    converted[-1][1].date if converted else submission_date(int(time.time() * 1000))
+                )
+                writers.write(
+                    error_key(oc.CORRUPT_BATCH, date, object_id),
+                    _corrupt_line(job.key, data, corrupt),
+                )
+                report.outcomes[oc.CORRUPT_BATCH] += 1
+                counts[_hour(int(time.time() * 1000))][(oc.CORRUPT_BATCH, UNKNOWN, UNKNOWN)] += 1
+            finished = writers.finish()
+            for done, obj in enumerate(finished, 1):
+                self.published.put_file(obj.key, obj.path)
+                self.pause.reached("uploads", done)
+            report.objects = len(finished)
+        if parked:
+            report.parked_key = self._park(
+                job, object_id, bytes(parked), report.outcomes[oc.PARKED]
+            )
+        report.records = len(records) + (corrupt is not None)
+        for hour, hour_counts in counts.items():
+            add_counts(self.engine, "convert", hour, hour_counts)
+        if report.lost_histograms:
+            lost = collections.Counter()
+            for _record, outcome in converted:
+                if outcome.lost_histograms and outcome.kind == oc.PUBLISHED:
+                    lost[(oc.INVALID_HISTOGRAM, outcome.channel, outcome.doc_type)] += 1
+            add_counts(self.engine, "convert_hist", dt.datetime.now(dt.UTC), lost)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _deduplicate(self, object_id: str, converted: list[tuple[Record, Outcome]]) -> None:
+        ids = [o.doc_id for _r, o in converted if o.kind == oc.PUBLISHED]
+        if not ids:
+            return
+        owners = self.dedup.claim(object_id, ids)
+        seen: set[str] = set()
+        for _record, outcome in converted:
+            if outcome.kind != oc.PUBLISHED:
+                continue
+            owner = owners.get(outcome.doc_id, object_id)
+            if owner != object_id:
+                outcome.details = f"first published by batch {owner}"
+            elif outcome.doc_id in seen:
+                outcome.details = "repeated within this batch"
+            else:
+                seen.add(outcome.doc_id)
+                continue
+            outcome.kind, outcome.line, outcome.partition = oc.DUPLICATE, b"", ""
+
+    def _park(self, job: Job, object_id: str, data: bytes, count: int) -> str:
+        """Store the records whose revision is unavailable as a new batch and queue it later."""
+        root = _PARK_GENERATION.sub("", object_id.removeprefix(PARKED_PREFIX.replace("/", "_")))
+        attempt = job.park_attempt + 1
+        key = f"{PARKED_PREFIX}{root}-p{attempt}{PARKED_SUFFIX}"
+        delay = self.park_delay * (2 ** min(job.park_attempt, 6))
+        self.incoming.put(key, data)
+        body = {
+            "key": key,
+            "records": count,
+            "bytes": len(data),
+            "park_attempt": attempt,
+            "not_before": time.time() + delay,
+        }
+        self.queue.send(json.dumps(body))
+        log.info("batch %s: parked %d records as %s, retry in %.0fs", job.key, count, key, delay)
+        return key
+
+
+def _read_records(data: bytes, source: str) -> tuple[list[Record], CorruptBatch | None]:
+    records: list[Record] = []
+    try:
+        for record in iter_records(io.BytesIO(data), source=source):
+            records.append(record)
+    except CorruptBatch as exc:
+        log.error(
+            "batch %s: %s; the rest of the batch goes to errors/%s", source, exc, oc.CORRUPT_BATCH
+        )
+        return records, exc
+    return records, None
+
+
+def _hour(received_ms: int) -> dt.datetime:
+    """The hour (UTC, truncated) a record was received in: the stats table's time bucket."""
+    try:
+        return hour_of(dt.datetime.fromtimestamp(received_ms // 3_600_000 * 3600, dt.UTC))
+    except (OverflowError, ValueError, OSError):
+        return hour_of(dt.datetime.now(dt.UTC))
+
+
+def _error_line(batch_key: str, record: Record, outcome: Outcome) -> bytes:
+    entry: dict[str, object] = {
+        "reason": outcome.kind,
+        "details": outcome.details,
+        "docId": outcome.doc_id,
+        "batch": batch_key,
+        "offset": record.offset,
+        "received_ms": record.received_ms,
+        "path": record.path,
+        "headers": dict(record.headers),
+    }
+    if outcome.kind == oc.DUPLICATE:
+        entry["body_bytes"] = len(record.body)  # metadata only
+    else:
+        entry["body"] = base64.b64encode(record.body).decode("ascii")
+    return json.dumps(entry, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def _corrupt_line(batch_key: str, data: bytes, exc: CorruptBatch) -> bytes:
+    entry = {
+        "reason": oc.CORRUPT_BATCH,
+        "details": exc.problem,
+        "docId": "",
+        "batch": batch_key,
+        "offset": exc.offset,
+        "body": base64.b64encode(data[exc.offset :]).decode("ascii"),
+    }
+    return json.dumps(entry, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n"

@@ -1,0 +1,60 @@
+"""Deduplication by docId across batches and workers, backed by the application database.
+
+Table `convert_seen_docs`: one row per docId with the batch that first published it and when.
+A batch *claims* the ids it is about to publish with an insert-or-ignore and then reads back
+the owners: an id owned by another batch is a duplicate; an id owned by this batch is not,
+so reprocessing a batch after a crash publishes exactly what the first attempt would have.
+Rows older than the window are purged, after which the id may be published again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from sqlalchemy import DateTime, Engine, String, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pipeline.db import Base
+
+CHUNK = 300
+
+
+class SeenDoc(Base):
+    __tablename__ = "convert_seen_docs"
+
+    doc_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    first_seen: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, index=True)
+
+
+class Deduplicator:
+    def __init__(self, engine: Engine, window_days: float) -> None:
+        self.engine = engine
+        self.window = dt.timedelta(days=window_days)
+
+    def claim(
+        self, batch_id: str, doc_ids: Iterable[str], now: dt.datetime | None = None
+    ) -> dict[str, str]:
+        """Record `doc_ids` as seen by `batch_id` where unseen; return docId -> owning batch."""
+        now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)
+        unique = sorted(set(doc_ids))
+        owners: dict[str, str] = {}
+        if not unique:
+            return owners
+        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        with self.engine.begin() as conn:
+            conn.execute(delete(SeenDoc).where(SeenDoc.first_seen < now - self.window))
+            for start in range(0, len(unique), CHUNK):
+                chunk = unique[start : start + CHUNK]
+                rows = [{"doc_id": d, "batch_id": batch_id, "first_seen": now} for d in chunk]
+                conn.execute(
+                    insert(SeenDoc).values(rows).on_conflict_do_nothing(index_elements=["doc_id"])
+                )
+            for start in range(0, len(unique), CHUNK):
+                chunk = unique[start : start + CHUNK]
+                query = select(SeenDoc.doc_id, SeenDoc.batch_id).where(SeenDoc.doc_id.in_(chunk))
+                owners.update({doc: owner for doc, owner in conn.execute(query)})
+        return owners

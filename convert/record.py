@@ -1,0 +1,150 @@
+"""Process one incoming record into its outcome: a published line, an error, or parked.
+
+Pure logic apart from the revision lookup: no store, queue or database access here, so the
+whole decision table is unit-testable with a stand-in converter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from convert import outcomes as oc
+from convert.decode import decoded_body
+from convert.dimensions import SubmissionPath, parse_path, raw_dimensions, submission_date
+from convert.histogram_tools import HistogramTools
+from convert.outcomes import Outcome, RecordRejected
+from pipeline.layout import DIMENSIONS, UNKNOWN, Schema, namespace_key, published_key, sanitize
+from pipeline.records import Record
+
+log = logging.getLogger(__name__)
+
+HISTOGRAM_ERRORS_KEY = "histogramErrors"
+SECTION = "*"  # the name histograms.convert gives a whole section of the wrong type
+
+
+class RecordConverter:
+    """Decide and build the output of one record of a batch whose object id is fixed."""
+
+    def __init__(self, tools: HistogramTools, schema: Schema, max_decompressed_bytes: int) -> None:
+        self.tools = tools
+        self.schema = schema
+        self.limit = max_decompressed_bytes
+        self._partitions: dict[tuple, tuple[str, str, str]] = {}
+
+    def convert(self, record: Record, object_id: str) -> Outcome:
+        date = submission_date(record.received_ms)
+        try:
+            sub = parse_path(record.path)
+        except RecordRejected as exc:
+            return Outcome(exc.reason, "", UNKNOWN, UNKNOWN, date, details=exc.details)
+        try:
+            return self._convert(record, sub, object_id, date)
+        except RecordRejected as exc:
+            url_dims = self.schema.apply(raw_dimensions(sub, None, record.received_ms))
+            return Outcome(
+                exc.reason,
+                sub.doc_id,
+                url_dims["appUpdateChannel"],
+                url_dims["reason"],
+                date,
+                details=exc.details,
+            )
+
+    def _convert(self, record: Record, sub: SubmissionPath, object_id: str, date: str) -> Outcome:
+        data = decoded_body(record.body, record.headers, self.limit)
+        try:
+            payload = self.tools.loads(data)
+        except (ValueError, OverflowError) as exc:  # UnicodeDecodeError is a ValueError
+            raise RecordRejected(oc.BAD_JSON, f"body is not JSON: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise RecordRejected(
+                oc.BAD_PAYLOAD, f"payload is a JSON {type(payload).__name__}, not an object"
+            )
+        raw = raw_dimensions(sub, payload, record.received_ms)
+        if not sub.is_telemetry:
+            dims = self.schema.apply(raw)
+            key = namespace_key(sub.namespace, sub.doc_type, sub.doc_version, date, object_id)
+            channel, doc_type = dims["appUpdateChannel"], sanitize(sub.doc_type)
+            return self._published(sub.doc_id, key, payload, channel, doc_type, date)
+        key, channel, doc_type = self._partition(raw, object_id)
+        try:
+            revision = self.tools.revision_of(payload)
+        except Exception as exc:  # noqa: BLE001 - a malformed `info` is the payload's fault
+            raise RecordRejected(oc.BAD_PAYLOAD, f"cannot read the revision: {exc!r}") from exc
+        if not revision:
+            if has_histograms(payload):
+                raise RecordRejected(
+                    oc.MISSING_REVISION, "payload has histograms but names no revision"
+                )
+            return self._published(sub.doc_id, key, payload, channel, doc_type, date)
+        try:
+            definitions = self.tools.definitions(revision)
+        except self.tools.unknown_revision as exc:
+            raise RecordRejected(
+                oc.MISSING_REVISION, f"no Histograms.json for {revision}: {exc}"
+            ) from exc
+        except self.tools.revision_unavailable as exc:
+            return Outcome(
+                oc.PARKED, sub.doc_id, channel, doc_type, date, details=f"{revision}: {exc}"
+            )
+        try:
+            result = self.tools.convert_payload(payload, definitions)
+        except Exception as exc:  # noqa: BLE001 - wrong types inside the histogram sections
+            raise RecordRejected(
+                oc.INVALID_HISTOGRAM, f"histograms cannot be converted: {exc!r}"
+            ) from exc
+        broken = [reason for name, reason in result.invalid if name == SECTION]
+        if broken:
+            raise RecordRejected(oc.INVALID_HISTOGRAM, "; ".join(broken))
+        converted = result.payload
+        lost = bool(result.invalid or result.unknown)
+        if lost:
+            converted[HISTOGRAM_ERRORS_KEY] = {
+                "invalid": [[name, reason] for name, reason in result.invalid],
+                "unknown": list(result.unknown),
+            }
+        outcome = self._published(sub.doc_id, key, converted, channel, doc_type, date)
+        outcome.lost_histograms = bool(result.invalid)
+        return outcome
+
+    def _partition(self, raw: dict[str, str | None], object_id: str) -> tuple[str, str, str]:
+        """(published key, channel, doc type) of raw dimensions; memoised, as a batch
+        usually holds few distinct partitions and sanitising is a dozen regex runs."""
+        memo_key = (object_id, *(raw.get(name) for name in DIMENSIONS))
+        found = self._partitions.get(memo_key)
+        if found is None:
+            if len(self._partitions) > 4096:
+                self._partitions.clear()
+            dims = self.schema.apply(raw)
+            found = (published_key(dims, object_id), dims["appUpdateChannel"], dims["reason"])
+            self._partitions[memo_key] = found
+        return found
+
+    def _published(
+        self, doc_id: str, key: str, payload: Any, channel: str, doc_type: str, date: str
+    ) -> Outcome:
+        text = self.tools.dumps(payload)
+        body = text.encode("utf-8") if isinstance(text, str) else text
+        line = b"".join((doc_id.encode("utf-8"), b"\t", body, b"\n"))
+        return Outcome(oc.PUBLISHED, doc_id, channel, doc_type, date, partition=key, line=line)
+
+
+def has_histograms(payload: Mapping[str, Any]) -> bool:
+    """True when a v1 or v4 payload carries any histogram section with content."""
+    if payload.get("histograms"):
+        return True
+    inner = payload.get("payload")
+    if not isinstance(inner, Mapping):
+        return False
+    if inner.get("histograms") or inner.get("keyedHistograms"):
+        return True
+    processes = inner.get("processes")
+    if isinstance(processes, Mapping):
+        for process in processes.values():
+            if isinstance(process, Mapping) and (
+                process.get("histograms") or process.get("keyedHistograms")
+            ):
+                return True
+    return False

@@ -1,0 +1,237 @@
+"""The worker loop: claim a batch message, keep its lease alive, process, then ack and delete.
+
+One `Worker` per process, each with its own queue client, store clients and database engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+
+import lz4.frame
+
+from convert import outcomes as oc
+from convert.batch import BatchProcessor, Job
+from convert.dedup import Deduplicator
+from convert.histogram_tools import HistogramTools, real_tools
+from convert.record import RecordConverter
+from pipeline.config import Settings
+from pipeline.db import init_db, make_engine
+from pipeline.errors import PipelineError
+from pipeline.layout import Schema, error_key
+from pipeline.queues import Message, WorkQueue, open_queue
+from pipeline.stores import open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerOptions:
+    drain: bool = False
+    drain_wait: float = 0.0
+    """With `drain`: how long to keep polling while messages exist but none is claimable."""
+    poll_seconds: float = 5.0
+    park_delay: float = 300.0
+    park_max_attempts: int = 12
+    retry_delay: float = 30.0
+
+
+class Heartbeat:
+    """Extend a message's lease every third of the lease while a batch is being processed."""
+
+    def __init__(self, queue: WorkQueue, message: Message, lease: float) -> None:
+        self.queue, self.message, self.lease = queue, message, lease
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"heartbeat-{message.id}", daemon=True
+        )
+
+    def _run(self) -> None:
+        interval = max(self.lease / 3.0, 0.05)
+        while not self._stop.wait(interval):
+            try:
+                if not self.queue.extend(self.message, self.lease):
+                    log.warning(
+                        "message %s: lease lost; another worker may redo this batch "
+                        "(its output is identical)",
+                        self.message.id,
+                    )
+            except Exception:  # noqa: BLE001 - a missed beat is retried at the next interval
+                log.warning(
+                    "message %s: could not extend the lease", self.message.id, exc_info=True
+                )
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class Worker:
+    def __init__(
+        self, settings: Settings, options: WorkerOptions, tools: HistogramTools | None = None
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        endpoint = settings.s3_endpoint_url
+        self.incoming = open_store(
+            settings.incoming_url, setting="TELEMETRY_INCOMING_URL", endpoint_url=endpoint
+        )
+        self.published = open_store(
+            settings.published_url, setting="TELEMETRY_PUBLISHED_URL", endpoint_url=endpoint
+        )
+        self.queue = open_queue(
+            settings.queue_url,
+            lease_seconds=settings.queue_lease_seconds,
+            max_attempts=settings.queue_max_attempts,
+            endpoint_url=endpoint,
+        )
+        self.engine = make_engine(settings.database_url)
+        init_db(self.engine)
+        converter = RecordConverter(
+            tools or real_tools(settings),
+            Schema.load(settings.schema_path),
+            settings.max_decompressed_bytes,
+        )
+        self.processor = BatchProcessor(
+            self.incoming,
+            self.published,
+            self.queue,
+            converter,
+            Deduplicator(self.engine, settings.dedup_window_days),
+            self.engine,
+            park_delay=options.park_delay,
+            park_max_attempts=options.park_max_attempts,
+        )
+        self.stopping = threading.Event()
+        self.batches = 0
+
+    def run(self) -> int:
+        """Process messages until stopped (or, with `drain`, until the queue is empty)."""
+        log.info("worker ready: claiming from %s (drain=%s)", self.queue.url, self.options.drain)
+        idle_since: float | None = None
+        wait = 1.0 if self.options.drain else self.options.poll_seconds
+        while not self.stopping.is_set():
+            try:
+                message = self.queue.claim(self.settings.queue_lease_seconds, wait_seconds=wait)
+            except PipelineError as exc:
+                if self.options.drain:
+                    raise
+                log.error("cannot claim from %s (%s); retrying in %.0fs", self.queue.url, exc, wait)
+                self.stopping.wait(wait)
+                continue
+            if message is not None:
+                idle_since = None
+                self.handle(message)
+                continue
+            if not self.options.drain:
+                continue
+            if self.queue.depth() == 0:
+                break
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since >= self.options.drain_wait:
+                log.info(
+                    "drain: %d message(s) left in flight or delayed; exiting", self.queue.depth()
+                )
+                break
+        self.close()
+        return 0
+
+    def handle(self, message: Message) -> None:
+        try:
+            job = Job.from_body(message.body)
+        except ValueError as exc:
+            self._reject_message(message, str(exc))
+            return
+        remaining = job.not_before - time.time()
+        if remaining > 0:
+            self.queue.release(message, delay_seconds=remaining)
+            return
+        lease = self.settings.queue_lease_seconds
+        with Heartbeat(self.queue, message, lease):
+            try:
+                report = self.processor.process(job)
+            except Exception:  # noqa: BLE001 - any failure: retry the whole batch later
+                delay = self.options.retry_delay * message.attempts
+                log.exception(
+                    "batch %s (message %s, attempt %d) failed; retry in %.0fs",
+                    job.key,
+                    message.id,
+                    message.attempts,
+                    delay,
+                )
+                self.queue.release(message, delay_seconds=delay)
+                return
+        log.info("%s", report.log_line())
+        try:
+            if not report.missing:
+                self.incoming.delete(job.key)
+            acked = self.queue.ack(message)
+        except PipelineError as exc:
+            # Every output is stored; a redelivery rewrites the same objects, so just leave it.
+            log.error(
+                "batch %s: stored, but delete/ack failed (%s); it will be redone", job.key, exc
+            )
+            return
+        if not acked:
+            log.warning(
+                "batch %s: lease of message %s ran out before the ack; the redelivery "
+                "will find the batch done",
+                job.key,
+                message.id,
+            )
+        self.batches += 1
+
+    def _reject_message(self, message: Message, problem: str) -> None:
+        """A message that names no batch is kept in errors/bad_message, then acknowledged."""
+        date = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
+        entry = {
+            "reason": oc.BAD_MESSAGE,
+            "details": problem,
+            "message_id": message.id,
+            "body": message.body,
+        }
+        data = lz4.frame.compress(json.dumps(entry, sort_keys=True).encode("utf-8") + b"\n")
+        self.published.put(error_key(oc.BAD_MESSAGE, date, f"message-{message.id}"), data)
+        log.error("message %s: %s; kept in errors/%s", message.id, problem, oc.BAD_MESSAGE)
+        self.queue.ack(message)
+
+    def close(self) -> None:
+        self.queue.close()
+        self.engine.dispose()
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s convert[%(process)d] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run_worker(settings: Settings, options: WorkerOptions, log_level: str = "INFO") -> int:
+    """Run one worker in this process until it stops; SIGTERM/SIGINT finish the current batch."""
+    setup_logging(log_level)
+    worker = Worker(settings, options)
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: finishing the current batch, then stopping", signum)
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return worker.run()
+
+
+def run_worker_process(settings: Settings, options: WorkerOptions, log_level: str) -> None:
+    """Target of each `--workers N` child process (importable, as spawn requires)."""
+    sys.exit(run_worker(settings, options, log_level))
