@@ -1,0 +1,26 @@
+"""Count submissions per update channel and operating system.
+
+    python -m mapreduce.job mapreduce/examples/osdistribution.py \
+        -f mapreduce/examples/osdistribution_filter.json -o os.txt
+
+Output: `["release", "WINNT"]<TAB>count` (the key is a JSON list: channel, OS).
+"""
+
+try:
+    from orjson import loads
+except ImportError:  # the job also runs where only the standard library is installed
+    from json import loads
+
+
+def map(key, dims, value, context):
+    channel = dims[2]
+    info = loads(value).get("info") or {}
+    context.write((channel, str(info.get("OS", "UNKNOWN"))), 1)
+
+
+def combine(key, values, context):
+    context.write(key, sum(values))
+
+
+def reduce(key, values, context):
+    context.write(key, sum(values))
