@@ -1,0 +1,84 @@
+"""`python -m ingest`: run the submission server (see README "Ingest")."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from pipeline.config import Settings, load_settings
+from pipeline.errors import PipelineError
+
+
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ingest",
+        description="Accept telemetry submissions over HTTP, spool them durably and upload "
+        "them as batches to the incoming store, announcing each on the work queue.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="effective settings (TELEMETRY_* environment / TELEMETRY_CONFIG file):\n"
+        + settings.describe(),
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, help="TCP port to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--fsync-policy",
+        choices=("always", "group", "none"),
+        default=None,
+        help="when a submission counts as stored: fsync per request, group commit, "
+        f"or page cache only (default: {settings.fsync_policy}, from TELEMETRY_FSYNC_POLICY)",
+    )
+    parser.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="do not write the JSON access log line per request",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to keep uploading at shutdown before leaving batches for the next start (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-hourly-counts",
+        action="store_true",
+        help="do not add accepted counts per hour to the database (TELEMETRY_DATABASE_URL)",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = load_settings()
+    except PipelineError as exc:
+        print(f"ingest: {exc}", file=sys.stderr)
+        return 2
+    args = build_parser(settings).parse_args(argv)
+    if args.fsync_policy:
+        settings = load_settings(fsync_policy=args.fsync_policy)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+    from ingest.app import create_app
+    from ingest.server import serve
+
+    try:
+        app = create_app(
+            settings, drain_timeout=args.drain_timeout, count_hourly=not args.no_hourly_counts
+        )
+        asyncio.run(serve(app, args.host, args.port, access_log=not args.no_access_log))
+    except PipelineError as exc:
+        logging.getLogger("ingest").error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
