@@ -27,8 +27,11 @@ def extensions() -> list:
         from Cython.Build import cythonize
     except ImportError:
         return []
+    from setuptools import Extension
+
+    # Named explicitly so the module is always `histograms._fast`, whatever the tree looks like.
     return cythonize(
-        ["histograms/_fast.pyx"],
+        [Extension("histograms._fast", ["histograms/_fast.pyx"])],
         compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
         quiet=True,
     )
