@@ -65,6 +65,8 @@ class Job(Base):
     runner: Mapped[str] = mapped_column(String(16), nullable=False, default="local")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    # Set by the service when it has emailed the owner that end_date passed (sent once).
+    expiry_notified_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     runs: Mapped[list[Run]] = relationship(back_populates="job", cascade="all, delete-orphan")
 
@@ -88,3 +90,18 @@ class Run(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
     job: Mapped[Job] = relationship(back_populates="runs")
+
+
+class SchedulerHeartbeat(Base):
+    """One row per running scheduler service, refreshed every few seconds.
+
+    Lets `run-now --wait` and the health page tell whether a service will pick up a run.
+    """
+
+    __tablename__ = "scheduler_heartbeats"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    beat_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)

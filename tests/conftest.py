@@ -66,3 +66,13 @@ def settings(data_dir):
     from pipeline.config import load_settings
 
     return load_settings()
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server (aiosmtpd) on a free port; `.url` for TELEMETRY_SMTP_URL, `.messages`."""
+    from tests.servers import SmtpServer
+
+    server = SmtpServer().start()
+    yield server
+    server.stop()

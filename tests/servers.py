@@ -98,6 +98,52 @@ class RedisServer:
         redis.Redis.from_url(self.url).flushall()
 
 
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) in a thread of this process; keeps every message received.
+
+    `url` is the TELEMETRY_SMTP_URL to use; `messages` are `email.message.Message` objects;
+    `wait_for(n)` polls until n messages arrived.
+    """
+
+    def __init__(self) -> None:
+        import email
+        import threading
+
+        from aiosmtpd.controller import Controller
+
+        self.port = free_port()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+        self.messages: list = []
+        self._lock = threading.Lock()
+        server = self
+
+        class _Handler:
+            async def handle_DATA(self, _server, _session, envelope):  # noqa: N802 - aiosmtpd API
+                message = email.message_from_bytes(envelope.original_content or envelope.content)
+                message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+                with server._lock:
+                    server.messages.append(message)
+                return "250 OK"
+
+        self._controller = Controller(_Handler(), hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> SmtpServer:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def wait_for(self, count: int = 1, timeout: float = 30.0) -> list:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
+            time.sleep(0.05)
+        raise TimeoutError(f"expected {count} message(s), got {len(self.messages)} after {timeout}s")
+
+
 @contextlib.contextmanager
 def running(server) -> Iterator:
     server.start()

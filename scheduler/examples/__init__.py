@@ -1,0 +1,1 @@
+"""Example scheduled job: `summary_job/` is the code, `build` packs it into a tarball."""

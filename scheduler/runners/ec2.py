@@ -1,0 +1,327 @@
+"""The EC2 runner: one instance per run, doing the local runner's steps from user-data.
+
+The instance gets no credentials. The service gives it:
+- a pre-signed GET URL for the code tarball (TELEMETRY_CODE_URL must be `s3://`),
+- a pre-signed POST policy that lets it upload any key under `<job_name>/` of the public
+  bucket (TELEMETRY_PUBLIC_URL must be `s3://`), used with curl for data, log and result.
+User-data (bash): download + extract the tarball (GNU tar, refusing absolute/`..` names),
+run the command under `timeout` (SIGTERM, then SIGKILL after 30 s), apply the output guard
+(size limit, raw `docId<TAB>{json}` lines) and upload `<job>/data/...` only when every file
+passes, upload the log to `<job>/logs/<run_id>.log` and the result to
+`<job>/logs/<run_id>.result` ("exit=N" + published keys), then `shutdown -h now`;
+InstanceInitiatedShutdownBehavior=terminate makes that a termination.
+The service polls the instance; when it is gone it reads the result object. At
+timeout + `ec2_boot_allowance_seconds` it terminates the instance itself and records why.
+Instances are tagged JobName, RunId, Owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import time
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline.aws import make_client
+from pipeline.config import Settings
+from scheduler.config import SchedulerConfig
+from scheduler.errors import RunnerError
+from scheduler.models import RunState
+from scheduler.publish import log_key
+from scheduler.runners.base import Runner, RunOutcome, RunRequest
+
+log = logging.getLogger(__name__)
+
+GONE_STATES = {"shutting-down", "terminated", "stopped", "stopping"}
+
+USER_DATA_TEMPLATE = r"""#!/bin/bash
+# telemetry-pipeline scheduler: run {run_id} of job {job_name} (generated; do not edit)
+set -u
+JOB_NAME={job_name_q}
+RUN_ID={run_id}
+OUTPUT_REL={output_dir_q}
+TIMEOUT_SECONDS={timeout_seconds}
+MAX_FILE_BYTES={max_file_bytes}
+TARBALL_URL={tarball_url_q}
+POST_URL={post_url_q}
+POST_ARGS=({post_args})
+KEY_PREFIX={key_prefix_q}
+WORK=/var/tmp/telemetry-run-$RUN_ID
+LOG=$WORK/run.log
+mkdir -p "$WORK/job"
+exec >>"$LOG" 2>&1
+finish() {{
+  upload_file "$JOB_NAME/logs/$RUN_ID.result" "$WORK/result" || true
+  upload_file "$JOB_NAME/logs/$RUN_ID.log" "$LOG" || true
+  shutdown -h now
+}}
+upload_file() {{
+  curl -sS --fail --retry 3 "${{POST_ARGS[@]}}" -F "key=$KEY_PREFIX$1" -F "file=@$2" "$POST_URL"
+}}
+echo "exit=setup-failed" > "$WORK/result"
+trap finish EXIT
+curl -sS --fail --retry 3 -o "$WORK/code.tar.gz" "$TARBALL_URL" || {{ echo "exit=download-failed" > "$WORK/result"; exit 1; }}
+if tar tzf "$WORK/code.tar.gz" | grep -qE '(^/|(^|/)\.\.(/|$))'; then
+  echo "unsafe tarball: absolute or .. member"; echo "exit=unsafe-tarball" > "$WORK/result"; exit 1
+fi
+tar xzf "$WORK/code.tar.gz" -C "$WORK/job" --no-same-owner --no-same-permissions || {{ echo "exit=corrupt-tarball" > "$WORK/result"; exit 1; }}
+cd "$WORK/job"
+export JOB_NAME RUN_ID OUTPUT_DIR="$WORK/job/$OUTPUT_REL" HOME="$WORK/job"
+timeout --kill-after=30 "$TIMEOUT_SECONDS" setsid bash -c {command_q}
+status=$?
+echo "exit=$status" > "$WORK/result"
+if [ "$status" -ne 0 ]; then exit 0; fi
+if [ ! -d "$OUTPUT_DIR" ]; then echo "exit=no-output-dir" > "$WORK/result"; exit 0; fi
+refused=0
+while IFS= read -r -d '' f; do
+  if [ -L "$f" ] || [ "$(stat -c %s "$f")" -gt "$MAX_FILE_BYTES" ] || \
+     head -c 262144 "$f" | grep -qaE $'^[0-9a-fA-F]{{8}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{12}}\t[{{[]'; then
+    echo "not publishing ${{f#$OUTPUT_DIR/}}: symlink, too large or raw records"; refused=1
+  fi
+done < <(find "$OUTPUT_DIR" \( -type f -o -type l \) -print0)
+if [ "$refused" -ne 0 ]; then echo "exit=guard-refused" > "$WORK/result"; exit 0; fi
+while IFS= read -r -d '' f; do
+  rel=${{f#$OUTPUT_DIR/}}
+  upload_file "$JOB_NAME/data/$rel" "$f" && echo "$JOB_NAME/data/$rel" >> "$WORK/result"
+done < <(find "$OUTPUT_DIR" -type f -print0)
+"""
+
+
+def _bucket_prefix(url: str, setting: str) -> tuple[str, str]:
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise RunnerError(
+            f"{setting} must be an s3:// URL for the ec2 runner (got {url!r}); instances cannot reach a local directory"
+        )
+    return parsed.netloc, parsed.path.strip("/")
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}/{key}" if prefix else key
+
+
+def render_user_data(
+    *,
+    request: RunRequest,
+    tarball_url: str,
+    post_url: str,
+    post_fields: dict,
+    max_file_bytes: int,
+    key_prefix: str = "",
+) -> str:
+    """The instance's bash script; every value from the job or AWS is shell-quoted."""
+    return USER_DATA_TEMPLATE.format(
+        run_id=int(request.run_id),
+        job_name=request.job_name,
+        job_name_q=shlex.quote(request.job_name),
+        output_dir_q=shlex.quote(request.output_dir),
+        timeout_seconds=int(request.timeout_seconds),
+        max_file_bytes=int(max_file_bytes),
+        tarball_url_q=shlex.quote(tarball_url),
+        post_url_q=shlex.quote(post_url),
+        post_args=" ".join(
+            f"-F {shlex.quote(f'{name}={value}')}" for name, value in post_fields.items()
+        ),
+        key_prefix_q=shlex.quote(key_prefix),
+        command_q=shlex.quote(request.command),
+    )
+
+
+class EC2Runner(Runner):
+    name = "ec2"
+
+    def __init__(self, settings: Settings, config: SchedulerConfig) -> None:
+        self.settings = settings
+        self.config = config
+        region = config.ec2_region or None
+        self.ec2 = make_client(
+            "ec2", endpoint_url=config.ec2_endpoint_url or None, region_name=region
+        )
+        s3_endpoint = (
+            settings.s3_endpoint_url or os.environ.get("TELEMETRY_S3_ENDPOINT_URL") or None
+        )
+        self.s3 = make_client("s3", endpoint_url=s3_endpoint, region_name=region)
+
+    # -- pieces (also used by tests) ------------------------------------------------------
+    def user_data(self, request: RunRequest) -> str:
+        code_bucket, code_prefix = _bucket_prefix(self.settings.code_url, "TELEMETRY_CODE_URL")
+        public_bucket, public_prefix = _bucket_prefix(
+            self.settings.public_url, "TELEMETRY_PUBLIC_URL"
+        )
+        expires = int(request.timeout_seconds + self.config.ec2_boot_allowance_seconds + 3600)
+        tarball_url = self.s3.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": code_bucket, "Key": _join(code_prefix, request.tarball_key)},
+            ExpiresIn=expires,
+        )
+        job_prefix = _join(public_prefix, request.job_name) + "/"
+        post = self.s3.generate_presigned_post(
+            public_bucket,
+            job_prefix + "${filename}",
+            Conditions=[
+                ["starts-with", "$key", job_prefix],
+                ["content-length-range", 0, self.config.publish_max_file_bytes],
+            ],
+            ExpiresIn=expires,
+        )
+        # The script supplies the key itself (relative to the public prefix).
+        fields = {k: v for k, v in post["fields"].items() if k != "key"}
+        return render_user_data(
+            request=request,
+            tarball_url=tarball_url,
+            post_url=post["url"],
+            post_fields=fields,
+            max_file_bytes=self.config.publish_max_file_bytes,
+            key_prefix=f"{public_prefix}/" if public_prefix else "",
+        )
+
+    def launch(self, request: RunRequest) -> str:
+        if not self.config.ec2_image_id:
+            raise RunnerError(
+                "TELEMETRY_SCHEDULER_EC2_IMAGE_ID is not set: the ec2 runner needs an AMI (with bash, curl, python3)"
+            )
+        params = dict(
+            ImageId=self.config.ec2_image_id,
+            InstanceType=self.config.ec2_instance_type,
+            MinCount=1,
+            MaxCount=1,
+            UserData=self.user_data(request),
+            InstanceInitiatedShutdownBehavior="terminate",
+            TagSpecifications=[
+                {
+                    "ResourceType": "instance",
+                    "Tags": [
+                        {"Key": "JobName", "Value": request.job_name},
+                        {"Key": "RunId", "Value": str(request.run_id)},
+                        {"Key": "Owner", "Value": request.owner},
+                    ],
+                }
+            ],
+        )
+        if self.config.ec2_subnet_id:
+            params["SubnetId"] = self.config.ec2_subnet_id
+        if self.config.ec2_security_group_ids:
+            params["SecurityGroupIds"] = [
+                g.strip() for g in self.config.ec2_security_group_ids.split(",") if g.strip()
+            ]
+        if self.config.ec2_key_name:
+            params["KeyName"] = self.config.ec2_key_name
+        try:
+            response = self.ec2.run_instances(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise RunnerError(f"run_instances failed: {exc}") from exc
+        return response["Instances"][0]["InstanceId"]
+
+    def instance_state(self, instance_id: str) -> str:
+        response = self.ec2.describe_instances(InstanceIds=[instance_id])
+        return response["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+    def terminate(self, instance_id: str) -> None:
+        self.ec2.terminate_instances(InstanceIds=[instance_id])
+
+    def abandon(self, instance_id: str | None) -> None:
+        if instance_id:
+            log.warning("terminating instance %s of a lost run", instance_id)
+            self.terminate(instance_id)
+
+    def _read_public(self, key: str) -> bytes | None:
+        bucket, prefix = _bucket_prefix(self.settings.public_url, "TELEMETRY_PUBLIC_URL")
+        try:
+            return self.s3.get_object(Bucket=bucket, Key=_join(prefix, key))["Body"].read()
+        except ClientError:
+            return None
+
+    def result(self, request: RunRequest, instance_id: str) -> RunOutcome:
+        """Interpret `<job>/logs/<run>.result` after the instance went away."""
+        lkey = log_key(request.job_name, request.run_id)
+        raw = self._read_public(f"{request.job_name}/logs/{request.run_id}.result")
+        log_bytes = self._read_public(lkey) or b""
+        tail_text = "\n".join(
+            log_bytes.decode("utf-8", "replace").splitlines()[-self.config.mail_log_lines :]
+        )
+        base = dict(
+            instance_id=instance_id, log_key=lkey if log_bytes else None, log_tail=tail_text
+        )
+        if raw is None:
+            return RunOutcome(
+                RunState.failed, f"instance {instance_id} ended without reporting a result", **base
+            )
+        lines = raw.decode("utf-8", "replace").splitlines()
+        status = lines[0].partition("=")[2] if lines else ""
+        reasons = {
+            "setup-failed": "the instance could not prepare the run",
+            "download-failed": "the instance could not download the tarball",
+            "unsafe-tarball": "the tarball has absolute or '..' members",
+            "corrupt-tarball": "the tarball could not be extracted",
+            "no-output-dir": f"output directory {request.output_dir!r} does not exist after the command finished",
+            "guard-refused": "published output guard refused some files (see the log); nothing was published",
+        }
+        if status in reasons:
+            return RunOutcome(RunState.failed, reasons[status], **base)
+        if status == "124" or status == "137":
+            return RunOutcome(
+                RunState.timed_out,
+                f"timed out after {request.timeout_minutes} minute(s) on the instance",
+                exit_code=int(status),
+                **base,
+            )
+        if status.lstrip("-").isdigit() and int(status) != 0:
+            return RunOutcome(
+                RunState.failed,
+                f"command exited with status {status}",
+                exit_code=int(status),
+                **base,
+            )
+        if status == "0":
+            return RunOutcome(
+                RunState.succeeded,
+                f"succeeded; published {len(lines) - 1} file(s)",
+                exit_code=0,
+                published_files=lines[1:],
+                **base,
+            )
+        return RunOutcome(
+            RunState.failed, f"unexpected result {status!r} from instance {instance_id}", **base
+        )
+
+    # -- the run ----------------------------------------------------------------------------
+    def execute(
+        self, request: RunRequest, on_started: Callable[[dict], None] | None = None
+    ) -> RunOutcome:
+        try:
+            instance_id = self.launch(request)
+        except RunnerError as exc:
+            return RunOutcome(RunState.failed, str(exc))
+        log.info("run %s: launched instance %s", request.run_id, instance_id)
+        if on_started:
+            on_started({"instance_id": instance_id})
+        deadline = (
+            time.monotonic() + request.timeout_seconds + self.config.ec2_boot_allowance_seconds
+        )
+        while True:
+            try:
+                state = self.instance_state(instance_id)
+            except (ClientError, BotoCoreError, IndexError, KeyError) as exc:
+                log.warning("run %s: describe_instances failed: %s", request.run_id, exc)
+                state = "unknown"
+            if state in GONE_STATES:
+                return self.result(request, instance_id)
+            if request.cancel.is_set() or time.monotonic() >= deadline:
+                timed_out = not request.cancel.is_set()
+                self.terminate(instance_id)
+                if timed_out:
+                    reason = (
+                        f"timed out: instance {instance_id} still running after {request.timeout_minutes} minute(s) "
+                        f"plus {self.config.ec2_boot_allowance_seconds:.0f}s boot allowance; the service terminated it"
+                    )
+                    return RunOutcome(RunState.timed_out, reason, instance_id=instance_id)
+                return RunOutcome(
+                    RunState.cancelled,
+                    f"cancelled; the service terminated instance {instance_id}",
+                    instance_id=instance_id,
+                )
+            request.cancel.wait(self.config.ec2_poll_seconds)
