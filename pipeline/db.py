@@ -10,6 +10,7 @@ import os
 from urllib.parse import urlparse
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 from pipeline.errors import ConfigError
@@ -78,9 +79,23 @@ def check_db(url: str, setting: str = "TELEMETRY_DATABASE_URL") -> None:
         engine.dispose()
 
 
-def init_db(engine: Engine) -> None:
-    """Create every table declared so far (idempotent)."""
-    Base.metadata.create_all(engine)
+def init_db(engine: Engine, attempts: int = 5) -> None:
+    """Create every table declared so far (idempotent, and safe when services race).
+
+    `make run` starts several services against a fresh database at once; `create_all` checks
+    and creates in separate steps, so another process can create a table in between. That
+    shows up as "already exists" (SQLite, PostgreSQL) or a duplicate type name (PostgreSQL);
+    checking again then finds the table and creates only what is still missing.
+    """
+    for attempt in range(attempts):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError) as exc:
+            text = str(exc).lower()
+            racing = "already exists" in text or "duplicate key" in text
+            if not racing or attempt == attempts - 1:
+                raise
 
 
 def session_factory(engine: Engine) -> sessionmaker:

@@ -121,3 +121,28 @@ def test_unreachable_postgres_is_one_config_error():
 
     with pytest.raises(ConfigError, match="^TELEMETRY_DATABASE_URL: cannot connect"):
         check_db(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+
+
+def _init_in_child(url: str, barrier) -> None:
+    import scheduler.models  # noqa: F401 - declares more tables, widening the race
+    from pipeline.db import init_db as init
+    from pipeline.db import make_engine as engine_for
+
+    barrier.wait()
+    init(engine_for(url))
+
+
+def test_services_creating_tables_at_once_on_a_fresh_database_all_succeed(tmp_path):
+    """`make run` starts five services on a fresh app.db at the same moment."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for round_number in range(4):
+        url = f"sqlite:///{tmp_path}/race-{round_number}.db"
+        barrier = context.Barrier(6)
+        children = [context.Process(target=_init_in_child, args=(url, barrier)) for _ in range(6)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join(60)
+        assert [child.exitcode for child in children] == [0] * 6
