@@ -1,0 +1,178 @@
+"""Run the whole pipeline on one machine: `make run` / `python -m pipeline.runall`.
+
+Starts ingest, convert workers, the scheduler service and the dashboard as child processes
+on the embedded defaults (or whatever the TELEMETRY_* settings say), prints their URLs, sends
+a few real submissions through so the first screen is not empty, and stops everything cleanly
+on Ctrl-C or SIGTERM. Data under TELEMETRY_DATA_DIR is kept between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pipeline.config import load_settings
+
+log = logging.getLogger("pipeline.runall")
+STOP_GRACE_SECONDS = 20.0
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    port: int | None = None
+    url: str | None = None
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+
+def build_services(args: argparse.Namespace) -> list[Service]:
+    py = sys.executable
+    host = args.host
+    return [
+        Service(
+            "ingest",
+            [py, "-m", "ingest", "--host", host, "--port", str(args.ingest_port)],
+            args.ingest_port,
+            f"http://{host}:{args.ingest_port}/submit/telemetry/<docId>",
+        ),
+        Service("convert", [py, "-m", "convert", "--workers", str(args.workers)]),
+        Service("scheduler", [py, "-m", "scheduler"]),
+        Service("health", [py, "-m", "pipeline.health"]),
+        Service(
+            "dashboard",
+            [py, "-m", "dashboard", "--host", host, "--port", str(args.dashboard_port)],
+            args.dashboard_port,
+            f"http://{host}:{args.dashboard_port}/",
+        ),
+    ]
+
+
+def wait_until_listening(service: Service, host: str, timeout: float, stopping) -> bool:
+    """Wait for the service's port; give up early if it exits or Ctrl-C arrives."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stopping():
+        if service.process is not None and service.process.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, service.port), 0.5):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def start(services: Sequence[Service], env: dict[str, str]) -> None:
+    for service in services:
+        log.info("starting %s: %s", service.name, " ".join(service.argv[1:]))
+        service.process = subprocess.Popen(service.argv, env=env)
+
+
+def stop(services: Sequence[Service]) -> int:
+    """SIGTERM everything (each flushes its own work), then SIGKILL what lingers."""
+    worst = 0
+    for service in services:
+        if service.process and service.process.poll() is None:
+            service.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for service in services:
+        if not service.process:
+            continue
+        try:
+            code = service.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning(
+                "%s did not stop within %.0fs; killing it", service.name, STOP_GRACE_SECONDS
+            )
+            service.process.kill()
+            code = service.process.wait()
+        if code not in (0, -signal.SIGTERM):
+            log.warning("%s exited with %s", service.name, code)
+            worst = 1
+    return worst
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    settings = load_settings()
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.runall",
+        description="Start ingest, convert, scheduler and dashboard together on one machine.",
+        epilog="Effective settings (TELEMETRY_* environment or TELEMETRY_CONFIG file):\n"
+        + settings.describe(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address every server binds to (default %(default)s)"
+    )
+    parser.add_argument(
+        "--ingest-port", type=int, default=8080, help="ingest HTTP port (default %(default)s)"
+    )
+    parser.add_argument(
+        "--dashboard-port", type=int, default=5000, help="dashboard HTTP port (default %(default)s)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="convert worker processes (default %(default)s)"
+    )
+    parser.add_argument(
+        "--no-demo", action="store_true", help="do not send the demo submissions at start"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    settings = load_settings()
+    env = dict(os.environ, TELEMETRY_DATA_DIR=settings.data_dir, PYTHONUNBUFFERED="1")
+    # On one machine, show submissions within seconds rather than after a minute's batch.
+    env.setdefault("TELEMETRY_SPOOL_MAX_AGE_SECONDS", "5")
+    services = build_services(args)
+    stopping = False
+
+    def request_stop(signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    start(services, env)
+    for service in services:
+        if service.port and not wait_until_listening(service, args.host, 60, lambda: stopping):
+            if not stopping:
+                log.error("%s did not open port %s; stopping", service.name, service.port)
+            return stop(services) or (0 if stopping else 1)
+    print(
+        "\ntelemetry-pipeline is running (Ctrl-C stops it). Data: " + settings.data_dir, flush=True
+    )
+    for service in services:
+        if service.url:
+            print(f"  {service.name:<10} {service.url}", flush=True)
+    if not args.no_demo:
+        from pipeline.demo import send_demo_submissions
+
+        send_demo_submissions(settings, f"http://{args.host}:{args.ingest_port}")
+    exit_code = 0
+    while not stopping:
+        for service in services:
+            if service.process and service.process.poll() is not None:
+                log.error(
+                    "%s exited unexpectedly with %s; stopping the pipeline",
+                    service.name,
+                    service.process.returncode,
+                )
+                stopping, exit_code = True, 1
+        time.sleep(0.5)
+    log.info("stopping")
+    return stop(services) or exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
