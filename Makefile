@@ -27,8 +27,7 @@ system-packages:
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel setuptools 'Cython>=3.0'
-	# compat mode: the checkout itself goes on sys.path, so packages added later just work
-	$(BIN)/pip install -q -e '.[test,dask]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[test,dask]'
 	touch $(STAMP)
 
 # The Cython hot loop, built in place so the editable install picks it up.
