@@ -87,6 +87,7 @@ class BatchReport:
     lost_histograms: int = 0
     parked_key: str | None = None
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     input_bytes: int = 0
 
     def log_line(self) -> str:
@@ -98,7 +99,7 @@ class BatchReport:
             f"published={self.outcomes.get(oc.PUBLISHED, 0)} parked={self.outcomes.get(oc.PARKED, 0)} "
             f"errors={sum(errors.values())} {json.dumps(errors, separators=(',', ':'))} "
             f"lost_histograms={self.lost_histograms} objects={self.objects} "
-            f"bytes={self.input_bytes} seconds={self.seconds:.3f}"
+            f"bytes={self.input_bytes} seconds={self.seconds:.3f} cpu={self.cpu_seconds:.3f}"
         )
 
 
@@ -146,7 +147,7 @@ class BatchProcessor:
         self.tmp_dir = tmp_dir
 
     def process(self, job: Job) -> BatchReport:
-        started = time.monotonic()
+        started, started_cpu = time.monotonic(), time.process_time()
         report = BatchReport(job.key)
         try:
             data = self.incoming.get(job.key)
@@ -215,6 +216,7 @@ class BatchProcessor:
                     lost[(oc.INVALID_HISTOGRAM, outcome.channel, outcome.doc_type)] += 1
             add_counts(self.engine, "convert_hist", dt.datetime.now(dt.UTC), lost)
         report.seconds = time.monotonic() - started
+        report.cpu_seconds = time.process_time() - started_cpu
         return report
 
     def _deduplicate(self, object_id: str, converted: list[tuple[Record, Outcome]]) -> None:

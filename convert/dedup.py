@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from sqlalchemy import DateTime, Engine, String, delete, select
+from sqlalchemy import DateTime, Engine, String, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
@@ -31,9 +31,23 @@ class SeenDoc(Base):
 
 
 class Deduplicator:
+    """Claims docIds for a batch; statements are built once and executed with many rows.
+
+    One executemany of a prepared insert-or-ignore per batch (not one multi-row VALUES
+    statement per chunk, which SQLAlchemy had to compile afresh every batch: that compile was
+    most of the claim's cost, ~190 us of CPU per record).
+    """
+
     def __init__(self, engine: Engine, window_days: float) -> None:
         self.engine = engine
         self.window = dt.timedelta(days=window_days)
+        table = SeenDoc.__table__
+        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._insert = insert(table).on_conflict_do_nothing(index_elements=["doc_id"])
+        self._purge = delete(table).where(table.c.first_seen < bindparam("cutoff"))
+        self._owners = select(table.c.doc_id, table.c.batch_id).where(
+            table.c.doc_id.in_(bindparam("ids", expanding=True))
+        )
 
     def claim(
         self, batch_id: str, doc_ids: Iterable[str], now: dt.datetime | None = None
@@ -44,17 +58,12 @@ class Deduplicator:
         owners: dict[str, str] = {}
         if not unique:
             return owners
-        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        rows = [{"doc_id": d, "batch_id": batch_id, "first_seen": now} for d in unique]
         with self.engine.begin() as conn:
-            conn.execute(delete(SeenDoc).where(SeenDoc.first_seen < now - self.window))
+            conn.execute(self._purge, {"cutoff": now - self.window})
+            conn.execute(self._insert, rows)
             for start in range(0, len(unique), CHUNK):
                 chunk = unique[start : start + CHUNK]
-                rows = [{"doc_id": d, "batch_id": batch_id, "first_seen": now} for d in chunk]
-                conn.execute(
-                    insert(SeenDoc).values(rows).on_conflict_do_nothing(index_elements=["doc_id"])
-                )
-            for start in range(0, len(unique), CHUNK):
-                chunk = unique[start : start + CHUNK]
-                query = select(SeenDoc.doc_id, SeenDoc.batch_id).where(SeenDoc.doc_id.in_(chunk))
-                owners.update({doc: owner for doc, owner in conn.execute(query)})
+                result = conn.execute(self._owners, {"ids": chunk})
+                owners.update({doc: owner for doc, owner in result})
         return owners

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gc
 import json
 import logging
 import signal
@@ -29,6 +30,9 @@ from pipeline.queues import Message, WorkQueue, open_queue
 from pipeline.stores import open_store
 
 log = logging.getLogger(__name__)
+
+#: With --drain: how often an idle worker re-checks whether the queue has become empty.
+DRAIN_POLL_SECONDS = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +126,7 @@ class Worker:
         wait = 1.0 if self.options.drain else self.options.poll_seconds
         while not self.stopping.is_set():
             try:
-                message = self.queue.claim(self.settings.queue_lease_seconds, wait_seconds=wait)
+                message = self._claim(wait)
             except PipelineError as exc:
                 if self.options.drain:
                     raise
@@ -145,6 +149,28 @@ class Worker:
                 break
         self.close()
         return 0
+
+    def _claim(self, wait: float) -> Message | None:
+        """Claim one message; when draining, stop waiting as soon as the queue is empty.
+
+        A draining worker used to spend its last second polling a queue that was already empty,
+        or whose last message another worker was finishing: a second per worker per run, more
+        than a tenth of a short drain. Now it polls in short slices and re-checks the depth.
+        """
+        lease = self.settings.queue_lease_seconds
+        if not self.options.drain:
+            return self.queue.claim(lease, wait_seconds=wait)
+        deadline = time.monotonic() + wait
+        while True:
+            message = self.queue.claim(lease, wait_seconds=0.0)
+            if message is not None or self.queue.depth() == 0:
+                return message
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            message = self.queue.claim(lease, wait_seconds=min(DRAIN_POLL_SECONDS, remaining))
+            if message is not None:
+                return message
 
     def handle(self, message: Message) -> None:
         try:
@@ -218,10 +244,30 @@ def setup_logging(level: str) -> None:
     )
 
 
+#: Cyclic GC generation-0 threshold in worker processes (Python's default is 700).
+GC_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a process that converts records.
+
+    Parsing one payload allocates over a thousand dicts and lists that reference counting
+    frees again; with the default threshold the collector ran during almost every parse and
+    kept promoting the half-built payload, and every older-generation pass walked all the
+    long-lived objects (loaded definitions, SQLAlchemy metadata): ~8% of a worker's CPU.
+    Freezing what exists after start-up takes those objects out of every pass, and a higher
+    threshold lets reference counting free each record's objects before a pass starts.
+    Cycles are still collected, just less often.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def run_worker(settings: Settings, options: WorkerOptions, log_level: str = "INFO") -> int:
     """Run one worker in this process until it stops; SIGTERM/SIGINT finish the current batch."""
     setup_logging(log_level)
     worker = Worker(settings, options)
+    tune_gc()
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("signal %d: finishing the current batch, then stopping", signum)
