@@ -22,13 +22,13 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-class Frequency(str, enum.Enum):
+class Frequency(enum.StrEnum):
     daily = "daily"
     weekly = "weekly"
     monthly = "monthly"
 
 
-class RunState(str, enum.Enum):
+class RunState(enum.StrEnum):
     scheduled = "scheduled"
     running = "running"
     succeeded = "succeeded"
@@ -52,19 +52,27 @@ class Job(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
     owner: Mapped[str] = mapped_column(String(320), nullable=False, index=True)
-    tarball_key: Mapped[str] = mapped_column(String(500), nullable=False)  # key in TELEMETRY_CODE_URL
+    tarball_key: Mapped[str] = mapped_column(
+        String(500), nullable=False
+    )  # key in TELEMETRY_CODE_URL
     command: Mapped[str] = mapped_column(Text, nullable=False)
     output_dir: Mapped[str] = mapped_column(String(500), nullable=False, default="output")
-    frequency: Mapped[str] = mapped_column(String(16), nullable=False, default=Frequency.daily.value)
+    frequency: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=Frequency.daily.value
+    )
     day_of_week: Mapped[int | None] = mapped_column(Integer)  # 0 = Monday .. 6 = Sunday (weekly)
-    day_of_month: Mapped[int | None] = mapped_column(Integer)  # 1..31 (monthly; clamped to month end)
+    day_of_month: Mapped[int | None] = mapped_column(
+        Integer
+    )  # 1..31 (monthly; clamped to month end)
     hour: Mapped[int] = mapped_column(Integer, nullable=False, default=12)  # UTC
     timeout_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=60)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     end_date: Mapped[dt.datetime | None] = mapped_column(DateTime)
     runner: Mapped[str] = mapped_column(String(16), nullable=False, default="local")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime, nullable=False, default=utcnow, onupdate=utcnow
+    )
     # Set by the service when it has emailed the owner that end_date passed (sent once).
     expiry_notified_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
@@ -76,10 +84,16 @@ class Run(Base):
     __table_args__ = (UniqueConstraint("job_id", "scheduled_for", name="one_run_per_firing"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True)
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     scheduled_for: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
-    trigger: Mapped[str] = mapped_column(String(16), nullable=False, default="schedule")  # or "manual"
-    state: Mapped[str] = mapped_column(String(16), nullable=False, default=RunState.scheduled.value, index=True)
+    trigger: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="schedule"
+    )  # or "manual"
+    state: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=RunState.scheduled.value, index=True
+    )
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     exit_code: Mapped[int | None] = mapped_column(Integer)

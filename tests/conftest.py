@@ -9,14 +9,20 @@ import pytest
 
 from tests.servers import AWS_TEST_ENV, MotoServer, RedisServer
 
-SHARED_FIXTURES = Path(os.environ.get("TELEMETRY_SHARED_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+SHARED_FIXTURES = Path(
+    os.environ.get(
+        "TELEMETRY_SHARED_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+    )
+)
 
 
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
     """The real Mozilla data in ../shared/fixtures (read in place, never copied)."""
     if not SHARED_FIXTURES.is_dir():
-        pytest.skip(f"shared fixtures not found at {SHARED_FIXTURES} (set TELEMETRY_SHARED_FIXTURES)")
+        pytest.skip(
+            f"shared fixtures not found at {SHARED_FIXTURES} (set TELEMETRY_SHARED_FIXTURES)"
+        )
     return SHARED_FIXTURES
 
 
@@ -56,7 +62,11 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "var"
     monkeypatch.setenv("TELEMETRY_DATA_DIR", str(path))
     for name in list(os.environ):
-        if name.startswith("TELEMETRY_") and name not in ("TELEMETRY_DATA_DIR", "TELEMETRY_SHARED_FIXTURES", "TELEMETRY_S3_ENDPOINT_URL"):
+        if name.startswith("TELEMETRY_") and name not in (
+            "TELEMETRY_DATA_DIR",
+            "TELEMETRY_SHARED_FIXTURES",
+            "TELEMETRY_S3_ENDPOINT_URL",
+        ):
             monkeypatch.delenv(name)
     return path
 

@@ -79,9 +79,21 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self._dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
         return self
@@ -141,7 +153,9 @@ class SmtpServer:
                 if len(self.messages) >= count:
                     return list(self.messages)
             time.sleep(0.05)
-        raise TimeoutError(f"expected {count} message(s), got {len(self.messages)} after {timeout}s")
+        raise TimeoutError(
+            f"expected {count} message(s), got {len(self.messages)} after {timeout}s"
+        )
 
 
 @contextlib.contextmanager
