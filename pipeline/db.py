@@ -7,11 +7,13 @@ the imported modules declared, so a service never needs another service's code t
 from __future__ import annotations
 
 import os
+import sqlite3
 from urllib.parse import urlparse
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from pipeline.errors import ConfigError
 
@@ -35,10 +37,10 @@ def make_engine(url: str, setting: str = "TELEMETRY_DATABASE_URL") -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            _use_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -46,6 +48,27 @@ def make_engine(url: str, setting: str = "TELEMETRY_DATABASE_URL") -> Engine:
     if scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+"):
         return create_engine(_postgres_driver(url), pool_pre_ping=True)
     raise ConfigError(setting, f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+
+
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+@retry(
+    retry=retry_if_exception(_locked),
+    wait=wait_random_exponential(multiplier=0.01, max=0.5),
+    stop=stop_after_delay(30),
+    reraise=True,
+)
+def _use_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the file to WAL once (the mode is stored in the file, so later opens see it).
+
+    The switch needs the file to itself and SQLite answers "database is locked" at once,
+    without waiting for the busy timeout, when another process holds it: several services
+    opening a fresh app.db together hit exactly that, so the switch is retried.
+    """
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")
 
 
 def _postgres_driver(url: str) -> URL:

@@ -137,7 +137,7 @@ def test_services_creating_tables_at_once_on_a_fresh_database_all_succeed(tmp_pa
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
-    for round_number in range(4):
+    for round_number in range(8):
         url = f"sqlite:///{tmp_path}/race-{round_number}.db"
         barrier = context.Barrier(6)
         children = [context.Process(target=_init_in_child, args=(url, barrier)) for _ in range(6)]
