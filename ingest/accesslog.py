@@ -3,6 +3,10 @@
 aiohttp calls the access logger for every answered request, including the ones its own
 router or parser refuse, which makes it the one place to count requests by status. It is
 always "enabled" so the counting happens even when the log line itself is switched off.
+
+The metrics are bound to the logger class (`for_metrics`) rather than read from
+`request.app`: a request the HTTP parser refused (a request line or header over aiohttp's
+limits, garbage bytes) never reaches the router, and such a request has no app.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from ingest.metrics import METRICS_KEY
+from ingest.metrics import IngestMetrics
 
 ACCESS_LOGGER = logging.getLogger("ingest.access")
 # What the submission handler learned about a request, for the log line and the metrics.
@@ -22,7 +26,18 @@ NAMESPACE = web.RequestKey("namespace", str)
 REASON = web.RequestKey("reason", str)
 
 
+# Refusals made by aiohttp itself (router or HTTP parser), which our handlers never label.
+UNLABELLED_REFUSALS = {400: "malformed_http", 404: "not_found", 405: "method_not_allowed"}
+
+
 class JsonAccessLogger(AbstractAccessLogger):
+    metrics: IngestMetrics | None = None
+
+    @classmethod
+    def for_metrics(cls, metrics: IngestMetrics | None) -> type[JsonAccessLogger]:
+        """A logger class that counts into `metrics` (aiohttp instantiates the class itself)."""
+        return type(cls.__name__, (cls,), {"metrics": metrics})
+
     @property
     def enabled(self) -> bool:
         return True
@@ -30,12 +45,12 @@ class JsonAccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         namespace = request.get(NAMESPACE)
         status = response.status
-        try:
-            metrics = request.app[METRICS_KEY]  # type: ignore[attr-defined]
-        except (AttributeError, KeyError):
-            metrics = None
-        if metrics is not None:
-            metrics.count_request(status, namespace)
+        if status >= 400 and request.get(REASON) is None:
+            request[REASON] = UNLABELLED_REFUSALS.get(status, f"http_{status}")
+            if self.metrics is not None:
+                self.metrics.rejections.labels(request[REASON]).inc()
+        if self.metrics is not None:
+            self.metrics.count_request(status, namespace)
         if not self.logger.isEnabledFor(logging.INFO):
             return
         entry = {

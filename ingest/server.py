@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ingest.accesslog import ACCESS_LOGGER, JsonAccessLogger
+from ingest.metrics import METRICS_KEY
 from ingest.paths import MAX_PATH_BYTES
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def make_runner(
     return web.AppRunner(
         app,
         auto_decompress=False,
-        access_log_class=JsonAccessLogger,
+        access_log_class=JsonAccessLogger.for_metrics(app.get(METRICS_KEY)),
         access_log=ACCESS_LOGGER if access_log else _silent_logger(),
         shutdown_timeout=shutdown_timeout,
         handle_signals=False,

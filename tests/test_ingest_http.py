@@ -277,6 +277,25 @@ async def test_header_value_over_1kib_gets_431(server):
         assert response.status == 200
 
 
+async def test_requests_the_http_parser_refuses_get_400_and_are_counted(server):
+    """Beyond aiohttp's own line limits the parser answers before any handler runs; those
+    refusals must still be counted and logged, not crash the access logger."""
+    url, session, _ = server
+    huge_header = (
+        f"POST /submit/telemetry/{DOC} HTTP/1.1\r\nHost: x\r\nX-Big: {'h' * 20000}\r\n"
+        "Content-Length: 2\r\n\r\n{}"
+    ).encode()
+    assert (await raw_exchange(url, huge_header))[0] == 400
+    assert (await raw_exchange(url, b"NONSENSE\r\n\r\n"))[0] == 400
+    async with session.post(f"{url}/nowhere", data=b"{}") as response:
+        assert response.status == 404
+    async with session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    assert 'ingest_rejections_total{reason="malformed_http"} 2.0' in text
+    assert 'ingest_rejections_total{reason="unknown_prefix"} 1.0' in text
+    assert 'ingest_requests_total{namespace="-",status="400"} 2.0' in text
+
+
 # -- 507 and health ------------------------------------------------------------------------
 
 
