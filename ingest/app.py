@@ -25,7 +25,7 @@ from ingest.spool import Spool, SpoolFull
 from ingest.uploader import Uploader
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
-from pipeline.queues import open_queue
+from pipeline.queues import open_work_queue
 from pipeline.records import encode_record
 from pipeline.stores import open_store
 
@@ -287,7 +287,7 @@ def create_app(
             setting="TELEMETRY_INCOMING_URL",
             endpoint_url=settings.s3_endpoint_url,
         ),
-        lambda: open_queue(settings.queue_url, endpoint_url=settings.s3_endpoint_url),
+        lambda: open_work_queue(settings),
         spool.release,
         metrics,
         max_backoff=upload_max_backoff,

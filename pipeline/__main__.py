@@ -19,7 +19,7 @@ STORE_SETTINGS = ("incoming_url", "published_url", "public_url", "code_url")
 
 def _checks(settings: Settings) -> list[tuple[str, str, Callable[[], None]]]:
     from pipeline.db import check_db
-    from pipeline.queues import open_queue
+    from pipeline.queues import open_work_queue
     from pipeline.stores import open_store
 
     def store(name: str) -> Callable[[], None]:
@@ -37,12 +37,7 @@ def _checks(settings: Settings) -> list[tuple[str, str, Callable[[], None]]]:
         return run
 
     def queue() -> None:
-        opened = open_queue(
-            settings.queue_url,
-            lease_seconds=settings.queue_lease_seconds,
-            max_attempts=settings.queue_max_attempts,
-            endpoint_url=settings.s3_endpoint_url,
-        )
+        opened = open_work_queue(settings)
         try:
             opened.check()
         finally:

@@ -486,3 +486,23 @@ async def test_access_log_is_one_json_object_per_request_with_the_doc_id(data_di
         (431, DOC, "header_too_large"),
     ]
     assert entries[0]["namespace"] == "telemetry" and entries[0]["method"] == "POST"
+
+
+async def test_announcing_on_sqs_keeps_the_consumers_dead_letter_limit(data_dir, moto):
+    """SQS stores the dead-letter limit on the queue and opening re-applies it: the edge must
+    open the queue with the configured limit, not the default, or it resets the converter's."""
+    import boto3
+
+    from pipeline.queues import open_work_queue
+
+    settings = make_settings(queue_url="sqs://ingest-redrive", queue_max_attempts=2)
+    open_work_queue(settings).close()  # the converter created it
+    async with running(create_app(settings, count_hourly=False), access_log=False) as url:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{url}/submit/telemetry/{DOC}", data=b"{}") as response:
+                assert response.status == 200
+    sqs = boto3.client("sqs", endpoint_url=moto.endpoint)
+    queue_url = sqs.get_queue_url(QueueName="ingest-redrive")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] in (2, "2")
+    assert attributes["ApproximateNumberOfMessages"] == "1"

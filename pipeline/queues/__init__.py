@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from pipeline.errors import ConfigError
 from pipeline.queues.base import Message, WorkQueue
 
-__all__ = ["Message", "WorkQueue", "open_queue"]
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+
+__all__ = ["Message", "WorkQueue", "open_queue", "open_work_queue"]
+
+
+def open_work_queue(settings: Settings) -> WorkQueue:
+    """The pipeline's work queue, opened with every queue setting.
+
+    Every service must open it this way, senders included: SQS keeps the dead-letter limit
+    as an attribute of the queue, and opening it re-applies `max_attempts`, so a service
+    that opened it with the default would silently change the limit for the consumers.
+    """
+    return open_queue(
+        settings.queue_url,
+        lease_seconds=settings.queue_lease_seconds,
+        max_attempts=settings.queue_max_attempts,
+        endpoint_url=settings.s3_endpoint_url,
+    )
 
 
 def open_queue(
