@@ -156,7 +156,7 @@ def main() -> int:
     print(f"service_max_rss: {cpu1.ru_maxrss / 1024:.1f} MB")
     ok = len(delays) == expected and delays and delays[-1] <= 1.0 and cpu1.ru_maxrss / 1024 < 150
     print(f"targets_met: {'yes' if ok else 'no'}")
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
