@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import boto3
 import pytest
@@ -250,6 +251,17 @@ def test_directory_under_a_regular_file_names_the_setting(tmp_path):
         open_store(f"file://{blocker}/store", setting="TELEMETRY_PUBLIC_URL")
     assert caught.value.setting == "TELEMETRY_PUBLIC_URL"
     assert str(blocker) in str(caught.value)
+
+
+def test_unreadable_store_directory_names_the_setting(tmp_path, monkeypatch):
+    """Root (as in CI) may read any directory, so the permission answer is what is faked."""
+    import pipeline.stores.local as local
+
+    root = tmp_path / "store"
+    root.mkdir()
+    monkeypatch.setattr(local.os, "access", lambda path, mode: Path(path) != root)
+    with pytest.raises(ConfigError, match="TELEMETRY_PUBLIC_URL: .*not readable and writable"):
+        open_store(f"file://{root}", setting="TELEMETRY_PUBLIC_URL")
 
 
 def test_file_where_the_store_directory_should_be_names_the_setting(tmp_path):
