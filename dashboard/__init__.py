@@ -14,7 +14,9 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from pipeline.config import Settings, load_settings
+from pipeline.errors import ConfigError
 from scheduler.config import load_scheduler_config
+from scheduler.jobs import RUNNERS
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
@@ -43,6 +45,10 @@ def create_app(
 ) -> Flask:
     """Build the dashboard app; `test_config` overrides Flask config (tests, embedding)."""
     settings = settings or load_settings()
+    if settings.runner not in RUNNERS:  # jobs made here get it; refuse it now, not per form
+        raise ConfigError(
+            "TELEMETRY_RUNNER", f"must be one of {', '.join(RUNNERS)}, got {settings.runner!r}"
+        )
     app = Flask(__name__)
     app.config.update(DEFAULT_CONFIG)
     app.config["SECRET_KEY"] = settings.secret_key

@@ -86,6 +86,7 @@ def job_json(job: Job, last: Run | None = None) -> dict[str, Any]:
         "timeout_minutes": job.timeout_minutes,
         "enabled": job.enabled,
         "end_date": _iso(job.end_date),
+        "runner": job.runner,
         "next_run": _iso(safe_next_run(job)) if job.enabled else None,
         "last_state": last.state if last else None,
     }

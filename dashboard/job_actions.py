@@ -2,6 +2,9 @@
 
 Every check that can fail runs before anything is stored, and a stored tarball is removed
 again when the job record is refused, so a rejected submission changes nothing.
+
+A new job's runner is the operator's `TELEMETRY_RUNNER` (Settings.runner), never a field the
+user sends; editing a job keeps the runner it was created with.
 """
 
 from __future__ import annotations
@@ -118,7 +121,13 @@ def create(
     key = _store(settings, name, tarball, max_bytes)
     try:
         job = job_store.create_job(
-            session, name=name, owner=owner, tarball_key=key, **_fields_from(data)
+            session,
+            name=name,
+            owner=owner,
+            tarball_key=key,
+            # Where runs execute is the operator's choice (TELEMETRY_RUNNER), not a form field.
+            runner=settings.runner,
+            **_fields_from(data),
         )
     except JobValidationError as exc:
         session.rollback()

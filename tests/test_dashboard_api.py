@@ -218,3 +218,22 @@ def test_token_label_is_required(app):
     ).get_data(as_text=True)
     assert 'id="field-label"' in html and "required" in html
     assert count(app, ApiToken) == 0
+
+
+def test_jobs_made_through_the_api_run_where_the_operator_configured(data_dir, monkeypatch):
+    from pipeline.config import load_settings
+
+    monkeypatch.setenv("TELEMETRY_RUNNER", "ec2")
+    settings = load_settings()
+    app = create_app(settings)
+    add_user(app, "ada@example.org")
+    headers = token_for(app, "ada@example.org")
+    client = app.test_client()
+    response = create(client, headers, runner="local")  # not the user's choice
+    assert response.status_code == 201, response.get_json()
+    with app.app_context():
+        job = database.db().scalar(select(Job).where(Job.name == "weekly-report"))
+        assert job.runner == settings.runner == "ec2"
+    assert response.get_json()["job"]["runner"] == "ec2"
+    refused = client.patch("/api/jobs/weekly-report", json={"runner": "local"}, headers=headers)
+    assert refused.status_code == 400 and "runner" in refused.get_json()["errors"]

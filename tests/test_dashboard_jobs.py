@@ -303,3 +303,29 @@ def test_running_run_log_json_tails_the_live_log(app, client, settings):
 def test_unknown_run_and_job_are_404(client):
     assert client.get("/runs/999").status_code == 404
     assert client.get("/jobs/nope").status_code == 404
+
+
+def test_jobs_made_in_the_dashboard_run_where_the_operator_configured(data_dir, monkeypatch):
+    """TELEMETRY_RUNNER=ec2 is the operator's choice: a job scheduled with the form (even one
+    posting its own `runner` field) gets it, through the settings the app loads itself."""
+    monkeypatch.setenv("TELEMETRY_RUNNER", "ec2")
+    app = create_app()  # as `python -m dashboard` builds it: settings from the environment
+    add_user(app, "ada@example.org")
+    client = app.test_client()
+    sign_in(client, "ada@example.org")
+    assert post_job(client, runner="local").status_code == 302
+    with app.app_context():
+        assert database.settings().runner == "ec2"
+    assert get_job(app, "weekly-report").runner == "ec2"
+    # Editing the job keeps the runner it was created with.
+    assert post_job(client, url="/jobs/weekly-report", tarball=False, hour="4").status_code == 302
+    assert get_job(app, "weekly-report").runner == "ec2"
+
+
+def test_an_unknown_configured_runner_stops_the_dashboard_at_start(data_dir, monkeypatch):
+    from pipeline.errors import ConfigError
+
+    monkeypatch.setenv("TELEMETRY_RUNNER", "lambda")
+    with pytest.raises(ConfigError) as caught:
+        create_app()
+    assert caught.value.setting == "TELEMETRY_RUNNER"
