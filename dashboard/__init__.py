@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
+from dashboard.secret_key import load_or_create_secret_key
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
 from scheduler.config import load_scheduler_config
@@ -51,11 +52,13 @@ def create_app(
         )
     app = Flask(__name__)
     app.config.update(DEFAULT_CONFIG)
-    app.config["SECRET_KEY"] = settings.secret_key
+    app.config["SECRET_KEY"] = settings.secret_key or None
     # DASHBOARD_<NAME>=value environment variables override any key above (values parsed as JSON).
     app.config.from_prefixed_env("DASHBOARD")
     if test_config:
         app.config.update(test_config)
+    if not app.config.get("SECRET_KEY"):  # none configured: the data directory's random key
+        app.config["SECRET_KEY"] = load_or_create_secret_key(settings.data_dir)
     if app.config["TARBALL_MAX_BYTES"] is None:
         app.config["TARBALL_MAX_BYTES"] = load_scheduler_config().tarball_max_bytes
     # The request limit is a hard guard; the form reports a too-large tarball inline below it.

@@ -20,6 +20,8 @@ from pathlib import Path
 from pipeline.errors import ConfigError
 
 ENV_PREFIX = "TELEMETRY_"
+SECRET_KEY_FILE = "dashboard-secret-key"
+"""Where the dashboard keeps the random session key it makes when TELEMETRY_SECRET_KEY is unset."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Settings:
     runner: str = "local"
     smtp_url: str | None = None
     mail_from: str = "telemetry-pipeline@localhost"
+    # Signs dashboard sessions. Unset: the dashboard generates a random key once and keeps it
+    # in <data_dir>/dashboard-secret-key (mode 0600); see dashboard.secret_key.
     secret_key: str = ""
     signup_domains: str = ""
     alert_recipients: str = ""  # comma-separated addresses for pipeline health alerts
@@ -65,10 +69,17 @@ class Settings:
             value = getattr(self, field.name)
             if field.name in _SECRET_FIELDS and value:
                 value = "***"
+            elif field.name == "secret_key":
+                value = f"(unset: random, kept in {secret_key_path(self.data_dir)})"
             elif isinstance(value, str):
                 value = _URL_PASSWORD.sub(r"\1***@", value)
             lines.append(f"  {ENV_PREFIX}{field.name.upper()}={value}")
         return "\n".join(lines)
+
+
+def secret_key_path(data_dir: str) -> Path:
+    """The file holding the generated dashboard key when TELEMETRY_SECRET_KEY is unset."""
+    return Path(data_dir) / SECRET_KEY_FILE
 
 
 _SECRET_FIELDS = {"secret_key"}
@@ -168,7 +179,6 @@ def _with_derived_defaults(settings: Settings) -> Settings:
         "histogram_cache": str(data / "histogram_cache"),
         "spool_dir": str(data / "spool"),
         "schema_path": str(Path(__file__).with_name("telemetry_schema.json")),
-        "secret_key": "dev-only-change-me",
     }
     missing = {k: v for k, v in derived.items() if not getattr(settings, k)}
     if settings.fsync_policy not in ("always", "group", "none"):
