@@ -3,7 +3,8 @@
 The worker (worker.py) owns the queue message; this module owns everything between reading
 the incoming object and having every output object stored. It never acknowledges nor deletes:
 the caller does both after `process` returns, so a crash anywhere in here means redelivery,
-and redelivery rewrites the same object keys with the same lines.
+and redelivery rewrites the same object keys with the same lines. The stats are counted once
+per batch id: the counts and a mark of the batch commit together, and a redo adds nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pipeline.errors import ObjectNotFound
 from pipeline.layout import UNKNOWN, error_key
 from pipeline.queues.base import WorkQueue
 from pipeline.records import CorruptBatch, Record, encode_record, iter_records
-from pipeline.stats import add_counts, hour_of
+from pipeline.stats import DEFAULT_KEEP, add_many_once, hour_of
 from pipeline.stores.base import BlobStore
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class BatchProcessor:
         park_max_attempts: int = 12,
         pause: CrashPoint | None = None,
         tmp_dir: str | None = None,
+        stats_keep: dt.timedelta = DEFAULT_KEEP,
     ) -> None:
         self.incoming = incoming
         self.published = published
@@ -145,6 +147,7 @@ class BatchProcessor:
         self.park_max_attempts = park_max_attempts
         self.pause = pause or CrashPoint(os.environ.get(TEST_PAUSE_ENV))
         self.tmp_dir = tmp_dir
+        self.stats_keep = stats_keep
 
     def process(self, job: Job) -> BatchReport:
         started, started_cpu = time.monotonic(), time.process_time()
@@ -207,14 +210,19 @@ class BatchProcessor:
                 job, object_id, bytes(parked), report.outcomes[oc.PARKED]
             )
         report.records = len(records) + (corrupt is not None)
-        for hour, hour_counts in counts.items():
-            add_counts(self.engine, "convert", hour, hour_counts)
+        stats = [(hour, "convert", hour_counts) for hour, hour_counts in counts.items()]
         if report.lost_histograms:
             lost = collections.Counter()
             for _record, outcome in converted:
                 if outcome.lost_histograms and outcome.kind == oc.PUBLISHED:
                     lost[(oc.INVALID_HISTOGRAM, outcome.channel, outcome.doc_type)] += 1
-            add_counts(self.engine, "convert_hist", dt.datetime.now(dt.UTC), lost)
+            stats.append((dt.datetime.now(dt.UTC), "convert_hist", lost))
+        # Once per batch: a redo (failed delete or ack, crash before the ack, lost lease) has
+        # the same outcomes, so its counts are already in and adding them again would double.
+        if stats and not add_many_once(
+            self.engine, "convert", object_id, stats, keep=self.stats_keep
+        ):
+            log.info("batch %s: already counted in the stats by an earlier attempt", job.key)
         report.seconds = time.monotonic() - started
         report.cpu_seconds = time.process_time() - started_cpu
         return report

@@ -7,6 +7,7 @@ whole decision table is unit-testable with a stand-in converter.
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,24 +33,66 @@ class RecordConverter:
         self.schema = schema
         self.limit = max_decompressed_bytes
         self._partitions: dict[tuple, tuple[str, str, str]] = {}
+        self._logged_sites: set[tuple[str, str, int]] = set()
 
     def convert(self, record: Record, object_id: str) -> Outcome:
+        """The outcome of one record; total: whatever goes wrong becomes an error outcome.
+
+        A `RecordRejected` carries its reason code. Any other exception is a bug (or input no
+        rule foresaw): the record becomes `bad_payload` with the exception in its details, and
+        the traceback is logged once per distinct bug site, so one record never sinks its batch.
+        """
         date = submission_date(record.received_ms)
+        sub: SubmissionPath | None = None
         try:
             sub = parse_path(record.path)
-        except RecordRejected as exc:
-            return Outcome(exc.reason, "", UNKNOWN, UNKNOWN, date, details=exc.details)
-        try:
             return self._convert(record, sub, object_id, date)
         except RecordRejected as exc:
+            return self._rejected(exc.reason, exc.details, record, sub, date)
+        except Exception as exc:  # noqa: BLE001 - one record's failure must stay that record's
+            details = f"unexpected {type(exc).__name__} while converting: {exc}"
+            self._log_unexpected(exc, record, sub)
+            return self._rejected(oc.BAD_PAYLOAD, details, record, sub, date)
+
+    def _rejected(
+        self, reason: str, details: str, record: Record, sub: SubmissionPath | None, date: str
+    ) -> Outcome:
+        """An error outcome, with the channel and doc type the URL names when it parsed."""
+        if sub is None:
+            return Outcome(reason, "", UNKNOWN, UNKNOWN, date, details=details)
+        try:
             url_dims = self.schema.apply(raw_dimensions(sub, None, record.received_ms))
-            return Outcome(
-                exc.reason,
-                sub.doc_id,
-                url_dims["appUpdateChannel"],
-                url_dims["reason"],
-                date,
-                details=exc.details,
+            channel, doc_type = url_dims["appUpdateChannel"], url_dims["reason"]
+        except Exception:  # noqa: BLE001 - the record still goes to errors, unclassified
+            log.exception("cannot read the dimensions of record %s from its URL", sub.doc_id)
+            channel, doc_type = UNKNOWN, UNKNOWN
+        return Outcome(reason, sub.doc_id, channel, doc_type, date, details=details)
+
+    def _log_unexpected(self, exc: Exception, record: Record, sub: SubmissionPath | None) -> None:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = (frames[-1].filename, frames[-1].lineno) if frames else ("", 0)
+        site = (type(exc).__name__, *where)
+        doc = sub.doc_id if sub is not None else record.path[:200]
+        if site not in self._logged_sites:
+            self._logged_sites.add(site)
+            log.error(
+                "record %s (offset %d): unexpected %s, sent to errors/%s; a bug, please "
+                "report it (later ones from the same place are logged without traceback)",
+                doc,
+                record.offset,
+                type(exc).__name__,
+                oc.BAD_PAYLOAD,
+                exc_info=exc,
+            )
+        else:
+            log.error(
+                "record %s (offset %d): unexpected %s again (%s:%d), sent to errors/%s: %s",
+                doc,
+                record.offset,
+                type(exc).__name__,
+                *where,
+                oc.BAD_PAYLOAD,
+                exc,
             )
 
     def _convert(self, record: Record, sub: SubmissionPath, object_id: str, date: str) -> Outcome:
@@ -125,8 +168,15 @@ class RecordConverter:
     def _published(
         self, doc_id: str, key: str, payload: Any, channel: str, doc_type: str, date: str
     ) -> Outcome:
-        text = self.tools.dumps(payload)
-        body = text.encode("utf-8") if isinstance(text, str) else text
+        try:
+            text = self.tools.dumps(payload)
+            body = text.encode("utf-8") if isinstance(text, str) else text
+        except UnicodeError as exc:
+            # "\ud800" is valid JSON syntax that the parser accepts, but not a character:
+            # the text cannot be written as UTF-8 (orjson refuses it, ujson's output fails).
+            raise RecordRejected(
+                oc.BAD_JSON, f"payload text is not valid Unicode (a lone surrogate?): {exc}"
+            ) from exc
         line = b"".join((doc_id.encode("utf-8"), b"\t", body, b"\n"))
         return Outcome(oc.PUBLISHED, doc_id, channel, doc_type, date, partition=key, line=line)
 

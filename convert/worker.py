@@ -27,6 +27,7 @@ from pipeline.db import init_db, make_engine
 from pipeline.errors import PipelineError
 from pipeline.layout import Schema, error_key
 from pipeline.queues import Message, WorkQueue, open_queue
+from pipeline.stats import DEFAULT_KEEP
 from pipeline.stores import open_store
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ class Worker:
             self.engine,
             park_delay=options.park_delay,
             park_max_attempts=options.park_max_attempts,
+            # remember counted batches at least as long as their dedup claims
+            stats_keep=max(dt.timedelta(days=settings.dedup_window_days), DEFAULT_KEEP),
         )
         self.stopping = threading.Event()
         self.batches = 0
