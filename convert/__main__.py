@@ -165,18 +165,13 @@ def _worker_context() -> multiprocessing.context.BaseContext:
 
 def _check_backends(settings: Settings) -> None:
     """Open the stores and the queue once, so a wrong URL fails here with one clear message."""
-    from pipeline.queues import open_queue
+    from pipeline.queues import open_work_queue
     from pipeline.stores import open_store
 
     endpoint = settings.s3_endpoint_url
     open_store(settings.incoming_url, setting="TELEMETRY_INCOMING_URL", endpoint_url=endpoint)
     open_store(settings.published_url, setting="TELEMETRY_PUBLISHED_URL", endpoint_url=endpoint)
-    queue = open_queue(
-        settings.queue_url,
-        lease_seconds=settings.queue_lease_seconds,
-        max_attempts=settings.queue_max_attempts,
-        endpoint_url=endpoint,
-    )
+    queue = open_work_queue(settings)
     queue.close()
 
 

@@ -26,7 +26,7 @@ from pipeline.config import Settings
 from pipeline.db import init_db, make_engine
 from pipeline.errors import PipelineError
 from pipeline.layout import Schema, error_key
-from pipeline.queues import Message, WorkQueue, open_queue
+from pipeline.queues import Message, WorkQueue, open_work_queue
 from pipeline.stats import DEFAULT_KEEP
 from pipeline.stores import open_store
 
@@ -94,12 +94,7 @@ class Worker:
         self.published = open_store(
             settings.published_url, setting="TELEMETRY_PUBLISHED_URL", endpoint_url=endpoint
         )
-        self.queue = open_queue(
-            settings.queue_url,
-            lease_seconds=settings.queue_lease_seconds,
-            max_attempts=settings.queue_max_attempts,
-            endpoint_url=endpoint,
-        )
+        self.queue = open_work_queue(settings)
         self.engine = make_engine(settings.database_url)
         init_db(self.engine)
         converter = RecordConverter(
