@@ -5,11 +5,24 @@ The instance gets no credentials. The service gives it:
 - a pre-signed POST policy that lets it upload any key under `<job_name>/` of the public
   bucket (TELEMETRY_PUBLIC_URL must be `s3://`), used with curl for data, log and result.
 User-data (bash): download + extract the tarball (GNU tar, refusing absolute/`..` names),
-run the command under `timeout` (SIGTERM, then SIGKILL after 30 s), apply the output guard
-(size limit, raw `docId<TAB>{json}` lines) and upload `<job>/data/...` only when every file
-passes, upload the log to `<job>/logs/<run_id>.log` and the result to
-`<job>/logs/<run_id>.result` ("exit=N" + published keys), then `shutdown -h now`;
-InstanceInitiatedShutdownBehavior=terminate makes that a termination.
+run the command like the local runner does (see RUN_COMMAND_FUNCTION): `bash -c` with stdin
+from /dev/null, in a clean environment (`env -i`, only the variables listed below), in a process
+group of its own (coreutils `timeout`'s); at the timeout the whole group gets SIGTERM, and
+SIGKILL after `kill_grace_seconds`; whatever the command leaves running is killed when it
+ends, before anything is checked or uploaded. Then apply the output guard (size limit, raw
+`docId<TAB>{json}` lines) and upload `<job>/data/...` only when every file passes, upload the
+log to `<job>/logs/<run_id>.log` and the result to `<job>/logs/<run_id>.result` ("exit=N" +
+published keys), then `shutdown -h now`; InstanceInitiatedShutdownBehavior=terminate makes
+that a termination.
+
+The command's environment on the instance (nothing else from cloud-init's is inherited):
+  JOB_NAME, RUN_ID, OUTPUT_DIR (absolute), HOME (the job directory), TMPDIR (a private temp
+  dir), LANG=C.UTF-8, PATH=/usr/local/bin:/usr/bin:/bin, and TELEMETRY_PUBLISHED_URL,
+  TELEMETRY_PUBLIC_URL, TELEMETRY_HG_BASE_URL, TELEMETRY_S3_ENDPOINT_URL when set and not
+  `file://` (a place on the service's machine). No credentials and no secrets: the user-data
+  can be read by anyone who may describe the instance, and by the job itself.
+As with the local runner, a process that leaves the group on purpose (`setsid`) is not
+followed; the instance's shutdown ends it.
 The service polls the instance; when it is gone it reads the result object. At
 timeout + `ec2_boot_allowance_seconds` it terminates the instance itself and records why.
 Instances are tagged JobName, RunId, Owner.
@@ -18,6 +31,7 @@ Instances are tagged JobName, RunId, Owner.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import time
@@ -37,6 +51,37 @@ from scheduler.runners.base import Runner, RunOutcome, RunRequest
 log = logging.getLogger(__name__)
 
 GONE_STATES = {"shutting-down", "terminated", "stopped", "stopping"}
+PASSED_SETTINGS = ("published_url", "public_url", "hg_base_url", "s3_endpoint_url")
+JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+# Plain bash (no format fields), also executed on its own by the tests.
+RUN_COMMAND_FUNCTION = r"""# run_command SECONDS GRACE COMMAND: run COMMAND with `bash -c` in the current directory,
+# stdin from /dev/null, in a clean environment (only the JOB_ENV entries) and in a process
+# group of its own (timeout's). At SECONDS the whole group gets SIGTERM, and SIGKILL GRACE
+# seconds later; when the command ends, by itself or not, whatever it left running in the
+# group is killed too. Returns the command's status (124, or 137, when it timed out).
+run_command() {
+  local pidfile status pgid waited=0
+  pidfile=$(mktemp) || return 125
+  # `exec` keeps the pid: timeout's, which timeout makes the id of the job's process group.
+  bash -c 'echo $$ > "$0"; exec "$@"' "$pidfile" \
+    timeout --kill-after="$2" "$1" env -i "${JOB_ENV[@]}" bash -c "$3" </dev/null
+  status=$?
+  pgid=$(cat "$pidfile")
+  rm -f "$pidfile"
+  if [ -n "$pgid" ]; then
+    if [ "$status" -eq 124 ]; then
+      # timeout stops waiting when bash dies; children ignoring SIGTERM get the grace too.
+      while kill -0 -- "-$pgid" 2>/dev/null && [ "$waited" -lt "$2" ]; do
+        sleep 1
+        waited=$((waited + 1))
+      done
+    fi
+    kill -KILL -- "-$pgid" 2>/dev/null
+  fi
+  return "$status"
+}
+"""
 
 USER_DATA_TEMPLATE = r"""#!/bin/bash
 # telemetry-pipeline scheduler: run {run_id} of job {job_name} (generated; do not edit)
@@ -45,6 +90,7 @@ JOB_NAME={job_name_q}
 RUN_ID={run_id}
 OUTPUT_REL={output_dir_q}
 TIMEOUT_SECONDS={timeout_seconds}
+KILL_GRACE_SECONDS={kill_grace_seconds}
 MAX_FILE_BYTES={max_file_bytes}
 TARBALL_URL={tarball_url_q}
 POST_URL={post_url_q}
@@ -52,9 +98,9 @@ POST_ARGS=({post_args})
 KEY_PREFIX={key_prefix_q}
 WORK=/var/tmp/telemetry-run-$RUN_ID
 LOG=$WORK/run.log
-mkdir -p "$WORK/job"
+mkdir -p "$WORK/job" "$WORK/tmp"
 exec >>"$LOG" 2>&1
-finish() {{
+{run_command_function}finish() {{
   upload_file "$JOB_NAME/logs/$RUN_ID.result" "$WORK/result" || true
   upload_file "$JOB_NAME/logs/$RUN_ID.log" "$LOG" || true
   shutdown -h now
@@ -70,8 +116,12 @@ if tar tzf "$WORK/code.tar.gz" | grep -qE '(^/|(^|/)\.\.(/|$))'; then
 fi
 tar xzf "$WORK/code.tar.gz" -C "$WORK/job" --no-same-owner --no-same-permissions || {{ echo "exit=corrupt-tarball" > "$WORK/result"; exit 1; }}
 cd "$WORK/job"
-export JOB_NAME RUN_ID OUTPUT_DIR="$WORK/job/$OUTPUT_REL" HOME="$WORK/job"
-timeout --kill-after=30 "$TIMEOUT_SECONDS" setsid bash -c {command_q}
+OUTPUT_DIR="$WORK/job/$OUTPUT_REL"
+JOB_ENV=(
+  "JOB_NAME=$JOB_NAME" "RUN_ID=$RUN_ID" "OUTPUT_DIR=$OUTPUT_DIR" "HOME=$WORK/job"
+  "TMPDIR=$WORK/tmp" "LANG=C.UTF-8" {job_path_q}{passed_env}
+)
+run_command "$TIMEOUT_SECONDS" "$KILL_GRACE_SECONDS" {command_q}
 status=$?
 echo "exit=$status" > "$WORK/result"
 if [ "$status" -ne 0 ]; then exit 0; fi
@@ -112,9 +162,20 @@ def render_user_data(
     post_fields: dict,
     max_file_bytes: int,
     key_prefix: str = "",
+    kill_grace_seconds: float = 30.0,
+    job_environment: dict[str, str] | None = None,
 ) -> str:
-    """The instance's bash script; every value from the job or AWS is shell-quoted."""
+    """The instance's bash script; every value from the job or AWS is shell-quoted.
+
+    `job_environment` holds the settings passed to the command besides the per-run variables.
+    """
     return USER_DATA_TEMPLATE.format(
+        run_command_function=RUN_COMMAND_FUNCTION,
+        kill_grace_seconds=max(1, math.ceil(kill_grace_seconds)),
+        job_path_q=shlex.quote(f"PATH={JOB_PATH}"),
+        passed_env="".join(
+            " " + shlex.quote(f"{name}={value}") for name, value in (job_environment or {}).items()
+        ),
         run_id=int(request.run_id),
         job_name=request.job_name,
         job_name_q=shlex.quote(request.job_name),
@@ -177,7 +238,18 @@ class EC2Runner(Runner):
             post_fields=fields,
             max_file_bytes=self.config.publish_max_file_bytes,
             key_prefix=f"{public_prefix}/" if public_prefix else "",
+            kill_grace_seconds=self.config.kill_grace_seconds,
+            job_environment=self.job_environment(),
         )
+
+    def job_environment(self) -> dict[str, str]:
+        """The settings the command gets on the instance: URLs it can reach from there."""
+        env = {}
+        for name in PASSED_SETTINGS:
+            value = getattr(self.settings, name)
+            if value and not str(value).startswith("file:"):
+                env[f"TELEMETRY_{name.upper()}"] = str(value)
+        return env
 
     def launch(self, request: RunRequest) -> str:
         if not self.config.ec2_image_id:
