@@ -137,3 +137,55 @@ def send_demo_submissions(settings: Settings, ingest_url: str) -> int:
         settings.published_url,
     )
     return accepted
+
+
+DEMO_JOB = "published-summary"
+DEMO_OWNER = "demo@localhost"
+
+
+def schedule_demo_job(settings: Settings, wait_seconds: float = 90.0) -> bool:
+    """Schedule the example analysis job (daily) and run it once the demo data is published.
+
+    Only when no job of that name exists, so a restart keeps the job as its user left it.
+    Returns whether the job was created. Its first run fills the public output page
+    (`<job>/data/summary.json`), so the first screen of a new installation is not empty.
+    """
+    import tempfile
+    import time
+
+    from pipeline.db import init_db, make_engine, session_factory
+    from pipeline.stores import open_store
+    from scheduler.examples.build import build
+    from scheduler.jobs import create_job, request_run_now, store_tarball
+    from scheduler.models import Job
+
+    engine = make_engine(settings.database_url)
+    try:
+        init_db(engine)
+        session_maker = session_factory(engine)
+        with session_maker() as session:
+            if session.query(Job.id).filter(Job.name == DEMO_JOB).first() is not None:
+                return False
+        with tempfile.TemporaryDirectory() as tmp:
+            data = build(Path(tmp) / "summary-job.tar.gz").read_bytes()
+        key = store_tarball(settings, DEMO_JOB, data)
+        with session_maker() as session:
+            job = create_job(
+                session,
+                name=DEMO_JOB,
+                owner=DEMO_OWNER,
+                tarball_key=key,
+                command="python summarise.py",
+                output_dir="output",
+                frequency="daily",
+                runner="local",
+            )
+            log.info("scheduled the example job %s (daily at 12:00 UTC)", DEMO_JOB)
+            published = open_store(settings.published_url, endpoint_url=settings.s3_endpoint_url)
+            deadline = time.monotonic() + wait_seconds
+            while time.monotonic() < deadline and next(iter(published.list("")), None) is None:
+                time.sleep(1.0)
+            request_run_now(session, job)
+        return True
+    finally:
+        engine.dispose()

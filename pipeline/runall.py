@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -122,7 +123,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--workers", type=int, default=1, help="convert worker processes (default %(default)s)"
     )
     parser.add_argument(
-        "--no-demo", action="store_true", help="do not send the demo submissions at start"
+        "--no-demo", action="store_true", help="do not send the demo submissions or schedule the example job at start"
     )
     return parser.parse_args(argv)
 
@@ -156,9 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if service.url:
             print(f"  {service.name:<10} {service.url}", flush=True)
     if not args.no_demo:
-        from pipeline.demo import send_demo_submissions
+        from pipeline.demo import schedule_demo_job, send_demo_submissions
 
         send_demo_submissions(settings, f"http://{args.host}:{args.ingest_port}")
+        threading.Thread(
+            target=_quietly, args=(schedule_demo_job, settings), name="demo-job", daemon=True
+        ).start()
     exit_code = 0
     while not stopping:
         for service in services:
@@ -172,6 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         time.sleep(0.5)
     log.info("stopping")
     return stop(services) or exit_code
+
+
+def _quietly(function, *args) -> None:
+    """The demo is a convenience: its failure is logged, never a reason to stop the pipeline."""
+    try:
+        function(*args)
+    except Exception:  # noqa: BLE001
+        log.exception("demo step %s failed", function.__name__)
 
 
 if __name__ == "__main__":

@@ -108,6 +108,15 @@ def test_one_command_runs_the_pipeline_and_stops_cleanly(tmp_path, shared_fixtur
             f"http://127.0.0.1:{dashboard_port}/login", timeout=30
         ) as response:
             assert response.status == 200
+
+        # The example job was scheduled and run once over the published demo data.
+        summary_path = data_dir / "public" / "published-summary" / "data" / "summary.json"
+        wait_for(summary_path.exists, 120, "the example job's published summary")
+        assert json.loads(summary_path.read_text())["objects"] >= 1
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{dashboard_port}/public/published-summary/data/", timeout=30
+        ) as response:
+            assert "summary.json" in response.read().decode()
     finally:
         process.send_signal(signal.SIGINT)
         try:
