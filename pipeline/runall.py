@@ -123,7 +123,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--workers", type=int, default=1, help="convert worker processes (default %(default)s)"
     )
     parser.add_argument(
-        "--no-demo", action="store_true", help="do not send the demo submissions or schedule the example job at start"
+        "--no-demo",
+        action="store_true",
+        help="do not send the demo submissions or schedule the example job at start",
     )
     return parser.parse_args(argv)
 
