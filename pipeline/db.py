@@ -6,11 +6,14 @@ the imported modules declared, so a service never needs another service's code t
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sqlite3
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
-from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
@@ -102,23 +105,50 @@ def check_db(url: str, setting: str = "TELEMETRY_DATABASE_URL") -> None:
         engine.dispose()
 
 
+# Any fixed number: the PostgreSQL advisory lock that serialises table creation.
+DDL_LOCK_KEY = 0x7E1E_2013
+
+
 def init_db(engine: Engine, attempts: int = 5) -> None:
     """Create every table declared so far (idempotent, and safe when services race).
 
-    `make run` starts several services against a fresh database at once; `create_all` checks
-    and creates in separate steps, so another process can create a table in between. That
-    shows up as "already exists" (SQLite, PostgreSQL) or a duplicate type name (PostgreSQL);
-    checking again then finds the table and creates only what is still missing.
+    `make run` starts several services against a fresh database at once, and `create_all`
+    checks and creates in separate steps, so unguarded processes trip over each other's
+    tables ("already exists"). Table creation is therefore serialised: by an advisory lock on
+    PostgreSQL and a lock file beside an SQLite database. A race that still happens (say, a
+    process of an older version without the lock) is retried: checking again finds the table
+    and creates only what is still missing.
     """
     for attempt in range(attempts):
         try:
-            Base.metadata.create_all(engine)
+            with _ddl_lock(engine) as bind:
+                Base.metadata.create_all(bind)
             return
         except (OperationalError, ProgrammingError, IntegrityError) as exc:
-            text = str(exc).lower()
-            racing = "already exists" in text or "duplicate key" in text
+            message = str(exc).lower()
+            racing = "already exists" in message or "duplicate key" in message
             if not racing or attempt == attempts - 1:
                 raise
+
+
+@contextlib.contextmanager
+def _ddl_lock(engine: Engine) -> Iterator[Engine | Connection]:
+    """Hold a lock that only one process at a time can hold; yields what to create tables on."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DDL_LOCK_KEY})
+            yield conn
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield engine
+        return
+    with open(f"{database}.init-lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield engine
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def session_factory(engine: Engine) -> sessionmaker:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import uuid
@@ -124,25 +125,49 @@ def test_unreachable_postgres_is_one_config_error():
 
 
 def _init_in_child(url: str, barrier) -> None:
-    import scheduler.models  # noqa: F401 - declares more tables, widening the race
+    import convert.dedup  # noqa: F401 - each declares more tables, widening the race
+    import dashboard.models  # noqa: F401
+    import scheduler.models  # noqa: F401
     from pipeline.db import init_db as init
     from pipeline.db import make_engine as engine_for
 
     barrier.wait()
-    init(engine_for(url))
+    init(engine_for(url), attempts=1)  # the lock alone must prevent the race, no retry
 
 
-def test_services_creating_tables_at_once_on_a_fresh_database_all_succeed(tmp_path):
+@contextlib.contextmanager
+def _fresh_database(kind: str, tmp_path, number: int):
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path}/race-{number}.db"
+        return
+    if not _postgres_available():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    name = f"race_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_services_creating_tables_at_once_on_a_fresh_database_all_succeed(kind, tmp_path):
     """`make run` starts five services on a fresh app.db at the same moment."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
-    for round_number in range(8):
-        url = f"sqlite:///{tmp_path}/race-{round_number}.db"
-        barrier = context.Barrier(6)
-        children = [context.Process(target=_init_in_child, args=(url, barrier)) for _ in range(6)]
-        for child in children:
-            child.start()
-        for child in children:
-            child.join(60)
-        assert [child.exitcode for child in children] == [0] * 6
+    for round_number in range(6):
+        with _fresh_database(kind, tmp_path, round_number) as url:
+            barrier = context.Barrier(6)
+            children = [
+                context.Process(target=_init_in_child, args=(url, barrier)) for _ in range(6)
+            ]
+            for child in children:
+                child.start()
+            for child in children:
+                child.join(60)
+            assert [child.exitcode for child in children] == [0] * 6
