@@ -1,5 +1,6 @@
 # telemetry-pipeline: `make run` starts everything on embedded defaults, `make test` runs the suite.
-# Both install what they need first (idempotent; Debian packages via apt-get when missing).
+# Both install what they need first (idempotent; Debian packages via apt-get when missing:
+# redis-server, postgresql, chromium, firefox-esr, wrk, gcc, python3-venv, python3-dev).
 
 PY      ?= python3
 VENV    := .venv
@@ -18,6 +19,7 @@ system-packages:
 		bin=$${cmd%%:*}; pkg=$${cmd##*:}; \
 		command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	$(PY) -c "import ensurepip" 2>/dev/null || missing="$$missing python3-venv"; \
 	$(PY) -c "import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h'))" \
 		2>/dev/null || missing="$$missing python3-dev"; \

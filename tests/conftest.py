@@ -56,6 +56,26 @@ def redis_url(redis_server) -> str:
     return redis_server.url
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A private PostgreSQL server for this test process (never the machine's own)."""
+    from tests.servers import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    with postgres_server.fresh_database() as url:
+        yield url
+
+
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch) -> Path:
     """A fresh TELEMETRY_DATA_DIR; every derived default (stores, queue, db) lives under it."""

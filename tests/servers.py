@@ -1,4 +1,7 @@
-"""Real servers for tests: moto (S3, SQS, EC2), redis-server. Started on free loopback ports.
+"""Real servers for tests: moto (S3, SQS, EC2), redis-server, PostgreSQL, aiosmtpd.
+
+Each is started on a free loopback port by the tests themselves, never the machine's own
+services, and stopped by pid.
 
 Kept out of conftest.py so that a test needing a private instance (the outage test stops its
 S3 server) can start one with the same code.
@@ -7,6 +10,7 @@ S3 server) can start one with the same code.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import signal
@@ -108,6 +112,117 @@ class RedisServer:
         import redis
 
         redis.Redis.from_url(self.url).flushall()
+
+
+class PostgresUnavailable(RuntimeError):
+    pass
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster (initdb in a temporary directory) on a free port.
+
+    PostgreSQL refuses to run as root, so under root (as in CI) the cluster belongs to the
+    `postgres` system user that Debian's package creates. Durability is switched off: the
+    cluster lives for one test session. `fresh_database()` hands each test an empty database.
+    """
+
+    def __init__(self) -> None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version_key)
+        initdb = found[-1] if found else shutil.which("initdb")
+        if initdb is None:
+            raise PostgresUnavailable("PostgreSQL is not installed (make setup installs it)")
+        self.bindir = os.path.dirname(initdb)
+        self.port = free_port()
+        self.admin_url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+        self._dir = tempfile.mkdtemp(prefix="postgres-test-")
+        self._as_user: dict = {}
+        if os.geteuid() == 0:
+            try:
+                import pwd
+
+                owner = pwd.getpwnam("postgres")
+            except KeyError as exc:
+                raise PostgresUnavailable("no 'postgres' user to run the server as") from exc
+            os.chown(self._dir, owner.pw_uid, owner.pw_gid)
+            self._as_user = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> PostgresServer:
+        data = os.path.join(self._dir, "data")
+        subprocess.run(
+            [f"{self.bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+            + ["--no-sync", "--no-instructions"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=self._dir,
+            **self._as_user,
+        )
+        settings = ["listen_addresses=127.0.0.1", f"unix_socket_directories={self._dir}"]
+        settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+        settings += ["max_connections=200"]
+        command = [f"{self.bindir}/postgres", "-D", data, "-p", str(self.port)]
+        for setting in settings:
+            command += ["-c", setting]
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self._dir,
+            **self._as_user,
+        )
+        self._wait_until_ready(timeout)
+        return self
+
+    def _wait_until_ready(self, timeout: float) -> None:
+        from sqlalchemy import create_engine
+
+        deadline = time.monotonic() + timeout
+        engine = create_engine(self.admin_url, connect_args={"connect_timeout": 2})
+        try:
+            while True:
+                try:
+                    with engine.connect():
+                        return
+                except Exception:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        finally:
+            engine.dispose()
+
+    @contextlib.contextmanager
+    def fresh_database(self, prefix: str = "test") -> Iterator[str]:
+        """An empty database for one test; yields its URL as users write it."""
+        import uuid
+
+        from sqlalchemy import create_engine, text
+
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            yield f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            admin.dispose()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGINT)  # "fast" shutdown: ends open sessions
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _version_key(path: str) -> tuple[int, ...]:
+    version = path.split("/")[-3]
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
 class SmtpServer:

@@ -5,52 +5,26 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from pipeline.db import check_db, init_db, make_engine
 from pipeline.errors import ConfigError
 from pipeline.stats import add_counts, hour_of, read_counts
 
-POSTGRES_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-
-
-def _postgres_available() -> bool:
-    try:
-        engine = create_engine(POSTGRES_ADMIN, connect_args={"connect_timeout": 2})
-        with engine.connect():
-            pass
-        engine.dispose()
-        return True
-    except Exception:  # noqa: BLE001 - absent or refusing: skip
-        return False
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
+    """The app database on SQLite and on a fresh database of the tests' own PostgreSQL server."""
     if request.param == "sqlite":
         made = make_engine(f"sqlite:///{tmp_path}/app.db")
-        init_db(made)
-        yield made
-        made.dispose()
-        return
-    if not _postgres_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    name = f"stats_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    made = make_engine(f"postgresql://postgres@127.0.0.1:5432/{name}")  # a bare URL, as users write
+    else:
+        made = make_engine(request.getfixturevalue("postgres_url"))  # a bare URL, as users write
     try:
         init_db(made)
         yield made
     finally:
         made.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 HOUR = dt.datetime(2026, 1, 1, 5, 0)
@@ -136,32 +110,22 @@ def _init_in_child(url: str, barrier) -> None:
 
 
 @contextlib.contextmanager
-def _fresh_database(kind: str, tmp_path, number: int):
+def _fresh_database(kind: str, request, tmp_path, number: int):
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path}/race-{number}.db"
         return
-    if not _postgres_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    name = f"race_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with request.getfixturevalue("postgres_server").fresh_database("race") as url:
+        yield url
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_services_creating_tables_at_once_on_a_fresh_database_all_succeed(kind, tmp_path):
+def test_services_creating_tables_at_once_on_a_fresh_database_all_succeed(kind, request, tmp_path):
     """`make run` starts five services on a fresh app.db at the same moment."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
     for round_number in range(6):
-        with _fresh_database(kind, tmp_path, round_number) as url:
+        with _fresh_database(kind, request, tmp_path, round_number) as url:
             barrier = context.Barrier(6)
             children = [
                 context.Process(target=_init_in_child, args=(url, barrier)) for _ in range(6)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event
 
 from pipeline.db import init_db, make_engine
 from pipeline.health import alerts, simulate
@@ -26,44 +25,18 @@ def _unsynced_engine(path):
     return engine
 
 
-POSTGRES_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-
-
-def _postgres_available() -> bool:
-    try:
-        engine = create_engine(POSTGRES_ADMIN, connect_args={"connect_timeout": 2})
-        with engine.connect():
-            pass
-        engine.dispose()
-        return True
-    except Exception:  # noqa: BLE001 - absent or refusing: skip
-        return False
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
-    """The app database on SQLite and, where it runs, on a fresh PostgreSQL database."""
+    """The app database on SQLite and on a fresh database of the tests' own PostgreSQL server."""
     if request.param == "sqlite":
         made = _unsynced_engine(tmp_path / "app.db")
-        init_db(made)
-        yield made
-        made.dispose()
-        return
-    if not _postgres_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    name = f"health_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    made = make_engine(f"postgresql://postgres@127.0.0.1:5432/{name}")
+    else:
+        made = make_engine(request.getfixturevalue("postgres_url"))
     try:
         init_db(made)
         yield made
     finally:
         made.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="module")

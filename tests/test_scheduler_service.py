@@ -377,36 +377,16 @@ def test_stopping_the_service_kills_active_runs_and_records_why(
     assert run.reason == "cancelled: the scheduler service stopped"
 
 
-POSTGRES_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-
-
 @pytest.fixture
-def postgres_engine():
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
+def postgres_engine(postgres_url):
     from pipeline.db import init_db
 
-    try:
-        admin = create_engine(
-            POSTGRES_ADMIN, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2}
-        )
-        admin.connect().close()
-    except Exception:  # noqa: BLE001 - absent or refusing: skip
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    name = f"sched_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(f"postgresql://postgres@127.0.0.1:5432/{name}")
+    engine = make_engine(postgres_url)
     try:
         init_db(engine)
         yield engine
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 def test_two_services_on_postgresql_never_run_a_firing_twice(settings, config, postgres_engine):
