@@ -1,18 +1,24 @@
-"""`python -m pipeline check`: open every configured store, queue and database, say which fail.
+"""Shared plumbing tools: `python -m pipeline check` and `python -m pipeline dead-letters`.
 
-The first thing to run when a service will not start: one line per setting, `OK` or the one
-error that names what to change, and exit status 1 when anything is unusable.
+`check` is the first thing to run when a service will not start: one line per setting, `OK` or
+the one error that names what to change, and exit status 1 when anything is unusable.
+
+`dead-letters` lists the work-queue messages that were dead-lettered after
+TELEMETRY_QUEUE_MAX_ATTEMPTS failed claims; `--redrive` puts them all back on the queue as fresh
+messages once the cause (say, a store outage) is fixed. Their batches are still in the incoming
+store, since a batch is deleted there only after it was converted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import traceback
 from collections.abc import Callable
 
 from pipeline.config import Settings, load_settings
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, QueueError
 
 STORE_SETTINGS = ("incoming_url", "published_url", "public_url", "code_url")
 
@@ -74,6 +80,50 @@ def run_check(settings: Settings, verbose: bool = False) -> int:
     return 1 if failed else 0
 
 
+def _describe(body: str) -> str:
+    """A dead letter's batch key when its body is a batch message, else the body, on one line."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("key"), str):
+        return parsed["key"]
+    return " ".join(body.split())
+
+
+def run_dead_letters(settings: Settings, redrive: bool = False, as_json: bool = False) -> int:
+    from pipeline.queues import open_work_queue
+
+    try:
+        queue = open_work_queue(settings)
+        try:
+            if redrive:
+                count = queue.redrive_all()
+            else:
+                dead = queue.dead_letters()
+        finally:
+            queue.close()
+    except (ConfigError, QueueError) as exc:
+        print(f"FAIL {_one_line('TELEMETRY_QUEUE_URL', exc)}", file=sys.stderr)
+        return 1
+    if redrive:
+        if as_json:
+            print(json.dumps({"queue": settings.queue_url, "redriven": count}))
+        else:
+            print(f"redrove {count} dead letter(s) back to {settings.queue_url}")
+        return 0
+    if as_json:
+        letters = [{"id": m.id, "attempts": m.attempts, "body": m.body} for m in dead]
+        print(
+            json.dumps({"queue": settings.queue_url, "count": len(dead), "dead_letters": letters})
+        )
+        return 0
+    for message in dead:
+        print(f"{message.id}\tattempts={message.attempts}\t{_describe(message.body)}")
+    print(f"{len(dead)} dead letter(s) in {settings.queue_url}")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     try:
         effective = load_settings().describe()
@@ -95,6 +145,28 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "-v", "--verbose", action="store_true", help="also print tracebacks (default: off)"
     )
+    dead = commands.add_parser(
+        "dead-letters",
+        help="list the work queue's dead letters, or --redrive them back onto the queue",
+        description="List the messages the work queue dead-lettered after "
+        "TELEMETRY_QUEUE_MAX_ATTEMPTS failed claims: one line each (id, attempts, batch key or "
+        "body), then the count. Their batches stay in the incoming store, so once the cause is "
+        "fixed (say, a published-store outage that outlasted the retries) --redrive puts them "
+        "back as fresh messages, attempts counted from zero. Exit status 1, with one line on "
+        "stderr, when the queue is unusable.",
+    )
+    dead.add_argument(
+        "--redrive",
+        action="store_true",
+        help="move every dead letter back onto the work queue and print how many "
+        "(default: only list them)",
+    )
+    dead.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object instead: {"queue", "count", "dead_letters": [{"id", '
+        '"attempts", "body"}]}, or {"queue", "redriven"} with --redrive (default: text)',
+    )
     return parser
 
 
@@ -107,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "check":
         return run_check(settings, verbose=args.verbose)
+    if args.command == "dead-letters":
+        return run_dead_letters(settings, redrive=args.redrive, as_json=args.json)
     return 2
 
 

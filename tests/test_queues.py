@@ -199,6 +199,68 @@ def test_crashed_consumers_message_is_dead_lettered_after_max_attempts(make_queu
     assert [m.body for m in queue.dead_letters()] == ["crashes the worker"]
 
 
+def dead_letter(queue, *bodies: str) -> list:
+    """Send `bodies` and fail every claim of them until the queue dead-letters them all."""
+    for body in bodies:
+        queue.send(body)
+    while (message := queue.claim(lease_seconds=60, wait_seconds=0.5)) is not None:
+        assert queue.release(message)
+    dead = queue.dead_letters()
+    assert sorted(m.body for m in dead) == sorted(bodies)
+    return dead
+
+
+def test_redrive_puts_a_dead_letter_back_as_a_fresh_message(make_queue):
+    queue = make_queue(max_attempts=2)
+    body = '{"key": "20240101/outage.batch", "records": 3, "bytes": 100}'
+    [dead] = dead_letter(queue, body)
+    assert dead.attempts == 2
+    assert queue.redrive(dead)
+    assert queue.dead_letters() == []
+    assert queue.depth() == 1
+    again = claim_eventually(queue, lease=60)
+    assert (again.body, again.attempts) == (body, 1)  # attempts counted from zero again
+    assert queue.ack(again)
+    assert queue.depth() == 0
+    assert queue.dead_letters() == []
+    assert queue.claim(wait_seconds=0.2) is None
+
+
+def test_redriven_message_gets_max_attempts_claims_again_before_dead_lettering(make_queue):
+    queue = make_queue(max_attempts=2)
+    [dead] = dead_letter(queue, "still broken")
+    assert queue.redrive(dead)
+    for attempt in (1, 2):
+        message = claim_eventually(queue, lease=60)
+        assert (message.body, message.attempts) == ("still broken", attempt)
+        assert queue.release(message)
+    assert queue.claim(wait_seconds=0.5) is None
+    assert [(m.body, m.attempts) for m in queue.dead_letters()] == [("still broken", 2)]
+
+
+def test_redrive_of_a_message_that_is_not_dead_does_nothing(make_queue):
+    queue = make_queue(max_attempts=1)
+    [dead] = dead_letter(queue, "once")
+    assert queue.redrive(dead)
+    assert not queue.redrive(dead)  # already back on the queue
+    live = claim_eventually(queue, lease=60)
+    assert not queue.redrive(live)  # a claimed message is not a dead letter
+    assert queue.ack(live)
+    assert queue.depth() == 0 and queue.dead_letters() == []
+
+
+def test_redrive_all_moves_every_dead_letter_back(make_queue):
+    queue = make_queue(max_attempts=1)
+    dead_letter(queue, "a", "b", "c")
+    assert queue.redrive_all() == 3
+    assert queue.dead_letters() == []
+    claimed = [claim_eventually(queue, lease=60) for _ in range(3)]
+    assert sorted((m.body, m.attempts) for m in claimed) == [("a", 1), ("b", 1), ("c", 1)]
+    assert all(queue.ack(m) for m in claimed)
+    assert queue.depth() == 0
+    assert queue.redrive_all() == 0
+
+
 def test_depth_counts_waiting_and_in_flight_messages(queue):
     assert queue.depth() == 0
     for i in range(4):

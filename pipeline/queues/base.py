@@ -5,6 +5,8 @@ A consumer `claim`s a message, which hides it from other consumers for the lease
 dies, in which case the message reappears when the lease runs out. A message that has been
 claimed `max_attempts` times without an ack moves to the dead-letter queue on its next
 claim instead of being handed out again, so one poison batch cannot stall the workers.
+Once the cause is fixed (say, a store outage that outlasted the retries), `redrive` puts a
+dead letter back on the queue as a fresh message, its attempts counted from zero again.
 
 A lease that has run out is lost for good: `ack`, `extend` and `release` with its receipt do
 nothing and return False, on every backend, whether or not another consumer has claimed the
@@ -64,6 +66,22 @@ class WorkQueue(abc.ABC):
     @abc.abstractmethod
     def dead_letters(self) -> list[Message]:
         """The messages that exceeded `max_attempts`, for a person to inspect."""
+
+    @abc.abstractmethod
+    def redrive(self, message: Message) -> bool:
+        """Move one dead letter (from `dead_letters`) back to the queue as a fresh message.
+
+        It can be claimed at once and its attempts start again from zero. False (and nothing
+        done) when it is no longer a dead letter, e.g. another operator redrove it already.
+        On SQS the message gets a new id; elsewhere it keeps its id.
+        """
+
+    def redrive_all(self) -> int:
+        """Redrive every current dead letter; return how many went back to the queue.
+
+        Messages dead-lettered while this runs may stay behind; run it again for those.
+        """
+        return sum(self.redrive(message) for message in self.dead_letters())
 
     def check(self) -> None:
         """Raise ConfigError/QueueError when the queue is unusable (for health checks)."""

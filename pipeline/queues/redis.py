@@ -7,7 +7,8 @@ Keys (all share one hash tag, so the queue also lives on one Redis Cluster slot)
     tq:{name}:bodies     hash        id -> body
     tq:{name}:attempts   hash        id -> number of claims so far
     tq:{name}:receipts   hash        id -> receipt token of the current lease
-    tq:{name}:dead       list        ids that exceeded max_attempts (bodies kept for inspection)
+    tq:{name}:dead       list        ids that exceeded max_attempts (bodies kept for inspection
+                                     and for `redrive`, which moves an id back to `ready`)
     tq:{name}:seq        counter     for ids, zero-padded so equal scores keep send order
 
 Every operation is one Lua script, so it is atomic, and uses the Redis server's clock, so
@@ -122,6 +123,37 @@ return 1
 )
 
 
+# Back to `ready`, visible now, attempts from zero; the id, body and send order are kept.
+# KEYS: ready attempts receipts dead; ARGV: id
+_REDRIVE = (
+    _NOW
+    + """
+if redis.call('LREM', KEYS[4], 1, ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+return 1
+"""
+)
+
+# The first ARGV[1] ids of the dead list at once (a batch, so one call never blocks Redis long).
+# KEYS: ready attempts receipts dead; ARGV: limit
+_REDRIVE_FIRST = (
+    _NOW
+    + """
+local ids = redis.call('LRANGE', KEYS[4], 0, tonumber(ARGV[1]) - 1)
+for _, id in ipairs(ids) do
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('ZADD', KEYS[1], now, id)
+end
+redis.call('LTRIM', KEYS[4], #ids, -1)
+return #ids
+"""
+)
+REDRIVE_BATCH = 500
+
+
 def _split_url(url: str) -> tuple[str, str]:
     """Separate our `queue` parameter from what redis-py understands."""
     parsed = urlparse(url)
@@ -171,6 +203,8 @@ class RedisQueue(WorkQueue):
         self._ack = self._redis.register_script(_ACK)
         self._extend = self._redis.register_script(_EXTEND)
         self._release = self._redis.register_script(_RELEASE)
+        self._redrive = self._redis.register_script(_REDRIVE)
+        self._redrive_first = self._redis.register_script(_REDRIVE_FIRST)
         try:
             self._redis.ping()
         except redis.RedisError as exc:
@@ -244,6 +278,30 @@ class RedisQueue(WorkQueue):
             Message(i, (b or b"").decode("utf-8"), "", int(n or 0))
             for i, b, n in zip(ids, texts, counts, strict=True)
         ]
+
+    def _redrive_keys(self) -> list[str]:
+        ready, _, _, attempts, receipts, dead = self._keys
+        return [ready, attempts, receipts, dead]
+
+    def redrive(self, message: Message) -> bool:
+        return bool(self._run(self._redrive, self._redrive_keys(), [message.id]))
+
+    def redrive_all(self) -> int:
+        dead = self._keys[5]
+        try:
+            total = int(self._redis.llen(dead))
+        except redis.RedisError as exc:
+            raise QueueError(f"{self.url}: reading dead letters failed: {exc}") from exc
+        # Bounded by the count at the start, so messages dead-lettered again while this runs
+        # (the cause not fixed yet) cannot keep it going.
+        moved = 0
+        while moved < total:
+            limit = min(REDRIVE_BATCH, total - moved)
+            count = int(self._run(self._redrive_first, self._redrive_keys(), [limit]))
+            if count == 0:
+                break
+            moved += count
+        return moved
 
     def close(self) -> None:
         self._redis.close()

@@ -167,6 +167,23 @@ class SQLiteQueue(WorkQueue):
         )
         return [Message(str(i), body, "", attempts) for i, body, attempts in rows]
 
+    # Redriving resets the row in place, in one statement: it keeps its id and body, becomes
+    # visible now (behind what is already waiting) and counts its attempts from zero again.
+    _REDRIVE = "UPDATE messages SET dead = 0, attempts = 0, visible_at = ?, receipt = NULL "
+
+    def redrive(self, message: Message) -> bool:
+        try:
+            msg_id = int(message.id)
+        except ValueError:
+            return False
+        return self._update(self._REDRIVE + "WHERE id = ? AND dead = 1", (time.time(), msg_id))
+
+    def redrive_all(self) -> int:
+        try:
+            return self._db().execute(self._REDRIVE + "WHERE dead = 1", (time.time(),)).rowcount
+        except sqlite3.Error as exc:
+            raise QueueError(f"{self.url}: redrive failed: {exc}") from exc
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:

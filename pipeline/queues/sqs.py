@@ -8,6 +8,11 @@ to the dead-letter queue on the next receive, as on the other backends.
 SQS accepts a stale receipt handle for a delete in some cases, so the lease check that the
 other backends make on the server is made here against the claimer's own clock: once the lease
 deadline has passed, `ack`, `extend` and `release` do nothing and return False.
+
+`redrive` receives from the dead-letter queue, sends the body to the main queue as a new message
+(new id, receive count from zero), and only then deletes it from the dead-letter queue. A
+failure between the two leaves the message in both queues, which is harmless (converting a
+batch is idempotent per batch), where the other order could lose it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import botocore.exceptions
@@ -32,6 +38,8 @@ ENDPOINT_ENV = "TELEMETRY_S3_ENDPOINT_URL"  # one endpoint for every AWS-compati
 DEAD_SUFFIX = "-dead"
 MAX_VISIBILITY = 43200  # SQS's limit, 12 hours
 MAX_WAIT = 20  # SQS's long-poll limit
+LOOK_SECONDS = 30  # how long a dead letter stays hidden while it is being looked at
+REDRIVE_WAIT = 1  # a long poll, so an empty answer means empty, not "this server had none"
 _AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 
 
@@ -206,7 +214,7 @@ class SQSQueue(WorkQueue):
                 "receive_message",
                 QueueUrl=self.dead_url,
                 MaxNumberOfMessages=10,
-                VisibilityTimeout=30,
+                VisibilityTimeout=LOOK_SECONDS,
                 WaitTimeSeconds=0,
             )
             items = response.get("Messages", [])
@@ -218,6 +226,11 @@ class SQSQueue(WorkQueue):
                     item["MessageId"],
                     Message(item["MessageId"], item["Body"], "", self.max_attempts),
                 )
+        self._show_dead(receipts)
+        return list(seen.values())
+
+    def _show_dead(self, receipts: list[str]) -> None:
+        """Make dead letters that were received only to be looked at visible again."""
         for receipt in receipts:
             try:
                 self._client.change_message_visibility(
@@ -225,7 +238,52 @@ class SQSQueue(WorkQueue):
                 )
             except _AWS_ERRORS as exc:
                 log.warning("%s: could not make dead letter visible again: %s", self.url, exc)
-        return list(seen.values())
+
+    def redrive(self, message: Message) -> bool:
+        return self._redrive_where(lambda item: item["MessageId"] == message.id, limit=1) == 1
+
+    def redrive_all(self) -> int:
+        return self._redrive_where(lambda item: True)
+
+    def _redrive_where(self, wanted: Callable[[dict], bool], limit: int | None = None) -> int:
+        """Move the dead letters `wanted` accepts (at most `limit`) to the main queue.
+
+        A message this call sent that is dead-lettered again before it ends (the cause is not
+        fixed yet) is left in the dead-letter queue, so the loop cannot chase its own tail.
+        """
+        moved = 0
+        sent: set[str] = set()
+        skipped: list[str] = []
+        try:
+            while limit is None or moved < limit:
+                response = self._call(
+                    "receive_message",
+                    QueueUrl=self.dead_url,
+                    MaxNumberOfMessages=10,
+                    VisibilityTimeout=LOOK_SECONDS,
+                    WaitTimeSeconds=REDRIVE_WAIT,
+                )
+                items = response.get("Messages", [])
+                if not items:
+                    break
+                for item in items:
+                    done = limit is not None and moved >= limit
+                    if done or item["MessageId"] in sent or not wanted(item):
+                        skipped.append(item["ReceiptHandle"])
+                        continue
+                    response = self._call(
+                        "send_message", QueueUrl=self.queue_url, MessageBody=item["Body"]
+                    )
+                    sent.add(response["MessageId"])
+                    self._call(
+                        "delete_message",
+                        QueueUrl=self.dead_url,
+                        ReceiptHandle=item["ReceiptHandle"],
+                    )
+                    moved += 1
+        finally:
+            self._show_dead(skipped)
+        return moved
 
     def close(self) -> None:
         if self._client_obj is not None:
