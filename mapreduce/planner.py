@@ -27,9 +27,10 @@ class Plan:
 
     def describe(self) -> str:
         """The plan as people read it before the job starts."""
+        partitions = len({info.key.rpartition("/")[0] for info in self.files})
         lines = [
-            f"plan: {len(self.files)} files, {_human(self.total_bytes)} "
-            f"({self.total_bytes} bytes), {len(self.groups)} mappers, "
+            f"plan: {len(self.files)} files in {partitions} partitions, "
+            f"{_human(self.total_bytes)} ({self.total_bytes} bytes), {len(self.groups)} mappers, "
             + (f"{self.reducers} reducers" if self.reducers else "map-only")
         ]
         for index, group in enumerate(self.groups):

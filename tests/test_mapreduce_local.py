@@ -504,7 +504,7 @@ def test_empty_selection_gives_empty_output(published, tmp_path):
         ]
     )
     assert result.returncode == 0, result.stderr
-    assert "plan: 0 files" in result.stderr
+    assert "plan: 0 files in 0 partitions" in result.stderr
     assert out.read_text() == ""
 
 

@@ -33,10 +33,11 @@ def test_files_are_split_across_mappers_balanced_by_size():
 
 
 def test_never_more_mappers_than_files_and_plan_reports_them():
-    plan = make_plan([ObjectInfo("a", 5), ObjectInfo("b", 7)], 8, 2)
-    assert len(plan.groups) == 2
+    plan = make_plan([ObjectInfo("p/q/a", 5), ObjectInfo("p/q/b", 7), ObjectInfo("p/r/c", 1)], 8, 2)
+    assert len(plan.groups) == 3
     text = plan.describe()
-    assert "2 files" in text and "12 bytes" in text and "2 mappers, 2 reducers" in text
+    assert "3 files in 2 partitions" in text and "13 bytes" in text
+    assert "3 mappers, 2 reducers" in text
 
 
 def test_tuple_and_list_keys_are_one_key_and_dict_keys_are_canonical():
@@ -169,3 +170,37 @@ def test_output_lines_are_key_tab_value_with_json_for_non_strings(value):
     key, text = line.rstrip("\n").split("\t")
     assert key == '["k", 1]'
     assert text == (value if isinstance(value, str) else __import__("json").dumps(value))
+
+
+def test_histogram_aggregate_example_reads_v1_records_and_v4_pings():
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "mapreduce" / "examples" / "histogram_aggregate.py"
+    spec = importlib.util.spec_from_file_location("histogram_aggregate", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+
+    class Context:
+        def __init__(self):
+            self.written = []
+
+        def write(self, key, value):
+            self.written.append((key, value))
+
+    v1 = {"ver": 2, "histograms": {"GC_MS": [1, 2, 3, -1, -1, -1, -1, -1]}}
+    v4 = {"type": "main", "payload": {"histograms": {"GC_MS": [4, 5, 6, 10, -1, -1, -1, -1]}}}
+    context = Context()
+    dims = ["idle-daily", "Firefox", "release", "23.0.1", "20130814063812", "20130820"]
+    example.map("a", dims, json.dumps(v1), context)
+    example.map("b", dims, json.dumps(v4), context)
+    example.map("c", dims, json.dumps({"payload": {"histograms": {}}}), context)
+    assert [value["histogram"] for _, value in context.written] == [
+        v1["histograms"]["GC_MS"],
+        v4["payload"]["histograms"]["GC_MS"],
+    ]
+    reduced = Context()
+    example.reduce(("release", "23.0.1"), [value for _, value in context.written], reduced)
+    [(_, total)] = reduced.written
+    assert total["histogram"] == [5, 7, 9, -1, -1, -1, -1, -1] and total["submissions"] == 2

@@ -3,6 +3,7 @@
     python -m mapreduce.job mapreduce/examples/histogram_aggregate.py \
         -f mapreduce/examples/histogram_aggregate_filter.json -r 2 -o gc_ms.txt
 
+Reads v1 records (`histograms`) and v4 pings (the parent process's `payload.histograms`).
 Edit HISTOGRAM to aggregate another one. A compact histogram is
 `[count_0 ... count_{n-1}, sum, log_sum, log_sum_squares, sum_squares_lo, sum_squares_hi]`;
 bucket counts add up, and so do the statistics unless one side is missing (-1), which makes
@@ -29,8 +30,15 @@ def add_arrays(total, other):
     return out
 
 
+def histograms_of(record):
+    """A v1 record's histograms, or a v4 ping's parent-process `payload.histograms`."""
+    if "payload" in record:
+        return (record["payload"] or {}).get("histograms") or {}
+    return record.get("histograms") or {}
+
+
 def map(key, dims, value, context):
-    histogram = (loads(value).get("histograms") or {}).get(HISTOGRAM)
+    histogram = histograms_of(loads(value)).get(HISTOGRAM)
     if histogram:
         context.write((dims[2], dims[3]), {"histogram": histogram, "submissions": 1, "skipped": 0})
 
