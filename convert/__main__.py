@@ -179,8 +179,9 @@ def _prepare_database(settings: Settings) -> None:
     """Create the tables once before the workers start, so they do not race to create them."""
     import convert.dedup  # noqa: F401 - declares convert_seen_docs on Base
     import pipeline.stats  # noqa: F401 - declares hourly_stats on Base
-    from pipeline.db import init_db, make_engine
+    from pipeline.db import check_db, init_db, make_engine
 
+    check_db(settings.database_url)  # unreachable: one ConfigError line, not a traceback
     engine = make_engine(settings.database_url)
     init_db(engine)
     engine.dispose()

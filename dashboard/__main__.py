@@ -14,6 +14,7 @@ import logging
 import sys
 
 from pipeline.config import load_settings
+from pipeline.db import check_db
 from pipeline.errors import PipelineError
 
 log = logging.getLogger("dashboard")
@@ -128,7 +129,12 @@ def _serve(app, args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()  # reads the settings for --help
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -136,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     from dashboard import create_app
 
     try:
+        check_db(load_settings().database_url)  # unreachable: one line, not a traceback
         app = create_app()
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -29,7 +29,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from pipeline.config import load_settings
-from pipeline.db import init_db, make_engine, session_factory
+from pipeline.db import check_db, init_db, make_engine, session_factory
 from pipeline.errors import PipelineError
 from scheduler.config import load_scheduler_config
 from scheduler.errors import JobValidationError
@@ -402,13 +402,19 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()  # reads the settings for --help
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     level = args.log_level or ("INFO" if args.subcommand is None else "WARNING")
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         settings = load_settings()
+        check_db(settings.database_url)  # unreachable: one ConfigError line, not a traceback
         if args.subcommand is None:
             return run_service(args, settings)
         engine = make_engine(settings.database_url)

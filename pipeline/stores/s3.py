@@ -160,15 +160,26 @@ class S3Store(BlobStore):
             raise self._fail("get", key, exc) from exc
         return response["Body"]
 
+    def get(self, key: str) -> bytes:
+        try:
+            return self._get_whole(key)
+        except _STREAM_ERRORS as exc:
+            raise self._fail("get", key, exc) from exc
+
     @retry(
         retry=retry_if_exception_type(_STREAM_ERRORS),
         stop=stop_after_attempt(4),
         wait=wait_exponential(multiplier=0.2, max=5),
         reraise=True,
     )
-    def get(self, key: str) -> bytes:
-        with self.open(key) as stream:
+    def _get_whole(self, key: str) -> bytes:
+        # Not `with self.open(key) as stream`: botocore's StreamingBody.__enter__ returns the
+        # raw urllib3 response, whose errors (ProtocolError) are not the botocore ones retried.
+        stream = self.open(key)
+        try:
             return stream.read()
+        finally:
+            stream.close()
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         validate_prefix(prefix)
