@@ -202,6 +202,41 @@ def test_another_users_worker_is_404_and_hidden(app, client):
     assert workers(app)[0].state == "running"
 
 
+def test_an_admin_sees_and_acts_on_another_users_worker_a_normal_user_gets_404(app, client):
+    add_user(app, "root@example.org", admin=True)
+    launch(client)
+    [worker] = workers(app)
+    bob = app.test_client()
+    sign_in(bob, "bob@example.org")
+    bob_token = csrf_token(bob, "/workers")
+    for action in ("extend", "kill"):
+        response = bob.post(f"/workers/{worker.id}/{action}", data={"csrf_token": bob_token})
+        assert response.status_code == 404
+    assert f'id="worker-{worker.id}"' not in bob.get("/workers").get_data(as_text=True)
+    assert workers(app)[0].expires_at == worker.expires_at
+
+    admin = app.test_client()
+    sign_in(admin, "root@example.org")
+    html = admin.get("/workers").get_data(as_text=True)
+    row = html[html.index(f'id="worker-{worker.id}"') :].split("</tr>", 1)[0]
+    assert "<td>scratch</td>" in row and "<td>ada@example.org</td>" in row  # owner column
+    assert f"/workers/{worker.id}/extend" in row and f"/workers/{worker.id}/kill" in row
+
+    token = csrf_token(admin, "/workers")
+    extended = admin.post(f"/workers/{worker.id}/extend", data={"csrf_token": token})
+    assert extended.status_code == 302
+    [after] = workers(app)
+    assert after.expires_at - worker.expires_at == dt.timedelta(hours=24)
+    assert after.owner == "ada@example.org"  # still ada's: her mail, her list
+
+    killed = admin.post(f"/workers/{worker.id}/kill", data={"csrf_token": token})
+    assert killed.status_code == 302
+    [after] = workers(app)
+    assert after.state == "terminated" and after.reason == "killed by root@example.org"
+    assert not Path(worker.address).exists()
+    assert "killed by root@example.org" in client.get("/workers").get_data(as_text=True)
+
+
 def test_kill_and_extend_without_csrf_are_400(app, client):
     launch(client)
     [worker] = workers(app)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -131,34 +132,141 @@ def test_one_command_runs_the_pipeline_and_stops_cleanly(tmp_path, shared_fixtur
     assert "exited unexpectedly" not in output
 
 
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "correct horse battery"
+
+
+def run_cli(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", *argv],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def stored_users_and_jobs(data_dir: Path) -> tuple[dict, dict]:
+    """{email: (id, password_hash)}, {job name: (id, owner, tarball_key)} read from app.db."""
+    from sqlalchemy import select
+
+    from dashboard.models import User
+    from pipeline.db import make_engine
+    from scheduler.models import Job
+
+    engine = make_engine(f"sqlite:///{data_dir / 'app.db'}")
+    try:
+        with engine.connect() as conn:
+            users = {
+                e: (i, h)
+                for i, e, h in conn.execute(select(User.id, User.email, User.password_hash))
+            }
+            jobs = {
+                n: (i, o, k)
+                for i, n, o, k in conn.execute(select(Job.id, Job.name, Job.owner, Job.tarball_key))
+            }
+    finally:
+        engine.dispose()
+    return users, jobs
+
+
+def sign_in_and_get(base: str, path: str, email: str, password: str) -> str:
+    """Sign in to the running dashboard over HTTP (cookie + CSRF token) and fetch `path`."""
+    import http.cookiejar
+
+    from tests.dashboard_fixtures import CSRF_RE
+
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    with opener.open(f"{base}/login", timeout=30) as response:
+        match = CSRF_RE.search(response.read().decode())
+    assert match, "no csrf_token on /login"
+    form = urllib.parse.urlencode(
+        {"email": email, "password": password, "csrf_token": match.group(1) or match.group(2)}
+    ).encode()
+    with opener.open(f"{base}/login", data=form, timeout=30) as response:
+        assert "/login" not in response.url, "sign-in failed"
+    with opener.open(f"{base}{path}", timeout=30) as response:
+        return response.read().decode()
+
+
 def test_one_command_keeps_existing_data(tmp_path):
+    """A user and a job made before start are served while running and still there after a
+    clean stop, as is other data under TELEMETRY_DATA_DIR."""
     data_dir = tmp_path / "var"
     (data_dir / "published" / "keep").mkdir(parents=True)
     marker = data_dir / "published" / "keep" / "me.txt"
     marker.write_text("old data")
-    ingest_port, dashboard_port = free_port(), free_port()
-    env = dict(os.environ, TELEMETRY_DATA_DIR=str(data_dir))
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.runall",
-            "--no-demo",
-            "--ingest-port",
-            str(ingest_port),
-            "--dashboard-port",
-            str(dashboard_port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
+    env["TELEMETRY_DATA_DIR"] = str(data_dir)
+
+    tarball = tmp_path / "summary.tar.gz"
+    run_cli(env, "scheduler.examples.build", str(tarball))
+    run_cli(
+        env,
+        "scheduler",
+        "add",
+        "--name",
+        "kept-job",
+        "--tarball",
+        str(tarball),
+        "--command",
+        "python summarise.py",
+        "--frequency",
+        "weekly",
+        "--day-of-week",
+        "mon",
+        "--owner",
+        "ana@example.com",
     )
+    run_cli(env, "dashboard", "create-user", "ana@example.com", "--password", PASSWORD)
+    users_before, jobs_before = stored_users_and_jobs(data_dir)
+    assert set(users_before) == {"ana@example.com"} and set(jobs_before) == {"kept-job"}
+    tarball_key = jobs_before["kept-job"][2]
+    assert (data_dir / "code" / tarball_key).is_file()
+
+    ingest_port, dashboard_port = free_port(), free_port()
+    log_path = tmp_path / "runall.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.runall",
+                "--no-demo",
+                "--ingest-port",
+                str(ingest_port),
+                "--dashboard-port",
+                str(dashboard_port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
     try:
         wait_for_port(ingest_port, 90)
         wait_for_port(dashboard_port, 90)
+        jobs_page = sign_in_and_get(
+            f"http://127.0.0.1:{dashboard_port}", "/jobs", "ana@example.com", PASSWORD
+        )
+        assert "kept-job" in jobs_page
     finally:
         process.send_signal(signal.SIGTERM)
-        code = process.wait(60)
+        try:
+            code = process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        finally:
+            print(log_path.read_text()[-8000:])  # shown by pytest when the test fails
     assert code == 0
     assert marker.read_text() == "old data"
+    assert stored_users_and_jobs(data_dir) == (users_before, jobs_before)
+    assert (data_dir / "code" / tarball_key).is_file()
+    listed = run_cli(env, "scheduler", "list")
+    assert "kept-job" in listed.stdout and "ana@example.com" in listed.stdout

@@ -157,3 +157,123 @@ def test_service_executes_run_now_and_stops_cleanly_on_sigterm(example_tarball, 
     output = service.stdout.read()
     assert code == 0, output
     assert "scheduler service stopped" in output
+
+
+def open_db(settings):
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    return engine, session_factory(engine)
+
+
+def queue_run(name: str) -> int:
+    """`run-now NAME` without a service: the run stays queued (state scheduled); its id."""
+    queued = cli("run-now", name)
+    assert queued.returncode == 0, queued.stderr
+    assert "no scheduler service is running" in queued.stderr
+    # "run 3 of job NAME queued"
+    words = queued.stdout.split()
+    assert words[0] == "run" and words[2:5] == ["of", "job", name], queued.stdout
+    return int(words[1])
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [message]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_cancel_a_queued_run_cancels_it_and_leaves_others_alone(example_tarball, settings):
+    from scheduler.models import Run
+
+    assert add_example(example_tarball).returncode == 0
+    first, second = queue_run("published-summary"), queue_run("published-summary")
+
+    cancelled = cli("cancel", str(first))
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == f"run {first}: cancelled"
+
+    engine, Session = open_db(settings)
+    try:
+        with Session() as session:
+            run = session.get(Run, first)
+            assert run.state == "cancelled" and run.cancel_requested
+            assert run.reason == "cancelled before it started" and run.finished_at is not None
+            other = session.get(Run, second)
+            assert other.state == "scheduled" and not other.cancel_requested
+    finally:
+        engine.dispose()
+    history = cli("history", "published-summary")
+    [line] = [row for row in history.stdout.splitlines() if row.split()[0] == str(first)]
+    assert "cancelled" in line and "cancelled before it started" in line
+
+    again = cli("cancel", str(first))  # a finished run stays as it is
+    assert again.returncode == 0 and again.stdout.strip() == f"run {first}: cancelled"
+
+
+def test_cancel_a_running_run_asks_the_service_to_stop_it(example_tarball, settings):
+    from scheduler.models import Run
+
+    assert add_example(example_tarball).returncode == 0
+    run_id = queue_run("published-summary")
+    engine, Session = open_db(settings)
+    try:
+        with Session() as session:  # as if a service had claimed it
+            session.get(Run, run_id).state = "running"
+            session.commit()
+        cancelled = cli("cancel", str(run_id))
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert cancelled.stdout.strip() == (
+            f"run {run_id}: running (cancel requested; the service stops it shortly)"
+        )
+        with Session() as session:
+            run = session.get(Run, run_id)
+            assert run.state == "running" and run.cancel_requested and run.finished_at is None
+    finally:
+        engine.dispose()
+
+
+def test_cancel_an_unknown_run_is_a_one_line_error(data_dir):
+    assert_one_line_error(cli("cancel", "4242"), "error: no run 4242")
+
+
+def test_remove_deletes_the_job_and_its_runs_but_not_published_output(
+    example_tarball, data_dir, settings
+):
+    from sqlalchemy import select
+
+    from scheduler.models import Job, Run
+
+    assert add_example(example_tarball).returncode == 0
+    assert add_example(example_tarball, name="other-job").returncode == 0
+    ran = cli("run-now", "published-summary", "--wait")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    queue_run("published-summary")
+    kept_run = queue_run("other-job")
+    summary = data_dir / "public" / "published-summary" / "data" / "summary.json"
+    assert summary.exists()
+
+    removed = cli("remove", "published-summary")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.strip() == "job published-summary deleted"
+
+    engine, Session = open_db(settings)
+    try:
+        with Session() as session:
+            assert session.scalars(select(Job.name)).all() == ["other-job"]
+            runs = session.scalars(select(Run)).all()
+            assert [(run.id, run.job.name) for run in runs] == [(kept_run, "other-job")]
+    finally:
+        engine.dispose()
+    listed = cli("list")
+    assert "published-summary" not in listed.stdout and "other-job" in listed.stdout
+    assert_one_line_error(
+        cli("history", "published-summary"),
+        "error: no job named 'published-summary' (see `python -m scheduler list`)",
+    )
+    assert summary.exists()  # "published output stays in the public store"
+
+
+def test_remove_an_unknown_job_is_a_one_line_error(data_dir):
+    assert_one_line_error(
+        cli("remove", "nope"), "error: no job named 'nope' (see `python -m scheduler list`)"
+    )
