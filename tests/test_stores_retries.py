@@ -195,3 +195,21 @@ def test_get_whose_body_stream_keeps_breaking_fails_with_store_error(flaky_s3):
     assert time.monotonic() - started < 10
     assert flaky_s3.gets == 4  # the whole get was tried four times
     store.close()
+
+
+def test_get_file_retries_a_body_stream_that_breaks_mid_object(flaky_s3, tmp_path):
+    """MapReduce downloads whole objects to its cache with get_file."""
+    store = S3Store("s3://b", "b", endpoint_url=f"http://127.0.0.1:{flaky_s3.server_port}")
+    store.get_file("key", str(tmp_path / "out"))
+    assert (tmp_path / "out").read_bytes() == BODY
+    assert flaky_s3.gets == 2
+    store.close()
+
+
+def test_get_file_whose_body_stream_keeps_breaking_fails_with_store_error(flaky_s3, tmp_path):
+    flaky_s3.cuts = 1000
+    store = S3Store("s3://b", "b", endpoint_url=f"http://127.0.0.1:{flaky_s3.server_port}")
+    with pytest.raises(StoreError, match="s3://b: download 'key' failed"):
+        store.get_file("key", str(tmp_path / "out"))
+    assert flaky_s3.gets == 4
+    store.close()

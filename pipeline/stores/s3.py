@@ -39,6 +39,7 @@ _STREAM_ERRORS = (
     botocore.exceptions.ResponseStreamingError,
     botocore.exceptions.ReadTimeoutError,
     botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.IncompleteReadError,
 )
 
 
@@ -178,6 +179,32 @@ class S3Store(BlobStore):
         stream = self.open(key)
         try:
             return stream.read()
+        finally:
+            stream.close()
+
+    def get_file(self, key: str, path: str) -> None:
+        try:
+            self._download(key, path)
+        except _STREAM_ERRORS as exc:
+            raise self._fail("download", key, exc) from exc
+
+    @retry(
+        retry=retry_if_exception_type(_STREAM_ERRORS),
+        stop=stop_after_attempt(4),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        reraise=True,
+    )
+    def _download(self, key: str, path: str) -> None:
+        """Stream the object into `path`, starting the file afresh on every attempt.
+
+        Through botocore's body (see `_get_whole`), so that a connection cut in the middle of a
+        large object (MapReduce downloads whole partitions) is retried, not a failed file.
+        """
+        stream = self.open(key)
+        try:
+            with open(path, "wb") as out:
+                for chunk in stream.iter_chunks(1024 * 1024):
+                    out.write(chunk)
         finally:
             stream.close()
 
