@@ -150,12 +150,11 @@ def schedule_demo_job(settings: Settings, wait_seconds: float = 90.0) -> bool:
     Returns whether the job was created. Its first run fills the public output page
     (`<job>/data/summary.json`), so the first screen of a new installation is not empty.
     """
-    import tempfile
     import time
 
     from pipeline.db import init_db, make_engine, session_factory
     from pipeline.stores import open_store
-    from scheduler.examples.build import build
+    from scheduler.examples.build import TARBALL
     from scheduler.jobs import create_job, request_run_now, store_tarball
     from scheduler.models import Job
 
@@ -166,9 +165,7 @@ def schedule_demo_job(settings: Settings, wait_seconds: float = 90.0) -> bool:
         with session_maker() as session:
             if session.query(Job.id).filter(Job.name == DEMO_JOB).first() is not None:
                 return False
-        with tempfile.TemporaryDirectory() as tmp:
-            data = build(Path(tmp) / "summary-job.tar.gz").read_bytes()
-        key = store_tarball(settings, DEMO_JOB, data)
+        key = store_tarball(settings, DEMO_JOB, TARBALL.read_bytes())
         with session_maker() as session:
             job = create_job(
                 session,
