@@ -13,7 +13,7 @@ from pipeline.mail import send_mail
 
 log = logging.getLogger(__name__)
 
-NOTIFY_STATES = {"failed", "timed_out"}
+NOTIFY_STATES = {"failed", "timed_out", "lost"}
 
 
 def run_message(
@@ -43,7 +43,7 @@ def notify_run(
     log_tail: str,
     log_key: str | None,
 ) -> bool:
-    """Email the owner when `state` is failed or timed_out; returns True when a message went out."""
+    """Email the owner when `state` is failed, timed_out or lost; True when a message went out."""
     if state not in NOTIFY_STATES:
         return False
     log_url = f"{settings.public_base_url.rstrip('/')}/runs/{run_id}" if log_key else None

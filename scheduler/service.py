@@ -168,6 +168,7 @@ class SchedulerService:
     def mark_lost(self) -> None:
         """Runs still `running` in the table belong to a service that died: record them lost."""
         now = self.now()
+        lost: list[tuple[str, str, int, str]] = []
         with self.Session() as session:
             for run in session.scalars(select(Run).where(Run.state == RunState.running.value)):
                 if run.id in self.active_run_ids():
@@ -176,6 +177,9 @@ class SchedulerService:
                 run.finished_at = now
                 run.reason = "lost: the scheduler service stopped while the run was in progress"
                 log.warning("run %s of job %s marked lost", run.id, run.job_id)
+                job = session.get(Job, run.job_id)
+                if job is not None:
+                    lost.append((job.owner, job.name, run.id, run.reason))
                 if run.instance_id:
                     try:
                         self.runner("ec2").abandon(run.instance_id)
@@ -187,6 +191,17 @@ class SchedulerService:
                             exc,
                         )
             session.commit()
+        for owner, job_name, run_id, reason in lost:  # after the commit: mail is slow
+            notify_run(
+                self.settings,
+                owner=owner,
+                job_name=job_name,
+                run_id=run_id,
+                state=RunState.lost.value,
+                reason=reason,
+                log_tail="(the run ended with the service; its log may be incomplete)",
+                log_key=None,
+            )
 
     def catch_up(self, now: dt.datetime | None = None) -> None:
         """Apply the missed-firing policy to every enabled job (one query for the last runs)."""

@@ -249,6 +249,25 @@ def test_runs_left_running_by_a_dead_service_become_lost(settings, config, Sessi
     assert runner.requests == []  # a lost run is not re-run
 
 
+def test_a_lost_run_emails_the_owner(settings, config, Session, smtp_server, monkeypatch):
+    monkeypatch.setenv("TELEMETRY_SMTP_URL", smtp_server.url)
+    from pipeline.config import load_settings
+
+    settings = load_settings()
+    job = add_job(Session, settings)
+    with Session() as session:
+        session.add(
+            Run(job_id=job.id, scheduled_for=T0, state=RunState.running.value, started_at=T0)
+        )
+        session.commit()
+    service = make_service(settings, config, FakeClock(T0 + dt.timedelta(minutes=10)), None)
+    service.recover()
+    (message,) = smtp_server.wait_for(1)
+    assert message["X-Envelope-To"] == "demo@example.com"
+    assert "demo" in message["Subject"] and "lost" in message["Subject"]
+    assert "stopped while the run was in progress" in message.get_payload(decode=True).decode()
+
+
 def test_disabled_and_expired_jobs_do_not_fire(settings, config, Session):
     add_job(Session, settings, "off", enabled=False)
     add_job(Session, settings, "ended", end_date=T0 - dt.timedelta(days=1))
