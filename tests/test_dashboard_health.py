@@ -69,6 +69,33 @@ def test_health_page_shows_graphs_and_alerts(app, settings):
     assert "nightly submissions dropped" in html and "ongoing" in html
 
 
+def test_dead_letter_alert_is_listed_but_not_drawn(app, settings):
+    """The watcher's dead-letter incident shows in the alerts table; the chart plots stats only."""
+    import dataclasses
+
+    from pipeline.health.alerts import evaluate
+    from pipeline.queues import open_work_queue
+
+    engine, _hour = seed(settings)
+    once = dataclasses.replace(settings, queue_max_attempts=1)
+    queue = open_work_queue(once)
+    queue.send('{"key": "20260302/abc-0001.batch"}')
+    queue.release(queue.claim(lease_seconds=60))
+    assert queue.claim() is None and len(queue.dead_letters()) == 1
+    queue.close()
+    assert len(evaluate(engine, utcnow(), once, []).opened) == 1
+
+    client = app.test_client()
+    sign_in(client, "ada@example.org")
+    html = client.get("/health").get_data(as_text=True)
+    table = html[html.index('<table class="alerts">') :]
+    assert "dead-lettered batches in sqlite://" in table and "ongoing" in table
+    assert "1 batch in the dead-letter queue" in table
+    assert "python -m pipeline dead-letters --redrive" in table
+    svg = html[html.index("<svg") : html.index("</svg>")]
+    assert "dead_letters" not in svg and "dead-lettered" not in svg
+
+
 def test_daily_fallback_table_counts_channels_and_invalid_rate(settings):
     engine, hour = seed(settings)
     channels, rows = daily_table(engine, hour - dt.timedelta(days=1))

@@ -30,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings()
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.health",
-        description="Detect drops, declines and error-rate rises in the hourly stats; store and mail alerts.",
+        description="Detect drops, declines and error-rate rises in the hourly stats, and "
+        "dead-lettered batches in the work queue (TELEMETRY_QUEUE_URL); store and mail alerts.",
         epilog="Effective settings:\n" + settings.describe(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

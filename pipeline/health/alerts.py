@@ -8,6 +8,11 @@ same kind and subject it overlaps, or inserts a new one; a stored open alert tha
 detected is closed. Mail is deduplicated by the `notified_open` / `notified_closed` flags:
 one message when an incident opens, one when it recovers, none on re-evaluation. A failed
 send leaves the flag unset, so the next evaluation retries it.
+
+Besides the detectors' incidents, each run reads the work queue's dead-letter count
+(`pipeline.health.dead_letters`): dead letters are an incident of kind `dead_letters`,
+reconciled, stored and mailed the same way. When the queue cannot be read, that kind is not
+judged on this run: its open alert stays open rather than being taken for a recovery.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import Boolean, DateTime, Engine, Float, Integer, String, Text, delete, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -25,10 +30,17 @@ from pipeline.errors import PipelineError
 from pipeline.health.anomaly import (
     DEFAULT_SETTINGS,
     HOUR,
+    KINDS,
     DetectorSettings,
     Incident,
     StatsFrame,
     detect_all,
+)
+from pipeline.health.dead_letters import (
+    KIND_DEAD_LETTERS,
+    WHAT,
+    dead_letter_incident,
+    read_dead_letter_count,
 )
 from pipeline.mail import send_mail
 from pipeline.stats import hour_of, read_counts
@@ -69,6 +81,8 @@ class Alert(Base):
 
 
 def describe_kind(kind: str, subject: str) -> str:
+    if kind == KIND_DEAD_LETTERS:
+        return f"{WHAT} in {subject}"
     if kind == "drop":
         return f"{subject} submissions dropped"
     if kind == "decline":
@@ -103,15 +117,23 @@ def record_incidents(
     incidents: Sequence[Incident],
     now: dt.datetime,
     notified: bool = False,
+    judged: Mapping[str, dt.datetime] | None = None,
 ) -> Evaluation:
     """Reconcile detected incidents with the stored alerts (insert, update, close).
 
     `notified=True` marks what changes here as already mailed (the simulator's history should
     not produce a burst of mail later). A closed alert that is detected as ongoing again (late
     stats) is reopened and owes both mails again. Stored open alerts that no incident matches
-    any more are closed at `now`.
+    any more are closed, if their kind was judged: `judged` maps each kind judged here to the
+    moment it was judged at, where its alerts close (default: the detectors' kinds, at `now`).
+    Open alerts of other kinds (dead letters while the queue could not be read) stay open.
     """
     now = _naive(now)
+    closing = (
+        dict.fromkeys(KINDS, now)
+        if judged is None
+        else {kind: _naive(moment) for kind, moment in judged.items()}
+    )
     result = Evaluation()
     with Session(engine, expire_on_commit=False) as session:
         stored = list(session.scalars(select(Alert)))
@@ -156,8 +178,8 @@ def record_incidents(
                 log.info("alert %s opened: %s", alert.id, incident.details)
             matched.add(alert.id)
         for alert in stored:
-            if alert.ended_at is None and alert.id not in matched:
-                alert.ended_at = max(now, alert.started_at)
+            if alert.ended_at is None and alert.id not in matched and alert.kind in closing:
+                alert.ended_at = max(closing[alert.kind], alert.started_at)
                 alert.details += " (no longer detected)"
                 alert.notified_closed = alert.notified_closed or notified
                 result.closed.append(alert.id)
@@ -173,15 +195,21 @@ def _subject_line(alert: Alert, recovered: bool) -> str:
 
 
 def _body(alert: Alert, recovered: bool, settings) -> str:
+    what = alert.kind
     if alert.kind == "error_rate":
         numbers = f"expected: {alert.expected:.2%} of converted records\nseen:     {alert.seen:.2%}"
+    elif alert.kind == KIND_DEAD_LETTERS:
+        what = WHAT
+        numbers = f"expected: {alert.expected:,.0f} {WHAT}\nseen:     {alert.seen:,.0f}" + (
+            " at the last check that found any" if recovered else ""
+        )
     else:
         numbers = f"expected: {alert.expected:,.0f} submissions\nseen:     {alert.seen:,.0f}"
     state = f"recovered at {alert.ended_at:%Y-%m-%d %H:%M} UTC" if recovered else "ongoing"
     base = getattr(settings, "public_base_url", "").rstrip("/")
     return (
         f"{alert.title}\n\n"
-        f"what:  {alert.kind}\nwhere: {alert.subject}\nsince: {alert.started_at:%Y-%m-%d %H:%M} UTC\n"
+        f"what:  {what}\nwhere: {alert.subject}\nsince: {alert.started_at:%Y-%m-%d %H:%M} UTC\n"
         f"state: {state}\n{numbers}\n\n{alert.details}\n\n"
         f"Health page: {base}/health\nAlert id: {alert.id}\n"
     )
@@ -241,23 +269,35 @@ def evaluate(
     """Detect incidents on the complete hours before `now`, store them, send owed mail.
 
     The hour `now` falls in is still filling up, so only earlier hours are judged;
-    `settle_hours` leaves out that many more hours for stats that arrive late.
+    `settle_hours` leaves out that many more hours for stats that arrive late. The work
+    queue's dead letters are judged as they are at `now` (skipped when the queue of
+    `settings` cannot be read).
     """
     end = hour_of(_naive(now)) - settle_hours * HOUR
     evaluate_from = end - LOOKBACK
     history_start = evaluate_from - cfg.history_hours * HOUR
     frame = StatsFrame.from_rows(read_counts(engine, history_start), history_start, end)
     incidents = detect_all(frame, cfg, evaluate_from)
-    result = record_incidents(engine, incidents, end)
+    judged = dict.fromkeys(KINDS, end)
+    dead = read_dead_letter_count(settings)
+    if dead is not None:
+        checked = _naive(now).replace(microsecond=0)
+        judged[KIND_DEAD_LETTERS] = checked
+        found = dead_letter_incident(dead, settings.queue_url, settings.queue_max_attempts, checked)
+        if found is not None:
+            incidents.append(found)
+    result = record_incidents(engine, incidents, end, judged=judged)
     result.mails_sent, result.mail_failures = notify(engine, settings, recipients)
     log.info(
-        "health evaluation at %s: %d incidents, %d opened, %d closed, %d mails sent, %d failed",
+        "health evaluation at %s: %d incidents, %d opened, %d closed, %d mails sent, %d failed, "
+        "%s dead letters",
         end,
         len(incidents),
         len(result.opened),
         len(result.closed),
         result.mails_sent,
         result.mail_failures,
+        "unknown" if dead is None else dead,
     )
     return result
 

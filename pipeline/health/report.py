@@ -3,7 +3,8 @@
 The dashboard's /health page embeds the string `health_svg()` returns, so the chart needs no
 JavaScript, no CDN and no plotting library. Two panels share one time axis: submissions per
 hour by channel (log scale, since release is ~50 times esr) and the invalid-record rate with
-the error reasons that alerted. Alert intervals are shaded across both panels and labelled.
+the error reasons that alerted. Alert intervals are shaded across both panels and labelled
+(the detectors' alerts; dead-lettered batches are no series of the chart, the page lists them).
 Every text taken from data (channel, reason) is XML-escaped: the page marks the SVG safe.
 """
 
@@ -18,7 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 from sqlalchemy import Engine
 
 from pipeline.health.alerts import describe_kind, list_alerts
-from pipeline.health.anomaly import DAY, HOUR, INVALID, KIND_ERROR_RATE, StatsFrame
+from pipeline.health.anomaly import DAY, HOUR, INVALID, KIND_ERROR_RATE, KINDS, StatsFrame
 from pipeline.stats import hour_of, read_counts
 
 WIDTH, HEIGHT = 1200, 800
@@ -50,7 +51,7 @@ def health_svg(engine: Engine, days: int = 60, now: dt.datetime | None = None) -
     marks = [
         AlertMark(a.kind, a.subject, a.started_at, a.ended_at)
         for a in list_alerts(engine, start)
-        if a.started_at < end
+        if a.started_at < end and a.kind in KINDS  # alerts about the plotted series only
     ]
     return render_svg(frame, marks)
 
