@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ class Service:
     argv: list[str]
     port: int | None = None
     url: str | None = None
+    essential: bool = True  # its death stops the pipeline, its failure sets the exit status
     process: subprocess.Popen | None = field(default=None, repr=False)
 
 
@@ -97,7 +97,7 @@ def stop(services: Sequence[Service]) -> int:
             code = service.process.wait()
         if code not in (0, -signal.SIGTERM):
             log.warning("%s exited with %s", service.name, code)
-            worst = 1
+            worst = 1 if service.essential else worst
     return worst
 
 
@@ -159,15 +159,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if service.url:
             print(f"  {service.name:<10} {service.url}", flush=True)
     if not args.no_demo:
-        from pipeline.demo import schedule_demo_job, send_demo_submissions
+        from pipeline.demo import send_demo_submissions
 
         send_demo_submissions(settings, f"http://{args.host}:{args.ingest_port}")
-        threading.Thread(
-            target=_quietly, args=(schedule_demo_job, settings), name="demo-job", daemon=True
-        ).start()
+        # A one-shot helper, not a service: its exit is no reason to stop the pipeline.
+        demo_job = Service(
+            "demo-job", [sys.executable, "-m", "scheduler.examples.demo_job"], essential=False
+        )
+        start([demo_job], env)
+        services.append(demo_job)
     exit_code = 0
     while not stopping:
         for service in services:
+            if not service.essential:
+                continue
             if service.process and service.process.poll() is not None:
                 log.error(
                     "%s exited unexpectedly with %s; stopping the pipeline",
@@ -178,14 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         time.sleep(0.5)
     log.info("stopping")
     return stop(services) or exit_code
-
-
-def _quietly(function, *args) -> None:
-    """The demo is a convenience: its failure is logged, never a reason to stop the pipeline."""
-    try:
-        function(*args)
-    except Exception:  # noqa: BLE001
-        log.exception("demo step %s failed", function.__name__)
 
 
 if __name__ == "__main__":
