@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
@@ -30,13 +31,14 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "PERMANENT_SESSION_LIFETIME": dt.timedelta(days=7),
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
     "TARBALL_MAX_BYTES": None,  # default: the scheduler's TELEMETRY_SCHEDULER_TARBALL_MAX_BYTES
-    "WORKER_PROVIDER": "local",  # or "ec2"
+    "WORKER_PROVIDER": "local",  # or "ec2" (then WORKER_EC2_AMI is required)
     "WORKER_LIFETIME_HOURS": 24,
     "WORKER_EXTEND_HOURS": 24,
     "WORKER_WARN_BEFORE_MINUTES": 60,
-    "WORKER_EC2_AMI": "ami-12c6146b",
+    "WORKER_EC2_AMI": "",  # no default; required with the ec2 provider (create_app refuses)
     "WORKER_EC2_INSTANCE_TYPE": "t3.large",
     "WORKER_EC2_SSH_USER": "ubuntu",
+    "WORKER_EC2_ENDPOINT_URL": "",  # unset: AWS's own EC2 endpoint (set for moto or a private one)
     "EXPIRY_INTERVAL_SECONDS": 60,
 }
 
@@ -57,6 +59,7 @@ def create_app(
     app.config.from_prefixed_env("DASHBOARD")
     if test_config:
         app.config.update(test_config)
+    check_worker_config(app.config)  # before anything is written to the data directory
     if not app.config.get("SECRET_KEY"):  # none configured: the data directory's random key
         app.config["SECRET_KEY"] = load_or_create_secret_key(settings.data_dir)
     if app.config["TARBALL_MAX_BYTES"] is None:
@@ -86,3 +89,15 @@ def create_app(
     formatting.init_app(app)
     app.add_url_rule("/", endpoint="index", view_func=jobs.index)
     return app
+
+
+def check_worker_config(config: Mapping[str, Any]) -> None:
+    """Refuse a worker provider that cannot work, at start-up rather than at the first launch."""
+    provider = config["WORKER_PROVIDER"]
+    if provider not in ("local", "ec2"):
+        raise ConfigError("DASHBOARD_WORKER_PROVIDER", f"must be local or ec2, got {provider!r}")
+    if provider == "ec2" and not config.get("WORKER_EC2_AMI"):
+        raise ConfigError(
+            "DASHBOARD_WORKER_EC2_AMI",
+            "is not set: the ec2 worker provider needs the AMI its workers boot",
+        )

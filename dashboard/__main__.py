@@ -29,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Effective settings (environment TELEMETRY_*, or a TOML file named by TELEMETRY_CONFIG):\n"
         + settings.describe()
         + "\n\nDashboard-only options are DASHBOARD_* variables, e.g. DASHBOARD_WORKER_PROVIDER=ec2,\n"
-        "DASHBOARD_SESSION_COOKIE_SECURE=true, DASHBOARD_WORKER_LIFETIME_HOURS=24.",
+        "DASHBOARD_SESSION_COOKIE_SECURE=true, DASHBOARD_WORKER_LIFETIME_HOURS=24.\n"
+        "EC2 workers (DASHBOARD_WORKER_PROVIDER=ec2) need DASHBOARD_WORKER_EC2_AMI (no default;\n"
+        "the dashboard refuses to start without it) and take DASHBOARD_WORKER_EC2_INSTANCE_TYPE\n"
+        "(t3.large), DASHBOARD_WORKER_EC2_SSH_USER (ubuntu), DASHBOARD_WORKER_EC2_ENDPOINT_URL\n"
+        "(unset: AWS's own EC2 endpoint).",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"

@@ -35,7 +35,8 @@ class Settings:
     database_url: str = ""
     histogram_cache: str = ""
     hg_base_url: str = "https://hg.mozilla.org"
-    s3_endpoint_url: str | None = None
+    s3_endpoint_url: str | None = None  # S3-compatible store (MinIO, ...); unset: AWS
+    sqs_endpoint_url: str | None = None  # SQS work queue only; unset: AWS
     schema_path: str = ""
     # ingest
     max_body_bytes: int = 1024 * 1024

@@ -35,10 +35,14 @@ def moto_server():
 
 @pytest.fixture
 def moto(moto_server, monkeypatch):
-    """A clean moto server (S3, SQS, EC2) for one test; yields the server (`.endpoint`)."""
+    """A clean moto server (S3, SQS, EC2) for one test; yields the server (`.endpoint`).
+
+    Both TELEMETRY_S3_ENDPOINT_URL and TELEMETRY_SQS_ENDPOINT_URL point at it (the stores and
+    the queue each have their own endpoint setting)."""
     for key, value in AWS_TEST_ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("TELEMETRY_S3_ENDPOINT_URL", moto_server.endpoint)
+    monkeypatch.setenv("TELEMETRY_SQS_ENDPOINT_URL", moto_server.endpoint)
     moto_server.reset()
     yield moto_server
 
@@ -86,6 +90,7 @@ def data_dir(tmp_path, monkeypatch) -> Path:
             "TELEMETRY_DATA_DIR",
             "TELEMETRY_SHARED_FIXTURES",
             "TELEMETRY_S3_ENDPOINT_URL",
+            "TELEMETRY_SQS_ENDPOINT_URL",
         ):
             monkeypatch.delenv(name)
     return path

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -67,6 +68,36 @@ class MotoServer:
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).close()
+
+
+class MotoProcess(MotoServer):
+    """moto's server in a process of its own, stopped by pid.
+
+    Every `MotoServer` in this process shares moto's in-memory backends, so two of them are
+    one AWS behind two ports. A test that must tell two endpoints apart (the queue's and the
+    stores') starts this one for the second.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> MotoProcess:
+        for key, value in AWS_TEST_ENV.items():
+            os.environ.setdefault(key, value)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, timeout=60.0)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            self.process.wait(10)
 
 
 class RedisServer:

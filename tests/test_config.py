@@ -33,6 +33,21 @@ def test_defaults_put_everything_under_the_data_dir(tmp_path):
     assert settings.histogram_cache == str(data / "histogram_cache")
     assert settings.max_body_bytes == 1024 * 1024
     assert settings.s3_endpoint_url is None
+    assert settings.sqs_endpoint_url is None
+
+
+def test_the_sqs_endpoint_is_a_setting_of_its_own(tmp_path):
+    env = {"TELEMETRY_DATA_DIR": str(tmp_path), "TELEMETRY_S3_ENDPOINT_URL": "http://minio:9000"}
+    settings = load_settings(env)
+    assert settings.s3_endpoint_url == "http://minio:9000"
+    assert settings.sqs_endpoint_url is None  # AWS's own SQS, not the S3 store's endpoint
+    config = write_toml(tmp_path, 'sqs_endpoint_url = "http://sqs.toml:4566"\n')
+    assert load_settings({**env, "TELEMETRY_CONFIG": config}).sqs_endpoint_url == (
+        "http://sqs.toml:4566"
+    )
+    env["TELEMETRY_SQS_ENDPOINT_URL"] = "http://sqs.env:4566"
+    assert load_settings(env).sqs_endpoint_url == "http://sqs.env:4566"
+    assert "TELEMETRY_SQS_ENDPOINT_URL=http://sqs.env:4566" in load_settings(env).describe()
 
 
 def test_relative_data_dir_is_made_absolute(tmp_path, monkeypatch):

@@ -61,6 +61,7 @@ def backend_env(kind: str, request, tmp_path: Path) -> dict[str, str]:
             "TELEMETRY_PUBLISHED_URL": "s3://published/data",
             "TELEMETRY_QUEUE_URL": "sqs://convert-e2e",
             "TELEMETRY_S3_ENDPOINT_URL": moto.endpoint,
+            "TELEMETRY_SQS_ENDPOINT_URL": moto.endpoint,
         }
     if kind == "dir+redis":
         return {"TELEMETRY_QUEUE_URL": request.getfixturevalue("redis_url")}

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import boto3
@@ -18,8 +21,12 @@ from dashboard import create_app, database
 from dashboard.expiry import sweep_once
 from dashboard.models import Worker
 from dashboard.workers.sshkeys import SSHKeyError, normalise_ssh_public_key
+from pipeline.errors import ConfigError
 from scheduler.models import utcnow
 from tests.dashboard_fixtures import add_user, count, csrf_token, sign_in
+from tests.servers import free_port
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def public_key(kind: str = "ed25519", comment: str = "ada@laptop") -> str:
@@ -280,8 +287,6 @@ def test_expiry_sweep_warns_an_hour_before_then_terminates(settings, smtp_server
 
 
 def test_a_warning_that_cannot_be_mailed_is_retried(settings):
-    from tests.servers import free_port
-
     app = create_app(dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{free_port()}"))
     add_user(app, "ada@example.org")
     client = app.test_client()
@@ -293,13 +298,63 @@ def test_a_warning_that_cannot_be_mailed_is_retried(settings):
     assert workers(app)[0].warned_at is None
 
 
+MOTO_IMAGE = "ami-12c6146b"  # one of moto's built-in AMIs
+
+
+def ec2_config(endpoint: str) -> dict:
+    return {
+        "WORKER_PROVIDER": "ec2",
+        "WORKER_EC2_AMI": MOTO_IMAGE,
+        "WORKER_EC2_ENDPOINT_URL": endpoint,
+    }
+
+
 @pytest.fixture
 def ec2_app(settings, moto):
-    app = create_app(
-        dataclasses.replace(settings, s3_endpoint_url=moto.endpoint), {"WORKER_PROVIDER": "ec2"}
-    )
+    app = create_app(settings, ec2_config(moto.endpoint))
     add_user(app, "ada@example.org")
     return app
+
+
+def test_the_ec2_provider_without_an_ami_is_refused_at_start(settings):
+    with pytest.raises(ConfigError, match="^DASHBOARD_WORKER_EC2_AMI: is not set"):
+        create_app(settings, {"WORKER_PROVIDER": "ec2"})
+    create_app(settings, {"WORKER_PROVIDER": "local"})  # the local provider needs none
+
+
+def test_python_m_dashboard_without_an_ami_exits_with_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMETRY_", "DASHBOARD_"))}
+    env.update(
+        TELEMETRY_DATA_DIR=str(tmp_path / "var"),
+        DASHBOARD_WORKER_PROVIDER="ec2",
+        PYTHONPATH=str(REPO),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "dashboard", "--port", str(free_port())],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,  # a dashboard that started anyway would serve until killed
+        cwd=tmp_path,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output, output
+    assert output.strip().splitlines() == [
+        "error: DASHBOARD_WORKER_EC2_AMI: is not set: the ec2 worker provider needs the AMI"
+        " its workers boot"
+    ]
+
+
+def test_ec2_workers_use_their_own_endpoint_not_the_s3_one(settings, moto):
+    dead = f"http://127.0.0.1:{free_port()}"
+    app = create_app(dataclasses.replace(settings, s3_endpoint_url=dead), ec2_config(moto.endpoint))
+    add_user(app, "ada@example.org")
+    client = app.test_client()
+    sign_in(client, "ada@example.org")
+    assert launch(client).status_code == 302
+    [worker] = workers(app)
+    assert worker.provider == "ec2" and worker.instance_id.startswith("i-"), worker.reason
 
 
 def test_ec2_worker_starts_an_instance_with_the_key_and_kill_terminates_it(ec2_app, moto):
@@ -343,12 +398,8 @@ def test_ec2_expiry_terminates_the_instance(ec2_app, moto):
 
 
 def test_unreachable_ec2_records_a_failed_worker(settings, moto):
-    from tests.servers import free_port
-
     dead = f"http://127.0.0.1:{free_port()}"
-    app = create_app(
-        dataclasses.replace(settings, s3_endpoint_url=dead), {"WORKER_PROVIDER": "ec2"}
-    )
+    app = create_app(settings, ec2_config(dead))
     add_user(app, "ada@example.org")
     client = app.test_client()
     sign_in(client, "ada@example.org")

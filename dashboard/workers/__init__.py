@@ -22,9 +22,10 @@ def get_provider(name: str, settings: Settings, config: Mapping[str, Any]) -> Wo
 
         return EC2Provider(
             settings,
-            image_id=config["WORKER_EC2_AMI"],
+            image_id=config.get("WORKER_EC2_AMI") or "",
             instance_type=config["WORKER_EC2_INSTANCE_TYPE"],
             ssh_user=config["WORKER_EC2_SSH_USER"],
+            endpoint_url=config.get("WORKER_EC2_ENDPOINT_URL") or None,
         )
     raise WorkerProviderError(
         f"unknown worker provider {name!r}: set DASHBOARD_WORKER_PROVIDER to local or ec2"

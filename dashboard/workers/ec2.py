@@ -2,18 +2,22 @@
 
 The instance shuts itself down (and, with `terminate` as its shutdown behaviour, is
 terminated) if it outlives its kill time by a day, as a backstop for a dashboard that is down.
+
+Options (Flask config, from `DASHBOARD_*` variables): WORKER_EC2_AMI (required, no default),
+WORKER_EC2_INSTANCE_TYPE, WORKER_EC2_SSH_USER, WORKER_EC2_ENDPOINT_URL (unset: AWS's own EC2
+endpoint; the S3 endpoint is never used for EC2). The region is boto3's own
+(AWS_DEFAULT_REGION, else the profile in ~/.aws/config), us-east-1 when it resolves none.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dashboard.workers.base import LaunchResult, WorkerProvider, WorkerProviderError
+from pipeline.aws import default_region, make_client
 from pipeline.config import Settings
 
 log = logging.getLogger(__name__)
@@ -36,17 +40,20 @@ class EC2Provider(WorkerProvider):
     name = "ec2"
 
     def __init__(
-        self, settings: Settings, *, image_id: str, instance_type: str, ssh_user: str
+        self,
+        settings: Settings,
+        *,
+        image_id: str,
+        instance_type: str,
+        ssh_user: str,
+        endpoint_url: str | None = None,
     ) -> None:
         self.image_id = image_id
         self.instance_type = instance_type
         self.ssh_user = ssh_user
-        self.client = boto3.client(
-            "ec2",
-            endpoint_url=os.environ.get("TELEMETRY_EC2_ENDPOINT_URL")
-            or settings.s3_endpoint_url
-            or None,
-            region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        self.endpoint_url = endpoint_url or None  # DASHBOARD_WORKER_EC2_ENDPOINT_URL; None: AWS
+        self.client = make_client(
+            "ec2", endpoint_url=self.endpoint_url, region_name=default_region()
         )
 
     def _result(self, instance: dict) -> LaunchResult:
@@ -56,6 +63,10 @@ class EC2Provider(WorkerProvider):
         return LaunchResult(instance["InstanceId"], address, command, running)
 
     def launch(self, worker_id: int, name: str, owner: str, ssh_public_key: str) -> LaunchResult:
+        if not self.image_id:  # create_app refuses this; a provider made elsewhere may not
+            raise WorkerProviderError(
+                "DASHBOARD_WORKER_EC2_AMI is not set: the ec2 worker provider needs an AMI"
+            )
         try:
             reply = self.client.run_instances(
                 ImageId=self.image_id,

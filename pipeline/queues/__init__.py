@@ -20,12 +20,15 @@ def open_work_queue(settings: Settings) -> WorkQueue:
     Every service must open it this way, senders included: SQS keeps the dead-letter limit
     as an attribute of the queue, and opening it re-applies `max_attempts`, so a service
     that opened it with the default would silently change the limit for the consumers.
+
+    `TELEMETRY_SQS_ENDPOINT_URL` is the SQS endpoint (unset: AWS's); the S3 endpoint is for
+    the stores only.
     """
     return open_queue(
         settings.queue_url,
         lease_seconds=settings.queue_lease_seconds,
         max_attempts=settings.queue_max_attempts,
-        endpoint_url=settings.s3_endpoint_url,
+        endpoint_url=settings.sqs_endpoint_url,
     )
 
 
@@ -37,6 +40,8 @@ def open_queue(
     endpoint_url: str | None = None,
     setting: str = "TELEMETRY_QUEUE_URL",
 ) -> WorkQueue:
+    """Open the queue `url` names; `endpoint_url` is for `sqs://` only (else
+    `TELEMETRY_SQS_ENDPOINT_URL`, else AWS)."""
     parsed = urlparse(url)
     common = {"lease_seconds": lease_seconds, "max_attempts": max_attempts, "setting": setting}
     if parsed.scheme == "sqlite":

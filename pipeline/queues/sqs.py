@@ -1,5 +1,9 @@
 """Amazon SQS (or any SQS-compatible endpoint, such as moto) as a work queue.
 
+The endpoint is `TELEMETRY_SQS_ENDPOINT_URL` (unset: AWS's own), never the S3 one: a store on
+MinIO and a queue on AWS is a normal setup. The region is boto3's own (AWS_DEFAULT_REGION, else
+the profile in ~/.aws/config), us-east-1 only when boto3 resolves none.
+
 The lease is SQS's visibility timeout, in whole seconds (rounded up). Dead-lettering is SQS's
 own redrive policy: the queue `<name>` is created, when missing, with a `<name>-dead` queue and
 `maxReceiveCount = max_attempts`, so a message received that many times without a delete moves
@@ -28,13 +32,13 @@ from typing import Any
 import botocore.exceptions
 from botocore.config import Config
 
-from pipeline.aws import make_client
+from pipeline.aws import default_region, make_client
 from pipeline.errors import ConfigError, QueueError
 from pipeline.queues.base import Message, WorkQueue
 
 log = logging.getLogger(__name__)
 
-ENDPOINT_ENV = "TELEMETRY_S3_ENDPOINT_URL"  # one endpoint for every AWS-compatible service
+ENDPOINT_ENV = "TELEMETRY_SQS_ENDPOINT_URL"  # SQS only; the S3 endpoint says nothing about SQS
 DEAD_SUFFIX = "-dead"
 MAX_VISIBILITY = 43200  # SQS's limit, 12 hours
 MAX_WAIT = 20  # SQS's long-poll limit
@@ -66,7 +70,7 @@ class SQSQueue(WorkQueue):
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.setting = setting
-        self.region = region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self.region = region or default_region()
         if lease_seconds <= 0 or max_attempts < 1:
             raise ConfigError(setting, "lease must be positive and max_attempts at least 1")
         self._config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10)
@@ -82,8 +86,11 @@ class SQSQueue(WorkQueue):
             )
             self.queue_url = self._ensure_queue(name, {"RedrivePolicy": redrive})
         except _AWS_ERRORS as exc:
+            unset = f"AWS ({ENDPOINT_ENV} is unset)"
             raise ConfigError(
-                setting, f"cannot open SQS queue {name!r} at {self.endpoint_url or 'AWS'}: {exc}"
+                setting,
+                f"cannot open SQS queue {name!r} at {self.endpoint_url or unset}"
+                f" in {self.region}: {exc}",
             ) from exc
 
     @property
