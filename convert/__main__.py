@@ -10,11 +10,31 @@ import signal
 import sys
 import threading
 
-from convert.worker import WorkerOptions, run_worker, run_worker_process, setup_logging
+from convert.worker import (
+    EXIT_WORK_LEFT,
+    DelayedMessages,
+    WorkerOptions,
+    run_worker,
+    run_worker_process,
+    setup_logging,
+)
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, PipelineError
 
 log = logging.getLogger("convert")
+
+EXIT_STATUS = f"""\
+Exit status:
+  0  --drain: the queue is empty (dead letters aside: python -m pipeline dead-letters);
+     without --drain: stopped by SIGTERM/SIGINT
+  1  a store, the queue or the database failed
+  2  configuration or usage error
+  {EXIT_WORK_LEFT}  --drain ended with messages still queued that it could not claim: delayed
+     retries, parked batches, batches another worker held past --drain-wait, or it was
+     stopped by a signal first; run it again later
+With --workers N, the worst of the workers' statuses: a failure (1, 2, or 128+N for a worker
+killed by signal N) before {EXIT_WORK_LEFT} before 0; {EXIT_WORK_LEFT} becomes 0 if the queue \
+is empty once all have ended."""
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
@@ -28,6 +48,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
             "acknowledged and its incoming object deleted only after every output is stored."
         ),
         epilog=(
+            EXIT_STATUS + "\n\n"
             "Effective settings (defaults < $TELEMETRY_CONFIG TOML < TELEMETRY_* environment); the\n"
             "ones convert uses: INCOMING_URL, PUBLISHED_URL, QUEUE_URL, DATABASE_URL,\n"
             "HISTOGRAM_CACHE, HG_BASE_URL, S3_ENDPOINT_URL, SCHEMA_PATH, MAX_DECOMPRESSED_BYTES,\n"
@@ -44,15 +65,22 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser.add_argument(
         "--drain",
         action="store_true",
-        help="process until no message can be claimed, then exit 0 (batch runs, tests)",
+        help="process until the queue is empty, then exit 0; exit "
+        f"{EXIT_WORK_LEFT} instead when messages are left that cannot be claimed (batch runs, "
+        "cron, tests; see --drain-wait and the exit status below)",
     )
     parser.add_argument(
         "--drain-wait",
-        type=float,
-        default=0.0,
+        type=_seconds,
+        default=None,
         metavar="SECONDS",
-        help="with --drain: keep polling this long while messages are still in flight "
-        "elsewhere or delayed (parked) (default: 0, exit at once)",
+        help="with --drain, while messages are left but none can be claimed: how long to keep "
+        "polling after the queue last changed before giving up. Default: the queue lease "
+        f"(TELEMETRY_QUEUE_LEASE_SECONDS, {settings.queue_lease_seconds:g}), enough for a batch "
+        "another worker holds to be finished, or to come back if that worker died; messages "
+        "this run itself put back with a delay (parked batches, retries of failed ones) are "
+        "then not waited for. An explicit SECONDS is the wait for both kinds, so a delayed "
+        "batch due within it is still processed (0: give up at once)",
     )
     parser.add_argument(
         "--poll-seconds",
@@ -86,6 +114,16 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text!r}")
+    return value
 
 
 def _options(args: argparse.Namespace) -> WorkerOptions:
@@ -123,9 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("stopping: %s", exc)
         return 1
     context = _worker_context()
+    delayed = DelayedMessages.shared(context)  # so a worker knows what its siblings delayed
     children = [
         context.Process(
-            target=run_worker_process, args=(settings, options, args.log_level), name=f"convert-{i}"
+            target=run_worker_process,
+            args=(settings, options, args.log_level, delayed),
+            name=f"convert-{i}",
         )
         for i in range(args.workers)
     ]
@@ -143,7 +184,40 @@ def main(argv: list[str] | None = None) -> int:
         child.join()
     codes = [child.exitcode or 0 for child in children]
     log.info("workers finished with exit codes %s", codes)
-    return max((abs(c) for c in codes), default=0)
+    status = combined_status(codes)
+    if status == EXIT_WORK_LEFT and _queue_is_empty(settings):
+        # A worker gave up on a batch a sibling was still working on (held past the lease), or
+        # on a delayed one a sibling then processed: the drain did empty the queue after all.
+        log.info("drain: the queue is empty now that every worker has ended")
+        return 0
+    return status
+
+
+def combined_status(codes: list[int]) -> int:
+    """One exit status for the workers' exit codes: a failure before EXIT_WORK_LEFT before 0.
+
+    A worker killed by signal N (exit code -N) counts as 128+N, as in a shell, so that it
+    can never pass for EXIT_WORK_LEFT or success.
+    """
+    statuses = [128 - code if code < 0 else code for code in codes]
+    failures = [s for s in statuses if s not in (0, EXIT_WORK_LEFT)]
+    if failures:
+        return max(failures)
+    return EXIT_WORK_LEFT if EXIT_WORK_LEFT in statuses else 0
+
+
+def _queue_is_empty(settings: Settings) -> bool:
+    from pipeline.queues import open_work_queue
+
+    try:
+        queue = open_work_queue(settings)
+        try:
+            return queue.depth() == 0
+        finally:
+            queue.close()
+    except PipelineError as exc:
+        log.error("cannot tell whether the queue is empty (%s)", exc)
+        return False
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:

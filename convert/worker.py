@@ -10,6 +10,8 @@ import datetime as dt
 import gc
 import json
 import logging
+import multiprocessing
+import multiprocessing.context
 import signal
 import sys
 import threading
@@ -35,12 +37,24 @@ log = logging.getLogger(__name__)
 #: With --drain: how often an idle worker re-checks whether the queue has become empty.
 DRAIN_POLL_SECONDS = 0.1
 
+#: Exit status of `--drain` when it gives up with messages still queued that it cannot claim.
+EXIT_WORK_LEFT = 3
+
+DEAD_LETTERS_HINT = "batches that keep failing end up in `python -m pipeline dead-letters`"
+
 
 @dataclasses.dataclass(frozen=True)
 class WorkerOptions:
     drain: bool = False
-    drain_wait: float = 0.0
-    """With `drain`: how long to keep polling while messages exist but none is claimable."""
+    drain_wait: float | None = None
+    """With `drain`: how long to keep polling, after the queue last changed, while messages are
+    left that this worker cannot claim; then give up with `EXIT_WORK_LEFT`.
+
+    None (the default) waits up to the queue lease for messages that may be held by another
+    worker (long enough for it to finish, or, if it died, for the message to come back), and
+    not at all for messages this run itself put back with a delay. An explicit value is the
+    wait for both, so a delayed message that comes due within it is still processed.
+    """
     poll_seconds: float = 5.0
     park_delay: float = 300.0
     park_max_attempts: int = 12
@@ -81,12 +95,62 @@ class Heartbeat:
         self._thread.join()
 
 
+class DelayedMessages:
+    """When the messages this run put back with a delay come due; shared by sibling workers.
+
+    A queue only tells a draining worker how many messages are left (`depth`), not whether one
+    it cannot claim is leased to another worker, which is worth waiting for, or delayed (a
+    parked batch, a failed batch's retry), which may not come due for hours. The workers of one
+    run know the delays they set themselves, so they note the due times here. A delayed message
+    cannot be claimed before it is due, so the due times still in the future count the
+    messages this run delayed that are still queued: no message ids needed.
+
+    Without `storage` the record is local to this process; `--workers N` passes every child
+    the same `multiprocessing.Array("d", SLOTS)`. Delays beyond SLOTS pending ones are not
+    noted, which errs towards waiting.
+    """
+
+    SLOTS = 4096
+
+    def __init__(self, storage=None) -> None:
+        if storage is None:
+            self._due, self._lock = [0.0] * self.SLOTS, threading.Lock()
+        else:
+            self._due, self._lock = storage, storage.get_lock()
+
+    @classmethod
+    def shared(cls, context: multiprocessing.context.BaseContext) -> DelayedMessages:
+        return cls(context.Array("d", cls.SLOTS))
+
+    def add(self, due: float) -> None:
+        """Note one message that becomes claimable again at `due` (time.time())."""
+        with self._lock:
+            now = time.time()
+            for slot, value in enumerate(self._due[:]):
+                if value <= now:
+                    self._due[slot] = due
+                    return
+        log.debug("more than %d delayed messages; not noting one more", self.SLOTS)
+
+    def pending(self) -> list[float]:
+        """Due times still in the future, soonest first."""
+        with self._lock:
+            values = self._due[:]
+        now = time.time()
+        return sorted(value for value in values if value > now)
+
+
 class Worker:
     def __init__(
-        self, settings: Settings, options: WorkerOptions, tools: HistogramTools | None = None
+        self,
+        settings: Settings,
+        options: WorkerOptions,
+        tools: HistogramTools | None = None,
+        delayed: DelayedMessages | None = None,
     ) -> None:
         self.settings = settings
         self.options = options
+        self.delayed = delayed if delayed is not None else DelayedMessages()
         endpoint = settings.s3_endpoint_url
         self.incoming = open_store(
             settings.incoming_url, setting="TELEMETRY_INCOMING_URL", endpoint_url=endpoint
@@ -118,9 +182,16 @@ class Worker:
         self.batches = 0
 
     def run(self) -> int:
-        """Process messages until stopped (or, with `drain`, until the queue is empty)."""
+        """Process messages until stopped (or, with `drain`, until the queue is empty).
+
+        Returns 0, or with `drain` EXIT_WORK_LEFT when messages are still queued at the end.
+        """
         log.info("worker ready: claiming from %s (drain=%s)", self.queue.url, self.options.drain)
-        idle_since: float | None = None
+        # With drain, while nothing can be claimed: (monotonic time, depth) when the queue last
+        # changed, and whether the wait was logged.
+        idle: tuple[float, int] | None = None
+        told = False
+        status = 0
         wait = 1.0 if self.options.drain else self.options.poll_seconds
         while not self.stopping.is_set():
             try:
@@ -132,21 +203,72 @@ class Worker:
                 self.stopping.wait(wait)
                 continue
             if message is not None:
-                idle_since = None
+                idle, told = None, False
                 self.handle(message)
                 continue
             if not self.options.drain:
                 continue
-            if self.queue.depth() == 0:
+            depth = self.queue.depth()
+            if depth == 0:
                 break
-            idle_since = idle_since or time.monotonic()
-            if time.monotonic() - idle_since >= self.options.drain_wait:
+            if idle is None or idle[1] != depth:
+                idle, told = (time.monotonic(), depth), False  # progress elsewhere: wait anew
+            gave_up, waiting = self._drain_verdict(depth, time.monotonic() - idle[0])
+            if gave_up is not None:
+                status = self._work_left(depth, gave_up)
+                break
+            if waiting and not told:
                 log.info(
-                    "drain: %d message(s) left in flight or delayed; exiting", self.queue.depth()
+                    "drain: %d message(s) not claimable (held by another worker, or delayed); "
+                    "waiting up to %.0fs for them",
+                    depth,
+                    waiting,
                 )
-                break
+                told = True
+        else:
+            if self.options.drain:  # stopped by a signal: 0 only if nothing is left
+                status = self._stopped_drain_status()
         self.close()
-        return 0
+        return status
+
+    def _drain_verdict(self, depth: int, waited: float) -> tuple[str | None, float]:
+        """While draining with `depth` messages left, none claimable for `waited` seconds:
+        (why to give up, or None) and how long this wait may last in all (0 if not waiting on
+        messages of unknown state)."""
+        auto = self.options.drain_wait is None
+        held_wait = self.settings.queue_lease_seconds if auto else self.options.drain_wait
+        delayed_wait = 0.0 if auto else self.options.drain_wait
+        pending = self.delayed.pending()
+        if depth > len(pending):
+            # Some are held by another worker, or were delayed before this run: wait a lease.
+            if waited < held_wait:
+                return None, held_wait
+            return (
+                "delayed retries, parked batches or batches held by another worker, "
+                f"none claimable after waiting {waited:.0f}s"
+            ), 0.0
+        due_in = pending[0] - time.time()
+        if waited + due_in <= delayed_wait:
+            return None, 0.0  # the next one this run delayed comes due within the wait
+        return f"delayed retries or parked batches, the next due in {max(due_in, 0):.0f}s", 0.0
+
+    def _stopped_drain_status(self) -> int:
+        try:
+            left = self.queue.depth()
+        except PipelineError as exc:
+            log.error("drain: stopped; cannot tell whether the queue is empty (%s)", exc)
+            return EXIT_WORK_LEFT
+        return self._work_left(left, "stopped before the queue was empty") if left else 0
+
+    @staticmethod
+    def _work_left(left: int, why: str) -> int:
+        log.warning(
+            "drain: %d message(s) still queued: %s; run again later (%s)",
+            left,
+            why,
+            DEAD_LETTERS_HINT,
+        )
+        return EXIT_WORK_LEFT
 
     def _claim(self, wait: float) -> Message | None:
         """Claim one message; when draining, stop waiting as soon as the queue is empty.
@@ -178,7 +300,7 @@ class Worker:
             return
         remaining = job.not_before - time.time()
         if remaining > 0:
-            self.queue.release(message, delay_seconds=remaining)
+            self._release(message, remaining)
             return
         lease = self.settings.queue_lease_seconds
         with Heartbeat(self.queue, message, lease):
@@ -193,7 +315,7 @@ class Worker:
                     message.attempts,
                     delay,
                 )
-                self.queue.release(message, delay_seconds=delay)
+                self._release(message, delay)
                 return
         log.info("%s", report.log_line())
         try:
@@ -214,6 +336,12 @@ class Worker:
                 message.id,
             )
         self.batches += 1
+
+    def _release(self, message: Message, delay: float) -> None:
+        """Put a message back, claimable again after `delay` seconds, and note when."""
+        due = time.time() + delay
+        if self.queue.release(message, delay_seconds=delay) and delay > 0:
+            self.delayed.add(due + 1.0)  # SQS rounds delays up to whole seconds
 
     def _reject_message(self, message: Message, problem: str) -> None:
         """A message that names no batch is kept in errors/bad_message, then acknowledged."""
@@ -261,10 +389,15 @@ def tune_gc() -> None:
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def run_worker(settings: Settings, options: WorkerOptions, log_level: str = "INFO") -> int:
+def run_worker(
+    settings: Settings,
+    options: WorkerOptions,
+    log_level: str = "INFO",
+    delayed: DelayedMessages | None = None,
+) -> int:
     """Run one worker in this process until it stops; SIGTERM/SIGINT finish the current batch."""
     setup_logging(log_level)
-    worker = Worker(settings, options)
+    worker = Worker(settings, options, delayed=delayed)
     tune_gc()
 
     def _stop(signum: int, _frame: object) -> None:
@@ -276,6 +409,11 @@ def run_worker(settings: Settings, options: WorkerOptions, log_level: str = "INF
     return worker.run()
 
 
-def run_worker_process(settings: Settings, options: WorkerOptions, log_level: str) -> None:
+def run_worker_process(
+    settings: Settings,
+    options: WorkerOptions,
+    log_level: str,
+    delayed: DelayedMessages | None = None,
+) -> None:
     """Target of each `--workers N` child process (importable, as spawn requires)."""
-    sys.exit(run_worker(settings, options, log_level))
+    sys.exit(run_worker(settings, options, log_level, delayed))

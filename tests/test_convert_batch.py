@@ -16,7 +16,7 @@ from sqlalchemy import select
 from convert import outcomes as oc
 from convert.batch import CrashPoint, Job, object_id_for
 from convert.dedup import Deduplicator
-from convert.worker import Heartbeat, Worker, WorkerOptions
+from convert.worker import EXIT_WORK_LEFT, Heartbeat, Worker, WorkerOptions
 from pipeline.db import make_engine
 from pipeline.errors import StoreError
 from pipeline.records import encode_record
@@ -105,13 +105,13 @@ def test_dedup_forgets_ids_after_the_window(settings):
 def test_parked_records_are_requeued_with_a_delay_and_published_later(settings):
     worker = make_worker(settings, available=False, park_delay=3, drain_wait=0)
     submit(worker, "p.tpr", make_batch([good(), ("/bad", {}, b"")]))
-    worker.run()
+    assert worker.run() == EXIT_WORK_LEFT  # --drain-wait 0: the parked batch is left queued
     assert list(worker.incoming.list()) and worker.queue.depth() == 1
     assert [i.key for i in worker.incoming.list()] == ["parked/p-p1.tpr"]
     assert not read_all(worker.published, "idle_daily/")
     # The revision becomes available; the parked batch is retried once its delay has passed.
     retry = make_worker(settings, available=True, drain_wait=60)
-    retry.run()
+    assert retry.run() == 0
     published = read_all(retry.published, "idle_daily/")
     assert list(published) == [PARTITION.format("parked_p-p1")]
     assert retry.queue.depth() == 0 and not list(retry.incoming.list())
@@ -129,7 +129,7 @@ def test_records_parked_too_often_go_to_errors_revision_unavailable(settings):
 def test_parking_a_parked_batch_keeps_one_root_name(settings):
     worker = make_worker(settings, available=False, park_delay=1000)
     submit(worker, "parked/r-p1.tpr", make_batch([good()]), park_attempt=1)
-    worker.run()
+    assert worker.run() == EXIT_WORK_LEFT  # the batch parked again is due in 2000 s
     assert [i.key for i in worker.incoming.list()] == ["parked/r-p2.tpr"]
 
 

@@ -24,6 +24,8 @@ def test_help_explains_flags_and_shows_effective_settings(data_dir):
     ):
         assert flag in result.stdout
     assert f"TELEMETRY_QUEUE_URL=sqlite:///{data_dir}/queue.db" in result.stdout
+    assert "Exit status:" in result.stdout
+    assert "3  --drain ended with messages still queued" in result.stdout
 
 
 def test_zero_workers_is_refused(data_dir):

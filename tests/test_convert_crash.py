@@ -113,7 +113,9 @@ def test_sigkill_mid_batch_then_redelivery_equals_a_clean_run(
     settings = load_settings(env)
     assert open_store(settings.incoming_url).exists("batches/crash-1.tpr")
 
-    again = run_convert(env, "--drain", "--drain-wait", "60")
+    # No --drain-wait: by default a drain waits up to the lease (3 s here) for a message it
+    # cannot claim, which is how long the killed worker's lease can still hold.
+    again = run_convert(env, "--drain")
     assert again.returncode == 0, again.stderr[-3000:]
     assert outputs(env) == expected
     assert open_queue(settings.queue_url).depth() == 0
