@@ -40,7 +40,7 @@ from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.aws import make_client
+from pipeline.aws import default_region, make_client
 from pipeline.config import Settings
 from scheduler.config import SchedulerConfig
 from scheduler.errors import RunnerError
@@ -198,7 +198,7 @@ class EC2Runner(Runner):
     def __init__(self, settings: Settings, config: SchedulerConfig) -> None:
         self.settings = settings
         self.config = config
-        region = config.ec2_region or None
+        region = config.ec2_region or default_region()
         self.ec2 = make_client(
             "ec2", endpoint_url=config.ec2_endpoint_url or None, region_name=region
         )
