@@ -51,8 +51,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
             EXIT_STATUS + "\n\n"
             "Effective settings (defaults < $TELEMETRY_CONFIG TOML < TELEMETRY_* environment); the\n"
             "ones convert uses: INCOMING_URL, PUBLISHED_URL, QUEUE_URL, DATABASE_URL,\n"
-            "HISTOGRAM_CACHE, HG_BASE_URL, S3_ENDPOINT_URL, SCHEMA_PATH, MAX_DECOMPRESSED_BYTES,\n"
-            "DEDUP_WINDOW_DAYS, QUEUE_LEASE_SECONDS, QUEUE_MAX_ATTEMPTS:\n" + settings.describe()
+            "HISTOGRAM_CACHE, HG_BASE_URL, S3_ENDPOINT_URL, SQS_ENDPOINT_URL, SCHEMA_PATH,\n"
+            "MAX_DECOMPRESSED_BYTES, DEDUP_WINDOW_DAYS, QUEUE_LEASE_SECONDS, QUEUE_MAX_ATTEMPTS:\n"
+            + settings.describe()
         ),
     )
     parser.add_argument(
