@@ -42,6 +42,31 @@ def wait_for(condition, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def start_runall(env, cwd, log_path, ingest_port, dashboard_port, *extra) -> subprocess.Popen:
+    """`python -m pipeline.runall` on the given ports, its output in `log_path`."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline.runall", *extra]
+            + ["--ingest-port", str(ingest_port), "--dashboard-port", str(dashboard_port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+        )
+
+
+def stop_runall(process: subprocess.Popen, signum: int, log_path) -> int:
+    """Send `signum` and wait for a clean exit; the log is printed for a failing test."""
+    process.send_signal(signum)
+    try:
+        return process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    finally:
+        print(log_path.read_text()[-8000:])  # shown by pytest when the test fails
+
+
 def test_one_command_runs_the_pipeline_and_stops_cleanly(tmp_path, shared_fixtures):
     data_dir = tmp_path / "var"
     ingest_port, dashboard_port = free_port(), free_port()
@@ -52,22 +77,7 @@ def test_one_command_runs_the_pipeline_and_stops_cleanly(tmp_path, shared_fixtur
         TELEMETRY_SPOOL_MAX_AGE_SECONDS="1",
     )
     log_path = tmp_path / "runall.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pipeline.runall",
-                "--ingest-port",
-                str(ingest_port),
-                "--dashboard-port",
-                str(dashboard_port),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
+    process = start_runall(env, tmp_path, log_path, ingest_port, dashboard_port)
     try:
         wait_for_port(ingest_port, 90)
         wait_for_port(dashboard_port, 90)
@@ -119,14 +129,7 @@ def test_one_command_runs_the_pipeline_and_stops_cleanly(tmp_path, shared_fixtur
         ) as response:
             assert "summary.json" in response.read().decode()
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            code = process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        finally:
-            print(log_path.read_text()[-8000:])  # shown by pytest when the test fails
+        code = stop_runall(process, signal.SIGINT, log_path)
     output = log_path.read_text()
     assert code == 0, output[-4000:]
     assert "exited unexpectedly" not in output
@@ -231,23 +234,7 @@ def test_one_command_keeps_existing_data(tmp_path):
 
     ingest_port, dashboard_port = free_port(), free_port()
     log_path = tmp_path / "runall.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pipeline.runall",
-                "--no-demo",
-                "--ingest-port",
-                str(ingest_port),
-                "--dashboard-port",
-                str(dashboard_port),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
+    process = start_runall(env, tmp_path, log_path, ingest_port, dashboard_port, "--no-demo")
     try:
         wait_for_port(ingest_port, 90)
         wait_for_port(dashboard_port, 90)
@@ -256,14 +243,7 @@ def test_one_command_keeps_existing_data(tmp_path):
         )
         assert "kept-job" in jobs_page
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        finally:
-            print(log_path.read_text()[-8000:])  # shown by pytest when the test fails
+        code = stop_runall(process, signal.SIGTERM, log_path)
     assert code == 0
     assert marker.read_text() == "old data"
     assert stored_users_and_jobs(data_dir) == (users_before, jobs_before)

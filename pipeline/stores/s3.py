@@ -41,6 +41,13 @@ _STREAM_ERRORS = (
     botocore.exceptions.ConnectionClosedError,
     botocore.exceptions.IncompleteReadError,
 )
+# A body can break after the headers, past botocore's own retries: the whole read is redone.
+_RETRY_BROKEN_STREAMS = retry(
+    retry=retry_if_exception_type(_STREAM_ERRORS),
+    stop=stop_after_attempt(4),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    reraise=True,
+)
 
 
 def _code(exc: botocore.exceptions.ClientError) -> str:
@@ -167,12 +174,7 @@ class S3Store(BlobStore):
         except _STREAM_ERRORS as exc:
             raise self._fail("get", key, exc) from exc
 
-    @retry(
-        retry=retry_if_exception_type(_STREAM_ERRORS),
-        stop=stop_after_attempt(4),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        reraise=True,
-    )
+    @_RETRY_BROKEN_STREAMS
     def _get_whole(self, key: str) -> bytes:
         # Not `with self.open(key) as stream`: botocore's StreamingBody.__enter__ returns the
         # raw urllib3 response, whose errors (ProtocolError) are not the botocore ones retried.
@@ -188,12 +190,7 @@ class S3Store(BlobStore):
         except _STREAM_ERRORS as exc:
             raise self._fail("download", key, exc) from exc
 
-    @retry(
-        retry=retry_if_exception_type(_STREAM_ERRORS),
-        stop=stop_after_attempt(4),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        reraise=True,
-    )
+    @_RETRY_BROKEN_STREAMS
     def _download(self, key: str, path: str) -> None:
         """Stream the object into `path`, starting the file afresh on every attempt.
 
