@@ -65,7 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--label", default="cli", help="what the token is for (default: %(default)s)"
     )
+    commands.add_parser(
+        "expire-workers",
+        help="warn about and terminate expiring workers once, then exit (for cron, when the "
+        "dashboard runs under another WSGI server instead of `python -m dashboard`)",
+    )
     return parser
+
+
+def _expire_workers(app) -> int:
+    """One sweep of what `python -m dashboard` does every EXPIRY_INTERVAL_SECONDS."""
+    from dashboard.expiry import sweep_once
+
+    counts = sweep_once(app)
+    print(", ".join(f"{what}: {count}" for what, count in counts.items()))
+    return 1 if counts.get("errors") else 0
 
 
 def _create_user(app, args) -> int:
@@ -155,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return _create_user(app, args)
     if args.command == "create-token":
         return _create_token(app, args)
+    if args.command == "expire-workers":
+        return _expire_workers(app)
     return _serve(app, args)
 
 

@@ -286,6 +286,24 @@ def test_expiry_sweep_warns_an_hour_before_then_terminates(settings, smtp_server
     assert "was terminated" in messages[1]["Subject"]
 
 
+def test_expire_workers_command_sweeps_once_for_cron(app, client, capsys):
+    """Under another WSGI server no sweeper thread runs: cron calls this instead."""
+    from dashboard.__main__ import main
+
+    launch(client)
+    [worker] = workers(app)
+    state = app.extensions["telemetry"]
+    with state.sessions() as session:
+        session.get(Worker, worker.id).expires_at = worker.expires_at - dt.timedelta(days=2)
+        session.commit()
+    assert main(["expire-workers"]) == 0
+    assert "terminated: 1" in capsys.readouterr().out
+    [after] = workers(app)
+    assert after.state == "terminated" and after.reason == "expired"
+    assert main(["expire-workers"]) == 0
+    assert "terminated: 0" in capsys.readouterr().out
+
+
 def test_a_warning_that_cannot_be_mailed_is_retried(settings):
     app = create_app(dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{free_port()}"))
     add_user(app, "ada@example.org")
