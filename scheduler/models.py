@@ -43,7 +43,7 @@ class RunState(enum.StrEnum):
         return self not in (RunState.scheduled, RunState.running)
 
 
-JOB_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,100}$"
+JOB_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,100}\Z"  # \Z: "$" would also accept a final newline
 
 
 class Job(Base):

@@ -93,6 +93,9 @@ def test_every_invalid_field_is_reported_at_once(session):
         (dict(frequency="monthly", day_of_month=None), "day_of_month"),
         (dict(output_dir="/abs"), "output_dir"),
         (dict(runner="lambda"), "runner"),
+        # "$" in a pattern also accepts a final newline, which then reaches shell scripts
+        # (the EC2 user-data) and mail headers.
+        (dict(name="summary\n"), "name"),
     ],
 )
 def test_schedule_fields_are_checked(session, fields, field):
