@@ -191,7 +191,13 @@ class SchedulerService:
                             exc,
                         )
             session.commit()
-        for owner, job_name, run_id, reason in lost:  # after the commit: mail is slow
+        if lost:  # in the background: an unreachable mail server must not delay the start
+            threading.Thread(
+                target=self._notify_lost, args=(lost,), name="lost-run-mail", daemon=True
+            ).start()
+
+    def _notify_lost(self, lost: list[tuple[str, str, int, str]]) -> None:
+        for owner, job_name, run_id, reason in lost:
             notify_run(
                 self.settings,
                 owner=owner,
