@@ -57,7 +57,7 @@ def read_dead_letter_count(settings) -> int | None:
     queue = None
     try:
         queue = open_work_queue(settings)
-        return len(queue.dead_letters())
+        return queue.dead_letter_count()
     except Exception as exc:  # noqa: BLE001 - an unusable queue must not end the watcher
         problem = " ".join(str(exc).split()) or type(exc).__name__
         log.warning(

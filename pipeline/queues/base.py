@@ -67,6 +67,10 @@ class WorkQueue(abc.ABC):
     def dead_letters(self) -> list[Message]:
         """The messages that exceeded `max_attempts`, for a person to inspect."""
 
+    def dead_letter_count(self) -> int:
+        """How many dead letters there are, without touching them (for monitoring)."""
+        return len(self.dead_letters())
+
     @abc.abstractmethod
     def redrive(self, message: Message) -> bool:
         """Move one dead letter (from `dead_letters`) back to the queue as a fresh message.

@@ -264,6 +264,12 @@ class RedisQueue(WorkQueue):
             raise QueueError(f"{self.url}: depth failed: {exc}") from exc
         return int(sum(counts))
 
+    def dead_letter_count(self) -> int:
+        try:
+            return int(self._redis.llen(self._keys[5]))
+        except redis.RedisError as exc:
+            raise QueueError(f"{self.url}: counting dead letters failed: {exc}") from exc
+
     def dead_letters(self) -> list[Message]:
         _, _, bodies, attempts, _, dead = self._keys
         try:

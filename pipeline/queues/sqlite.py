@@ -159,6 +159,9 @@ class SQLiteQueue(WorkQueue):
     def depth(self) -> int:
         return self._db().execute("SELECT COUNT(*) FROM messages WHERE dead = 0").fetchone()[0]
 
+    def dead_letter_count(self) -> int:
+        return self._db().execute("SELECT COUNT(*) FROM messages WHERE dead = 1").fetchone()[0]
+
     def dead_letters(self) -> list[Message]:
         rows = (
             self._db()

@@ -207,6 +207,18 @@ class SQSQueue(WorkQueue):
             attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
         )
 
+    def dead_letter_count(self) -> int:
+        """From the dead-letter queue's attributes: reading its messages would hide them for
+        a while (from an operator's redrive, say), and short polls may miss a lone message."""
+        attributes = self._call(
+            "get_queue_attributes",
+            QueueUrl=self.dead_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
+            attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
+        )
+
     def dead_letters(self) -> list[Message]:
         """Read the dead-letter queue and put every message straight back.
 
