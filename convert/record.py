@@ -49,6 +49,8 @@ class RecordConverter:
             return self._convert(record, sub, object_id, date)
         except RecordRejected as exc:
             return self._rejected(exc.reason, exc.details, record, sub, date)
+        except MemoryError:
+            raise  # the process, not the record: the batch is retried
         except Exception as exc:  # noqa: BLE001 - one record's failure must stay that record's
             details = f"unexpected {type(exc).__name__} while converting: {exc}"
             self._log_unexpected(exc, record, sub)
@@ -131,6 +133,12 @@ class RecordConverter:
         except self.tools.revision_unavailable as exc:
             return Outcome(
                 oc.PARKED, sub.doc_id, channel, doc_type, date, details=f"{revision}: {exc}"
+            )
+        except Exception as exc:  # noqa: BLE001 - fetching failed in a way nobody foresaw: the
+            # record is not at fault, so it waits for a retry instead of becoming an error
+            log.exception("unexpected failure getting %s; parking record %s", revision, sub.doc_id)
+            return Outcome(
+                oc.PARKED, sub.doc_id, channel, doc_type, date, details=f"{revision}: {exc!r}"
             )
         try:
             result = self.tools.convert_payload(payload, definitions)

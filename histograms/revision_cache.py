@@ -19,6 +19,7 @@ revision does not hammer the server. Callers distinguish:
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import re
@@ -183,6 +184,8 @@ class RevisionCache:
                 raise _Transient(f"{url} answered {exc.code}") from exc
             except (urllib.error.URLError, OSError, TimeoutError) as exc:
                 raise _Transient(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from exc
+            except http.client.HTTPException as exc:  # a response cut short, a bad status line
+                raise _Transient(f"broken answer from {url}: {exc!r}") from exc
 
         try:
             data = attempt()

@@ -174,3 +174,30 @@ def test_an_unexpected_exception_while_serialising_is_one_error_record(worker, b
     assert "OverflowError" in errors[0]["details"]
     assert base64.b64decode(errors[0]["body"]) == marked
     assert_batch_done(worker, "b/dump.tpr")
+
+
+def test_an_unexpected_failure_fetching_definitions_parks_the_records(
+    data_dir, tmp_path, shared_fixtures, monkeypatch, body
+):
+    """The record is not at fault when the revision fetch breaks in an unforeseen way: it
+    waits for a retry (parked), it does not become a permanent error."""
+    from convert.histogram_tools import real_tools
+    from convert.worker import EXIT_WORK_LEFT
+
+    cache = seed_histogram_cache(shared_fixtures, tmp_path / "cache")
+    monkeypatch.setenv("TELEMETRY_HISTOGRAM_CACHE", str(cache))
+    settings = load_settings()
+
+    def broken_definitions(revision):
+        raise RuntimeError("the fetch broke in a new way")
+
+    tools = dataclasses.replace(real_tools(settings), definitions=broken_definitions)
+    worker = Worker(settings, WorkerOptions(drain=True, retry_delay=0), tools=tools)
+    records = [(path(), GZIP, body) for _ in range(2)]
+    data = make_batch(records)
+    worker.incoming.put("b/fetch.tpr", data)
+    worker.queue.send(json.dumps({"key": "b/fetch.tpr", "records": 2, "bytes": len(data)}))
+    assert worker.run() == EXIT_WORK_LEFT  # the parked batch waits, delayed, on the queue
+    assert error_entries(worker.published) == []
+    assert published_lines(worker) == []
+    assert convert_stats(worker) == {oc.PARKED: 2}

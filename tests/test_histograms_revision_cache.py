@@ -163,6 +163,34 @@ def test_unreachable_server_raises_retryable_error(tmp_path):
     assert cache.fetches == 2
 
 
+def test_answer_cut_short_is_retryable(tmp_path):
+    """A server that promises more bytes than it sends (http.client.IncompleteRead)."""
+    import http.server
+
+    class CutShort(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b'{"A_HISTOGRAM": ')
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cache = RevisionCache(
+            tmp_path, base_url=f"http://127.0.0.1:{server.server_port}", retries=2, timeout=5
+        )
+        with pytest.raises(RevisionUnavailable, match="broken answer"):
+            cache.get(REV_URL)
+        assert cache.fetches == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_slow_server_times_out_as_retryable(tmp_path, hg):
     hg.delay = 3
     cache = cache_for(tmp_path, hg, retries=1, timeout=0.5)
