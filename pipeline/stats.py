@@ -107,12 +107,17 @@ def add_many_once(
 
 
 def _rows(batches: Iterable[tuple[dt.datetime, str, Mapping[StatKey, int]]]) -> list[dict]:
-    return [
+    """Upsert rows in key order: two workers counting the same hour then lock its rows in the
+    same order (on PostgreSQL, any other order can deadlock them)."""
+    rows = [
         {"hour": hour_of(hour), "source": source, "outcome": o, "channel": c, "doc_type": d, "n": n}
         for hour, source, counts in batches
         for (o, c, d), n in counts.items()
         if n
     ]
+    return sorted(
+        rows, key=lambda r: (r["hour"], r["source"], r["outcome"], r["channel"], r["doc_type"])
+    )
 
 
 def _mark(conn: Connection, engine: Engine, source: str, batch_id: str, now: dt.datetime) -> bool:

@@ -135,3 +135,37 @@ def test_services_creating_tables_at_once_on_a_fresh_database_all_succeed(kind, 
             for child in children:
                 child.join(60)
             assert [child.exitcode for child in children] == [0] * 6
+
+
+def test_concurrent_batches_counting_one_hour_in_any_order_never_deadlock(engine):
+    """Workers upsert the same hour's rows; on PostgreSQL rows locked in different orders
+    deadlock, so the rows are upserted in key order whatever order the batch saw them in."""
+    import random
+
+    from pipeline.stats import add_many_once
+
+    keys = [("published", f"ch{i}", "main") for i in range(30)]
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        shuffle = random.Random(worker)
+        for batch in range(15):
+            order = keys[:]
+            shuffle.shuffle(order)
+            try:
+                add_many_once(
+                    engine,
+                    "convert",
+                    f"w{worker}-b{batch}",
+                    [(HOUR, "convert", dict.fromkeys(order, 1))],
+                )
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sum(row[-1] for row in read_counts(engine, HOUR)) == 4 * 15 * len(keys)
