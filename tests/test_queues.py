@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.queues import open_queue
+from pipeline.queues import Message, open_queue
 
 PATIENCE = 30.0  # seconds to wait for something that must happen
 
@@ -317,3 +317,33 @@ def test_sqs_url_without_a_name_names_the_setting():
 def test_non_positive_lease_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="TELEMETRY_QUEUE_URL"):
         open_queue(f"sqlite:///{tmp_path}/q.db", lease_seconds=0)
+
+
+def test_sqs_scans_of_a_dead_letter_queue_end_when_they_come_round(moto, monkeypatch):
+    """A scan longer than the look timeout sees its first messages again; it must stop there
+    instead of chasing them for ever (redrive of a message that is no longer there)."""
+    import pipeline.queues.sqs as sqs_module
+
+    monkeypatch.setattr(sqs_module, "LOOK_SECONDS", 1)
+    queue = sqs_module.SQSQueue(
+        f"sqs://scan-{uuid.uuid4().hex[:8]}", "scan", max_attempts=1, endpoint_url=moto.endpoint
+    )
+    for start in range(0, 200, 10):
+        queue._client.send_message_batch(
+            QueueUrl=queue.dead_url,
+            Entries=[{"Id": str(i), "MessageBody": f"b{start + i}"} for i in range(10)],
+        )
+    receives = 0
+    real_call = queue._call
+
+    def counting(action, **kwargs):
+        nonlocal receives
+        receives += action == "receive_message"
+        assert receives < 500, "the scan does not end"
+        return real_call(action, **kwargs)
+
+    monkeypatch.setattr(queue, "_call", counting)
+    assert queue.redrive(Message("no-such-id", "", "", 1)) is False
+    receives = 0
+    assert 0 < len(queue.dead_letters()) <= 200  # ends, even if short after coming round
+    queue.close()

@@ -42,7 +42,10 @@ ENDPOINT_ENV = "TELEMETRY_SQS_ENDPOINT_URL"  # SQS only; the S3 endpoint says no
 DEAD_SUFFIX = "-dead"
 MAX_VISIBILITY = 43200  # SQS's limit, 12 hours
 MAX_WAIT = 20  # SQS's long-poll limit
-LOOK_SECONDS = 30  # how long a dead letter stays hidden while it is being looked at
+# How long a dead letter stays hidden while a scan looks at it (every one is made visible
+# again when the scan ends, so only a scan that dies midway leaves them hidden that long). A
+# scan longer than this sees its first messages again and stops there, possibly short.
+LOOK_SECONDS = 300
 REDRIVE_WAIT = 1  # a long poll, so an empty answer means empty, not "this server had none"
 _AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 
@@ -234,11 +237,12 @@ class SQSQueue(WorkQueue):
                 QueueUrl=self.dead_url,
                 MaxNumberOfMessages=10,
                 VisibilityTimeout=LOOK_SECONDS,
-                WaitTimeSeconds=0,
+                WaitTimeSeconds=REDRIVE_WAIT,  # a long poll: a short one may miss a lone message
             )
             items = response.get("Messages", [])
-            if not items:
-                break
+            if not items or all(item["MessageId"] in seen for item in items):
+                receipts.extend(item["ReceiptHandle"] for item in items)
+                break  # every dead letter seen (some came round again after LOOK_SECONDS)
             for item in items:
                 receipts.append(item["ReceiptHandle"])
                 seen.setdefault(
@@ -272,6 +276,7 @@ class SQSQueue(WorkQueue):
         """
         moved = 0
         sent: set[str] = set()
+        looked: set[str] = set()
         skipped: list[str] = []
         try:
             while limit is None or moved < limit:
@@ -283,11 +288,15 @@ class SQSQueue(WorkQueue):
                     WaitTimeSeconds=REDRIVE_WAIT,
                 )
                 items = response.get("Messages", [])
-                if not items:
+                # Empty, or only messages looked at before (they became visible again: a pass
+                # longer than LOOK_SECONDS has come round): every dead letter has been seen.
+                if not items or all(item["MessageId"] in looked for item in items):
+                    skipped.extend(item["ReceiptHandle"] for item in items)
                     break
                 for item in items:
                     done = limit is not None and moved >= limit
-                    if done or item["MessageId"] in sent or not wanted(item):
+                    if done or item["MessageId"] in sent | looked or not wanted(item):
+                        looked.add(item["MessageId"])
                         skipped.append(item["ReceiptHandle"])
                         continue
                     response = self._call(
