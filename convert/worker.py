@@ -283,8 +283,12 @@ class Worker:
         deadline = time.monotonic() + wait
         while True:
             message = self.queue.claim(lease, wait_seconds=0.0)
-            if message is not None or self.queue.depth() == 0:
+            if message is not None:
                 return message
+            if self.queue.depth() == 0:
+                # Confirm with a short wait: on SQS an immediate receive samples only some
+                # servers and the depth lags, so both can say "empty" just after a send.
+                return self.queue.claim(lease, wait_seconds=DRAIN_POLL_SECONDS)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None

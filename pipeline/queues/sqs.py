@@ -140,7 +140,8 @@ class SQSQueue(WorkQueue):
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=1,
                 VisibilityTimeout=lease,
-                WaitTimeSeconds=min(MAX_WAIT, int(remaining)),
+                # whole seconds: any wait at all is at least a 1 s long poll
+                WaitTimeSeconds=min(MAX_WAIT, math.ceil(remaining)),
                 AttributeNames=["ApproximateReceiveCount"],
             )
             for item in response.get("Messages", []):
