@@ -143,7 +143,21 @@ def _ddl_lock(engine: Engine) -> Iterator[Engine | Connection]:
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         yield engine
         return
-    with open(f"{database}.init-lock", "a+b") as lock:
+    path = f"{database}.init-lock"
+    try:
+        lock = open(path, "a+b")  # noqa: SIM115 - closed below
+    except PermissionError:
+        try:
+            lock = open(path, "rb")  # noqa: SIM115 - another user's lock file: flock needs no write
+        except OSError as exc:
+            raise ConfigError(
+                "TELEMETRY_DATABASE_URL", f"cannot open the lock file {path}: {exc.strerror}"
+            ) from exc
+    except OSError as exc:
+        raise ConfigError(
+            "TELEMETRY_DATABASE_URL", f"cannot open the lock file {path}: {exc.strerror}"
+        ) from exc
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield engine

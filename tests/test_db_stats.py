@@ -169,3 +169,11 @@ def test_concurrent_batches_counting_one_hour_in_any_order_never_deadlock(engine
         thread.join()
     assert errors == []
     assert sum(row[-1] for row in read_counts(engine, HOUR)) == 4 * 15 * len(keys)
+
+
+def test_an_unusable_table_creation_lock_is_one_config_error(tmp_path):
+    (tmp_path / "app.db.init-lock").mkdir()  # something that cannot be opened as the lock file
+    engine = make_engine(f"sqlite:///{tmp_path}/app.db")
+    with pytest.raises(ConfigError, match="^TELEMETRY_DATABASE_URL: cannot open the lock file"):
+        init_db(engine)
+    engine.dispose()
