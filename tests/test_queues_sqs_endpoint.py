@@ -154,3 +154,17 @@ def test_the_sqs_region_is_us_east_1_when_boto3_has_none(
         assert queue._client.meta.region_name == "us-east-1"
     finally:
         queue.close()
+
+
+def test_an_s3_endpoint_without_an_sqs_endpoint_is_warned_about(data_dir, monkeypatch, caplog):
+    """Before the SQS endpoint was a setting of its own, SQS followed the S3 endpoint."""
+    from pipeline.config import load_settings
+    from pipeline.queues import open_work_queue
+
+    monkeypatch.setenv("TELEMETRY_S3_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("TELEMETRY_QUEUE_URL", "sqs://warned")
+    monkeypatch.delenv("TELEMETRY_SQS_ENDPOINT_URL", raising=False)
+    monkeypatch.setattr("pipeline.queues.open_queue", lambda *args, **kwargs: None)
+    with caplog.at_level("WARNING"):
+        open_work_queue(load_settings())
+    assert "uses AWS's own SQS endpoint" in caplog.text

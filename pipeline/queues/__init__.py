@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
@@ -12,6 +13,8 @@ if TYPE_CHECKING:
     from pipeline.config import Settings
 
 __all__ = ["Message", "WorkQueue", "open_queue", "open_work_queue"]
+
+log = logging.getLogger(__name__)
 
 
 def open_work_queue(settings: Settings) -> WorkQueue:
@@ -24,6 +27,17 @@ def open_work_queue(settings: Settings) -> WorkQueue:
     `TELEMETRY_SQS_ENDPOINT_URL` is the SQS endpoint (unset: AWS's); the S3 endpoint is for
     the stores only.
     """
+    if (
+        settings.queue_url.startswith("sqs:")
+        and settings.s3_endpoint_url
+        and not settings.sqs_endpoint_url
+    ):
+        # Earlier versions sent SQS calls to the S3 endpoint: say where they go now.
+        log.warning(
+            "TELEMETRY_S3_ENDPOINT_URL is set but TELEMETRY_SQS_ENDPOINT_URL is not: the queue "
+            "%s uses AWS's own SQS endpoint",
+            settings.queue_url,
+        )
     return open_queue(
         settings.queue_url,
         lease_seconds=settings.queue_lease_seconds,
