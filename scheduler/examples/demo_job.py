@@ -34,6 +34,8 @@ def schedule_demo_job(settings: Settings, wait_seconds: float = 90.0) -> bool:
         with session_maker() as session:
             if session.query(Job.id).filter(Job.name == DEMO_JOB).first() is not None:
                 return False
+        # Wait first: stopped during the wait, nothing is left half done for the next start.
+        _wait_for_published_data(settings, wait_seconds)
         key = store_tarball(settings, DEMO_JOB, TARBALL.read_bytes())
         with session_maker() as session:
             job = create_job(
@@ -47,7 +49,6 @@ def schedule_demo_job(settings: Settings, wait_seconds: float = 90.0) -> bool:
                 runner="local",
             )
             log.info("scheduled the example job %s (daily at 12:00 UTC)", DEMO_JOB)
-            _wait_for_published_data(settings, wait_seconds)
             request_run_now(session, job)
         return True
     finally:
