@@ -202,21 +202,18 @@ class SQSQueue(WorkQueue):
         return True
 
     def depth(self) -> int:
-        attributes = self._call(
-            "get_queue_attributes",
-            QueueUrl=self.queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
-            attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
-        )
+        return self._approximate_count(self.queue_url)
 
     def dead_letter_count(self) -> int:
         """From the dead-letter queue's attributes: reading its messages would hide them for
         a while (from an operator's redrive, say), and short polls may miss a lone message."""
+        return self._approximate_count(self.dead_url)
+
+    def _approximate_count(self, queue_url: str) -> int:
+        """Waiting plus in-flight messages, as SQS counts them (approximately)."""
         attributes = self._call(
             "get_queue_attributes",
-            QueueUrl=self.dead_url,
+            QueueUrl=queue_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
