@@ -13,11 +13,9 @@ import datetime as dt
 from collections.abc import Iterable
 
 from sqlalchemy import DateTime, Engine, String, bindparam, delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pipeline.db import Base
+from pipeline.db import Base, dialect_insert
 
 CHUNK = 300
 
@@ -42,8 +40,9 @@ class Deduplicator:
         self.engine = engine
         self.window = dt.timedelta(days=window_days)
         table = SeenDoc.__table__
-        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-        self._insert = insert(table).on_conflict_do_nothing(index_elements=["doc_id"])
+        self._insert = dialect_insert(engine, table).on_conflict_do_nothing(
+            index_elements=["doc_id"]
+        )
         self._purge = delete(table).where(table.c.first_seen < bindparam("cutoff"))
         self._owners = select(table.c.doc_id, table.c.batch_id).where(
             table.c.doc_id.in_(bindparam("ids", expanding=True))

@@ -13,7 +13,8 @@ import sqlite3
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, make_url, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
@@ -163,6 +164,13 @@ def _ddl_lock(engine: Engine) -> Iterator[Engine | Connection]:
             yield engine
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def dialect_insert(engine: Engine, table: Table | type[Base]):
+    """An INSERT for `table` in the engine's dialect, which offers `on_conflict_do_*`
+    (the two databases the pipeline supports spell it alike)."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
 
 
 def session_factory(engine: Engine) -> sessionmaker:

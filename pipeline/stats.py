@@ -17,11 +17,9 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 
 from sqlalchemy import Connection, DateTime, Engine, Integer, String, bindparam, delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pipeline.db import Base
+from pipeline.db import Base, dialect_insert
 
 StatKey = tuple[str, str, str]  # (outcome, channel, doc_type)
 
@@ -122,9 +120,8 @@ def _rows(batches: Iterable[tuple[dt.datetime, str, Mapping[StatKey, int]]]) -> 
 
 def _mark(conn: Connection, engine: Engine, source: str, batch_id: str, now: dt.datetime) -> bool:
     """Insert the mark unless present; True when this transaction inserted it."""
-    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
     statement = (
-        insert(CountedBatch)
+        dialect_insert(engine, CountedBatch)
         .values(source=source, batch_id=batch_id, counted_at=now)
         .on_conflict_do_nothing(index_elements=["source", "batch_id"])
     )
@@ -132,8 +129,7 @@ def _mark(conn: Connection, engine: Engine, source: str, batch_id: str, now: dt.
 
 
 def _upsert_statement(engine: Engine):
-    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(HourlyStat).values(
+    statement = dialect_insert(engine, HourlyStat).values(
         hour=bindparam("hour"),
         source=bindparam("source"),
         outcome=bindparam("outcome"),
