@@ -73,7 +73,7 @@ class Settings:
             elif field.name == "secret_key":
                 value = f"(unset: random, kept in {secret_key_path(self.data_dir)})"
             elif isinstance(value, str):
-                value = _URL_PASSWORD.sub(r"\1***@", value)
+                value = hide_url_passwords(value)
             lines.append(f"  {ENV_PREFIX}{field.name.upper()}={value}")
         return "\n".join(lines)
 
@@ -85,7 +85,12 @@ def secret_key_path(data_dir: str) -> Path:
 
 _SECRET_FIELDS = {"secret_key"}
 _URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")
-"""Passwords in URLs (`postgresql://user:pw@host`) are hidden in `describe()`."""
+
+
+def hide_url_passwords(text: str) -> str:
+    """`text` with the password of every URL in it (`postgresql://user:pw@host`) as `***`,
+    for `describe()` and any log line or message that shows a setting's URL."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 def _coerce(name: str, raw: object, kind: type, where: str = "") -> object:

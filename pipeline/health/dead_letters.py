@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 
+from pipeline.config import hide_url_passwords
 from pipeline.health.anomaly import Incident
 from pipeline.queues import open_work_queue
 
@@ -26,17 +26,11 @@ log = logging.getLogger(__name__)
 KIND_DEAD_LETTERS = "dead_letters"
 WHAT = "dead-lettered batches"
 SUBJECT_MAX = 64  # the alerts table's subject column
-_URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")  # as Settings.describe() hides it
-
-
-def redact(text: str) -> str:
-    """`text` with the password of any URL in it replaced by `***`."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 def queue_subject(url: str) -> str:
     """Where an incident is: the queue URL without its password, shortened to fit the column."""
-    where = redact(url)
+    where = hide_url_passwords(url)
     if len(where) <= SUBJECT_MAX:
         return where
     scheme, _, rest = where.partition("://")
@@ -63,8 +57,8 @@ def read_dead_letter_count(settings) -> int | None:
         log.warning(
             "dead-letter check skipped this pass: cannot read the work queue "
             "TELEMETRY_QUEUE_URL=%s: %s",
-            redact(settings.queue_url),
-            redact(problem),
+            hide_url_passwords(settings.queue_url),
+            hide_url_passwords(problem),
         )
         return None
     finally:
