@@ -21,12 +21,13 @@ batch is idempotent per batch), where the other order could lose it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import botocore.exceptions
@@ -223,32 +224,43 @@ class SQSQueue(WorkQueue):
     def dead_letters(self) -> list[Message]:
         """Read the dead-letter queue and put every message straight back.
 
-        Messages are received with a short visibility timeout (so one pass sees each once),
-        then made visible again. The receive count SQS reports then includes these looks, so
-        `attempts` is given as `max_attempts`, which every dead letter has exhausted.
+        The receive count SQS reports includes these looks, so `attempts` is given as
+        `max_attempts`, which every dead letter has exhausted.
         """
-        seen: dict[str, Message] = {}
-        receipts: list[str] = []
-        while True:
-            response = self._call(
-                "receive_message",
-                QueueUrl=self.dead_url,
-                MaxNumberOfMessages=10,
-                VisibilityTimeout=LOOK_SECONDS,
-                WaitTimeSeconds=REDRIVE_WAIT,  # a long poll: a short one may miss a lone message
-            )
-            items = response.get("Messages", [])
-            if not items or all(item["MessageId"] in seen for item in items):
-                receipts.extend(item["ReceiptHandle"] for item in items)
-                break  # every dead letter seen (some came round again after LOOK_SECONDS)
-            for item in items:
-                receipts.append(item["ReceiptHandle"])
-                seen.setdefault(
-                    item["MessageId"],
-                    Message(item["MessageId"], item["Body"], "", self.max_attempts),
+        return [
+            Message(item["MessageId"], item["Body"], "", self.max_attempts)
+            for item in self._scan_dead(taken=set())
+        ]
+
+    def _scan_dead(self, taken: set[str]) -> Iterator[dict]:
+        """Yield every dead letter once, received (so hidden for LOOK_SECONDS).
+
+        The caller adds the receipt handle of each message it deleted to `taken`; all others
+        are made visible again when the scan ends, however it ends. The scan ends when a
+        receive brings nothing, or only messages seen before: a pass longer than LOOK_SECONDS
+        has come round to its first messages, which must not keep it going for ever.
+        """
+        looked: set[str] = set()
+        received: list[str] = []
+        try:
+            while True:
+                response = self._call(
+                    "receive_message",
+                    QueueUrl=self.dead_url,
+                    MaxNumberOfMessages=10,
+                    VisibilityTimeout=LOOK_SECONDS,
+                    WaitTimeSeconds=REDRIVE_WAIT,  # long: a short poll may miss a lone message
                 )
-        self._show_dead(receipts)
-        return list(seen.values())
+                items = response.get("Messages", [])
+                received.extend(item["ReceiptHandle"] for item in items)
+                if not items or all(item["MessageId"] in looked for item in items):
+                    return
+                for item in items:
+                    if item["MessageId"] not in looked:
+                        looked.add(item["MessageId"])
+                        yield item
+        finally:
+            self._show_dead([receipt for receipt in received if receipt not in taken])
 
     def _show_dead(self, receipts: list[str]) -> None:
         """Make dead letters that were received only to be looked at visible again."""
@@ -272,43 +284,26 @@ class SQSQueue(WorkQueue):
         A message this call sent that is dead-lettered again before it ends (the cause is not
         fixed yet) is left in the dead-letter queue, so the loop cannot chase its own tail.
         """
+        if limit is not None and limit <= 0:
+            return 0
         moved = 0
         sent: set[str] = set()
-        looked: set[str] = set()
-        skipped: list[str] = []
-        try:
-            while limit is None or moved < limit:
+        taken: set[str] = set()
+        with contextlib.closing(self._scan_dead(taken)) as scan:
+            for item in scan:
+                if item["MessageId"] in sent or not wanted(item):
+                    continue
                 response = self._call(
-                    "receive_message",
-                    QueueUrl=self.dead_url,
-                    MaxNumberOfMessages=10,
-                    VisibilityTimeout=LOOK_SECONDS,
-                    WaitTimeSeconds=REDRIVE_WAIT,
+                    "send_message", QueueUrl=self.queue_url, MessageBody=item["Body"]
                 )
-                items = response.get("Messages", [])
-                # Empty, or only messages looked at before (they became visible again: a pass
-                # longer than LOOK_SECONDS has come round): every dead letter has been seen.
-                if not items or all(item["MessageId"] in looked for item in items):
-                    skipped.extend(item["ReceiptHandle"] for item in items)
+                sent.add(response["MessageId"])
+                self._call(
+                    "delete_message", QueueUrl=self.dead_url, ReceiptHandle=item["ReceiptHandle"]
+                )
+                taken.add(item["ReceiptHandle"])
+                moved += 1
+                if limit is not None and moved >= limit:
                     break
-                for item in items:
-                    done = limit is not None and moved >= limit
-                    if done or item["MessageId"] in sent | looked or not wanted(item):
-                        looked.add(item["MessageId"])
-                        skipped.append(item["ReceiptHandle"])
-                        continue
-                    response = self._call(
-                        "send_message", QueueUrl=self.queue_url, MessageBody=item["Body"]
-                    )
-                    sent.add(response["MessageId"])
-                    self._call(
-                        "delete_message",
-                        QueueUrl=self.dead_url,
-                        ReceiptHandle=item["ReceiptHandle"],
-                    )
-                    moved += 1
-        finally:
-            self._show_dead(skipped)
         return moved
 
     def close(self) -> None:
