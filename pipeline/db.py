@@ -11,6 +11,7 @@ import fcntl
 import os
 import sqlite3
 from collections.abc import Iterator
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, make_url, text
@@ -146,14 +147,7 @@ def _ddl_lock(engine: Engine) -> Iterator[Engine | Connection]:
         return
     path = f"{database}.init-lock"
     try:
-        lock = open(path, "a+b")  # noqa: SIM115 - closed below
-    except PermissionError:
-        try:
-            lock = open(path, "rb")  # noqa: SIM115 - another user's lock file: flock needs no write
-        except OSError as exc:
-            raise ConfigError(
-                "TELEMETRY_DATABASE_URL", f"cannot open the lock file {path}: {exc.strerror}"
-            ) from exc
+        lock = _open_lock_file(path)
     except OSError as exc:
         raise ConfigError(
             "TELEMETRY_DATABASE_URL", f"cannot open the lock file {path}: {exc.strerror}"
@@ -164,6 +158,13 @@ def _ddl_lock(engine: Engine) -> Iterator[Engine | Connection]:
             yield engine
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _open_lock_file(path: str) -> BinaryIO:
+    try:
+        return open(path, "a+b")  # noqa: SIM115 - the caller closes it
+    except PermissionError:
+        return open(path, "rb")  # noqa: SIM115 - another user's lock file: flock needs no write
 
 
 def dialect_insert(engine: Engine, table: Table | type[Base]):
