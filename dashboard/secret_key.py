@@ -57,10 +57,7 @@ def _publish(path: Path, key: str) -> bool:
     """Put `key` at `path` atomically (mode 0600); False when the file already exists."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        _write_key(fd, key)
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -80,11 +77,16 @@ def _create_exclusively(path: Path, key: str) -> bool:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return False
+    _write_key(fd, key)
+    return True
+
+
+def _write_key(fd: int, key: str) -> None:
+    """Write the key to the open file `fd`, on disk before it returns, and close it."""
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    return True
 
 
 def _fsync_dir(directory: Path) -> None:
