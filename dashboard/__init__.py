@@ -15,6 +15,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from dashboard.secret_key import load_or_create_secret_key
+from dashboard.workers import PROVIDERS
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
 from scheduler.config import load_scheduler_config
@@ -94,8 +95,10 @@ def create_app(
 def check_worker_config(config: Mapping[str, Any]) -> None:
     """Refuse a worker provider that cannot work, at start-up rather than at the first launch."""
     provider = config["WORKER_PROVIDER"]
-    if provider not in ("local", "ec2"):
-        raise ConfigError("DASHBOARD_WORKER_PROVIDER", f"must be local or ec2, got {provider!r}")
+    if provider not in PROVIDERS:
+        raise ConfigError(
+            "DASHBOARD_WORKER_PROVIDER", f"must be {' or '.join(PROVIDERS)}, got {provider!r}"
+        )
     if provider == "ec2" and not config.get("WORKER_EC2_AMI"):
         raise ConfigError(
             "DASHBOARD_WORKER_EC2_AMI",

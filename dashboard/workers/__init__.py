@@ -8,7 +8,9 @@ from typing import Any
 from dashboard.workers.base import LaunchResult, WorkerProvider, WorkerProviderError
 from pipeline.config import Settings
 
-__all__ = ["LaunchResult", "WorkerProvider", "WorkerProviderError", "get_provider"]
+__all__ = ["PROVIDERS", "LaunchResult", "WorkerProvider", "WorkerProviderError", "get_provider"]
+
+PROVIDERS = ("local", "ec2")
 
 
 def get_provider(name: str, settings: Settings, config: Mapping[str, Any]) -> WorkerProvider:
@@ -28,5 +30,6 @@ def get_provider(name: str, settings: Settings, config: Mapping[str, Any]) -> Wo
             endpoint_url=config.get("WORKER_EC2_ENDPOINT_URL") or None,
         )
     raise WorkerProviderError(
-        f"unknown worker provider {name!r}: set DASHBOARD_WORKER_PROVIDER to local or ec2"
+        f"unknown worker provider {name!r}: set DASHBOARD_WORKER_PROVIDER to "
+        + " or ".join(PROVIDERS)
     )
