@@ -52,18 +52,16 @@ class Job(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
     owner: Mapped[str] = mapped_column(String(320), nullable=False, index=True)
-    tarball_key: Mapped[str] = mapped_column(
-        String(500), nullable=False
-    )  # key in TELEMETRY_CODE_URL
+    # key in TELEMETRY_CODE_URL
+    tarball_key: Mapped[str] = mapped_column(String(500), nullable=False)
     command: Mapped[str] = mapped_column(Text, nullable=False)
     output_dir: Mapped[str] = mapped_column(String(500), nullable=False, default="output")
     frequency: Mapped[str] = mapped_column(
         String(16), nullable=False, default=Frequency.daily.value
     )
     day_of_week: Mapped[int | None] = mapped_column(Integer)  # 0 = Monday .. 6 = Sunday (weekly)
-    day_of_month: Mapped[int | None] = mapped_column(
-        Integer
-    )  # 1..31 (monthly; clamped to month end)
+    # 1..31 (monthly; clamped to month end)
+    day_of_month: Mapped[int | None] = mapped_column(Integer)
     hour: Mapped[int] = mapped_column(Integer, nullable=False, default=12)  # UTC
     timeout_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=60)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
@@ -88,9 +86,8 @@ class Run(Base):
         ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True
     )
     scheduled_for: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
-    trigger: Mapped[str] = mapped_column(
-        String(16), nullable=False, default="schedule"
-    )  # or "manual"
+    # "schedule", or "manual" for a run-now
+    trigger: Mapped[str] = mapped_column(String(16), nullable=False, default="schedule")
     state: Mapped[str] = mapped_column(
         String(16), nullable=False, default=RunState.scheduled.value, index=True
     )
