@@ -149,28 +149,38 @@ def test_cli_workers_know_what_their_siblings_delayed(data_dir, shared_fixtures)
     assert result.stderr.count(LEFT_LINE + "delayed retries or parked batches, the next due") == 2
 
 
+def run_second_while_first_works(
+    first: Worker, second: Worker, claimed: threading.Event, threads: dict | None = None
+) -> dict[str, int]:
+    """Run both workers on threads (kept in `threads`), the second once the first has claimed
+    its batch (`claimed` is set); returns their exit statuses by name."""
+    results: dict[str, int] = {}
+    threads = {} if threads is None else threads
+    threads["first"] = threading.Thread(target=lambda: results.update(first=first.run()))
+    threads["second"] = threading.Thread(target=lambda: results.update(second=second.run()))
+    threads["first"].start()
+    assert claimed.wait(30)
+    threads["second"].start()
+    threads["first"].join(60)
+    threads["second"].join(60)
+    return results
+
+
 def test_two_draining_workers_with_one_batch_both_exit_0(settings, caplog):
     first, second = make_worker(settings), make_worker(settings)
     submit(first, "one.tpr")
-    claimed, second_alive_at_the_end = threading.Event(), []
+    claimed, second_alive_at_the_end, threads = threading.Event(), [], {}
     process = first.processor.process
 
     def slow_process(job):
         claimed.set()
         time.sleep(2.5)  # the second worker finds nothing to claim meanwhile
-        second_alive_at_the_end.append(second_thread.is_alive())
+        second_alive_at_the_end.append(threads["second"].is_alive())
         return process(job)
 
     first.processor.process = slow_process
-    results = {}
-    first_thread = threading.Thread(target=lambda: results.update(first=first.run()))
-    second_thread = threading.Thread(target=lambda: results.update(second=second.run()))
     with caplog.at_level("INFO"):
-        first_thread.start()
-        assert claimed.wait(30)
-        second_thread.start()
-        first_thread.join(60)
-        second_thread.join(60)
+        results = run_second_while_first_works(first, second, claimed, threads)
     assert results == {"first": 0, "second": 0}
     assert second_alive_at_the_end == [True]  # it waited for the batch, not exit early
     assert "waiting up to 300s for them" in caplog.text
@@ -193,16 +203,9 @@ def test_a_worker_does_not_wait_for_a_retry_its_sibling_delayed(settings, caplog
         return process(job)
 
     first.processor.process = slow_failing_process
-    results = {}
-    first_thread = threading.Thread(target=lambda: results.update(first=first.run()))
-    second_thread = threading.Thread(target=lambda: results.update(second=second.run()))
     started = time.monotonic()
     with caplog.at_level("INFO"):
-        first_thread.start()
-        assert claimed.wait(30)
-        second_thread.start()
-        first_thread.join(60)
-        second_thread.join(60)
+        results = run_second_while_first_works(first, second, claimed)
     assert results == {"first": EXIT_WORK_LEFT, "second": EXIT_WORK_LEFT}
     assert time.monotonic() - started < 30  # not the 300 s lease
     assert caplog.text.count(LEFT_LINE + "delayed retries or parked batches") == 2
