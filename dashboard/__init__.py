@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
+from dashboard import account, sso, throttle, web_security
 from dashboard.secret_key import load_or_create_secret_key
 from dashboard.workers import PROVIDERS
 from pipeline.config import Settings, load_settings
@@ -27,7 +28,8 @@ csrf = CSRFProtect()
 DEFAULT_CONFIG: dict[str, Any] = {
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
-    "SESSION_COOKIE_SECURE": False,  # set DASHBOARD_SESSION_COOKIE_SECURE=true behind HTTPS
+    # "auto": Secure unless the request is plain http to a loopback host (dashboard.web_security)
+    "SESSION_COOKIE_SECURE": "auto",
     "SESSION_COOKIE_NAME": "telemetry_session",
     "PERMANENT_SESSION_LIFETIME": dt.timedelta(days=7),
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
@@ -41,6 +43,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "WORKER_EC2_SSH_USER": "ubuntu",
     "WORKER_EC2_ENDPOINT_URL": "",  # unset: AWS's own EC2 endpoint (set for moto or a private one)
     "EXPIRY_INTERVAL_SECONDS": 60,
+    "CLOCK": None,  # seconds since the epoch for the sign-in throttle; tests pass their own
+    **account.DEFAULT_CONFIG,
+    **sso.DEFAULT_CONFIG,
+    **throttle.DEFAULT_CONFIG,
 }
 
 
@@ -73,6 +79,8 @@ def create_app(
 
     database.init_app(app, settings)
     csrf.init_app(app)
+    web_security.init_app(app)
+    sso.init_app(app)
 
     from dashboard import api, auth, health, jobs, public, tokens, workers_views
 
@@ -84,6 +92,12 @@ def create_app(
     app.register_blueprint(tokens.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the API authenticates every request with a bearer token, not a cookie
+    from dashboard import admin
+
+    app.register_blueprint(account.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(sso.bp)
+    throttle.init_app(app, app.extensions["telemetry"].engine)  # after the views it limits
 
     from dashboard import formatting
 

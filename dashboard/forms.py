@@ -48,7 +48,9 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=500)])
 
 
-class SignupForm(FlaskForm):
+class EmailForm(FlaskForm):
+    """Sign-up and "forgot password": only the address; the mailed link does the rest."""
+
     email = EmailField(
         "Email",
         validators=[
@@ -57,8 +59,11 @@ class SignupForm(FlaskForm):
             Regexp(EMAIL_PATTERN, message="Enter an email address."),
         ],
     )
-    password = PasswordField(
-        "Password",
+
+
+def _new_password_field(label: str = "Password") -> PasswordField:
+    return PasswordField(
+        label,
         validators=[
             DataRequired(),
             Length(
@@ -68,8 +73,23 @@ class SignupForm(FlaskForm):
             ),
         ],
     )
+
+
+class NewPasswordForm(FlaskForm):
+    """Choosing a password after following a mailed link."""
+
+    password = _new_password_field()
     confirm = PasswordField(
         "Repeat password", validators=[DataRequired(), EqualTo("password", "The passwords differ.")]
+    )
+
+
+class ChangePasswordForm(FlaskForm):
+    current = PasswordField("Current password", validators=[Length(max=500)])
+    password = _new_password_field("New password")
+    confirm = PasswordField(
+        "Repeat new password",
+        validators=[DataRequired(), EqualTo("password", "The passwords differ.")],
     )
 
 

@@ -1,4 +1,5 @@
-"""Tables the dashboard owns: users, their API tokens, and ad-hoc analysis workers.
+"""Tables the dashboard owns: users, their API tokens, sign-in records, sign-in rate-limit
+counters, and ad-hoc analysis workers.
 
 Jobs and runs belong to the scheduler (`scheduler.models`); the dashboard only reads and
 writes them through `scheduler.service`. A job's `owner` is the user's email address.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pipeline.db import Base
@@ -21,9 +22,15 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True, nullable=False)
+    # "" for an account without a password (made by single sign-on, or before one is chosen).
     password_hash: Mapped[str] = mapped_column(String(500), nullable=False)
     is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    # Every session cookie carries the generation it was issued under; raising it (sign-out,
+    # password change, "sign out everywhere") makes every earlier cookie of this user invalid.
+    session_generation: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
 
     tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan"
@@ -45,6 +52,31 @@ class ApiToken(Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class SignInEvent(Base):
+    """One sign-in attempt (password or single sign-on), kept for the admins' sign-in page."""
+
+    __tablename__ = "dashboard_sign_in_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow, index=True)
+    email: Mapped[str] = mapped_column(String(320), nullable=False, index=True)
+    client_address: Mapped[str] = mapped_column(String(100), nullable=False)
+    method: Mapped[str] = mapped_column(String(16), nullable=False)  # password | sso
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False)  # ok | refused | throttled
+    detail: Mapped[str | None] = mapped_column(String(500))
+
+
+class RateLimitCounter(Base):
+    """A fixed-window counter of the sign-in throttle (`dashboard.throttle.AppDatabaseStorage`):
+    kept in the app database so every dashboard process counts the same attempts."""
+
+    __tablename__ = "dashboard_rate_limits"
+
+    key: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+    expires_at: Mapped[float] = mapped_column(Float, nullable=False)  # seconds since the epoch
 
 
 class WorkerState(enum.StrEnum):

@@ -33,6 +33,8 @@ def _clean(subpath: str) -> str:
     parts = [p for p in subpath.split("/") if p]
     if any(p in (".", "..") for p in parts):
         abort(404)
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in subpath):
+        abort(404)  # NUL and other control characters name no published file (and break open())
     return "/".join(parts)
 
 

@@ -111,3 +111,27 @@ def smtp_server():
     server = SmtpServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider():
+    """A real OpenID Connect provider (oidc-provider-mock) on loopback; yields its issuer URL.
+
+    Users it knows (pick one by `sub` on its authorization page, or POST `sub` to it):
+    `ada` (ada@example.org, verified), `eve` (eve@elsewhere.com, verified, a refused domain),
+    `grace` (grace@partner.test, verified, group "analysts"), `mallory` (unverified
+    mallory@example.org).
+    """
+    from oidc_provider_mock import User, run_server_in_thread
+
+    users = [
+        User(sub="ada", claims={"email": "ada@example.org", "email_verified": True}),
+        User(sub="eve", claims={"email": "eve@elsewhere.com", "email_verified": True}),
+        User(
+            sub="grace",
+            claims={"email": "grace@partner.test", "email_verified": True, "groups": ["analysts"]},
+        ),
+        User(sub="mallory", claims={"email": "mallory@example.org", "email_verified": False}),
+    ]
+    with run_server_in_thread(user_claims=users) as server:
+        yield f"http://localhost:{server.server_port}"

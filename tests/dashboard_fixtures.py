@@ -121,3 +121,29 @@ def count(app, model) -> int:
 
     with app.app_context():
         return database.db().scalar(select(func.count()).select_from(model))
+
+
+LINK_RE = re.compile(r"https?://[^\s]+/account/link/[A-Za-z0-9_.\-]+")
+
+
+def mailed_link(message) -> str:
+    """The account link in a mail received by the test SMTP server (full URL)."""
+    body = message.get_payload(decode=True).decode()
+    match = LINK_RE.search(body)
+    assert match, f"no account link in the mail:\n{body}"
+    return match.group(0)
+
+
+def link_path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path
+
+
+def choose_password(client, path: str, password: str = PASSWORD):
+    token = csrf_token(client, path)
+    return client.post(path, data={"password": password, "confirm": password, "csrf_token": token})
+
+
+def sign_out(client):
+    return client.post("/logout", data={"csrf_token": csrf_token(client, "/jobs")})
