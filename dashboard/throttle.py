@@ -177,7 +177,7 @@ def init_app(app: Flask, engine: Engine) -> Limiter:
 def retry_after_seconds(limit: RequestLimit | None, now: float) -> float:
     if limit is None:
         return 60.0
-    return max(1.0, limit.reset_at - now)
+    return max(1.0, limit.window.reset_time - now)  # reset_at would add a second
 
 
 def try_again_message(seconds: float) -> str:
