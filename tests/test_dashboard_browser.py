@@ -145,3 +145,155 @@ def test_schedule_run_now_and_read_the_published_result(stack, tmp_path):
             raise
         finally:
             browser.close()
+
+
+ADMIN = "root@example.org"
+NEWCOMER = "New.Person@Example.org"
+NEW_PASSWORD = "newcomer password 1"
+
+
+@pytest.fixture
+def accounts_stack(data_dir, tmp_path, smtp_server, oidc_provider):
+    """The dashboard alone, with sign-up open to example.org, mail to the test's SMTP server
+    and single sign-on through the test's OIDC provider."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (make setup installs it)")
+    port = free_port()
+    env = os.environ.copy()
+    env.update(
+        TELEMETRY_SIGNUP_DOMAINS="example.org",
+        TELEMETRY_SMTP_URL=smtp_server.url,
+        TELEMETRY_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        DASHBOARD_OIDC_ISSUER=oidc_provider,
+        DASHBOARD_OIDC_CLIENT_ID="telemetry-dashboard",
+        DASHBOARD_OIDC_CLIENT_SECRET="client secret",
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dashboard",
+            "create-user",
+            ADMIN,
+            "--password",
+            PASSWORD,
+            "--admin",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    with service(
+        ["-m", "dashboard", "--port", str(port), "--no-expiry"], tmp_path / "dashboard.log", env
+    ):
+        wait_for_port(port, timeout=60)
+        yield f"http://127.0.0.1:{port}"
+
+
+def sign_in_as(page, base: str, email: str, password: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button:has-text('Sign in')")
+
+
+def test_sign_up_confirm_by_mail_sessions_headers_and_sso(accounts_stack, smtp_server, tmp_path):
+    """Sign up; the mail reaches the SMTP server; before the link nothing signs in, after it
+    the account works; a cookie copied before sign-out is refused after it; every dashboard
+    response carries the security headers and the browser reports no CSP violation; the admin
+    page's confirmation (static JS) works; OIDC refuses a foreign domain and admits ada."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base = accounts_stack
+    responses, violations = [], []
+
+    def watch(page) -> None:
+        page.on("response", lambda r: responses.append(r) if r.url.startswith(base) else None)
+        page.on(
+            "console",
+            lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        watch(page)
+        try:
+            page.goto(f"{base}/login")
+            page.click("a:has-text('Sign up')")
+            page.fill("input[name=email]", NEWCOMER)
+            page.click("button:has-text('Mail me the link')")
+            expect(page.locator("#link-sent")).to_contain_text("new.person@example.org")
+
+            sign_in_as(page, base, NEWCOMER, NEW_PASSWORD)  # not confirmed: nothing to sign in to
+            expect(page.locator(".error")).to_contain_text("Wrong email or password.")
+
+            (message,) = smtp_server.wait_for(1)
+            assert message["X-Envelope-To"] == "new.person@example.org"
+            body = message.get_payload(decode=True).decode()
+            link = next(word for word in body.split() if "/account/link/" in word)
+            assert link.startswith(base)
+            page.goto(link)
+            expect(page.locator("h1")).to_have_text("Confirm your account")
+            page.fill("#password", NEW_PASSWORD)
+            page.fill("#confirm", NEW_PASSWORD)
+            page.click("button:has-text('Create account')")
+            expect(page.locator("h1")).to_have_text("My jobs")
+
+            copied = context.cookies()
+            page.click("button:has-text('Sign out')")
+            expect(page.locator(".flash")).to_contain_text("You are signed out.")
+            thief = browser.new_context()
+            thief.add_cookies(copied)
+            stolen = thief.new_page()
+            stolen.goto(f"{base}/jobs")
+            expect(stolen).to_have_url(f"{base}/login?next=/jobs")
+            thief.close()
+
+            sign_in_as(page, base, NEWCOMER, NEW_PASSWORD)
+            expect(page.locator("h1")).to_have_text("My jobs")
+            page.click("button:has-text('Sign out')")
+
+            sign_in_as(page, base, ADMIN, PASSWORD)
+            page.click("nav a:has-text('Sign-ins')")
+            expect(page.locator("#sign-in-events")).to_contain_text("new.person@example.org")
+            expect(page.locator("#sign-in-events")).to_contain_text("refused")
+            row = page.locator("tr", has_text="new.person@example.org").first
+            page.once("dialog", lambda dialog: dialog.dismiss())  # the confirm() from confirm.js
+            row.locator("button:has-text('Sign out everywhere')").click()
+            expect(page.locator("h1")).to_have_text("Accounts and sign-ins")
+            assert not page.locator(".flash").count()  # dismissed: nothing happened
+            page.once("dialog", lambda dialog: dialog.accept())
+            row.locator("button:has-text('Sign out everywhere')").click()
+            expect(page.locator(".flash")).to_contain_text(
+                "Every session of new.person@example.org"
+            )
+            page.click("button:has-text('Sign out')")
+
+            page.click("#sso-sign-in")
+            page.click("button[name=sub][value=eve]")
+            expect(page.locator("#sso-refused")).to_contain_text("not at an allowed domain")
+            page.goto(f"{base}/login")
+            page.click("#sso-sign-in")
+            page.click("button[name=sub][value=ada]")
+            expect(page.locator("h1")).to_have_text("My jobs")
+            expect(page.locator(".who")).to_contain_text("ada@example.org")
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            print(
+                "--- dashboard.log\n"
+                + (tmp_path / "dashboard.log").read_text(errors="replace")[-4000:]
+            )
+            raise
+        finally:
+            browser.close()
+
+    assert responses
+    for response in responses:
+        headers = response.headers
+        assert "frame-ancestors 'none'" in headers.get("content-security-policy", ""), response.url
+        assert headers.get("x-content-type-options") == "nosniff", response.url
+        assert headers.get("referrer-policy") == "same-origin", response.url
+    assert violations == []
