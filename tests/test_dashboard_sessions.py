@@ -155,3 +155,26 @@ def test_cr_lf_in_next_is_ignored(app, client):
     assert response.status_code == 302
     assert response.headers["Location"] == "/jobs"
     assert "evil" not in response.headers.get("Set-Cookie", "")
+
+
+def test_an_app_database_from_before_session_generations_keeps_working(settings):
+    """An existing app.db has dashboard_users without session_generation; start-up adds it."""
+    from sqlalchemy import text
+
+    from pipeline.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE dashboard_users (id INTEGER PRIMARY KEY, email VARCHAR(320) NOT NULL"
+                " UNIQUE, password_hash VARCHAR(500) NOT NULL, is_admin BOOLEAN NOT NULL,"
+                " created_at DATETIME NOT NULL)"
+            )
+        )
+    engine.dispose()
+    app = create_app(settings)
+    add_user(app, "ada@example.org")
+    client = app.test_client()
+    assert sign_in(client, "ada@example.org").status_code == 302
+    assert client.get("/jobs").status_code == 200

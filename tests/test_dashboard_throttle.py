@@ -188,3 +188,16 @@ def test_mail_links_are_limited_per_address(settings, clock, smtp_server):
     response = client.post("/reset", data={"email": "x@example.org", "csrf_token": token})
     assert response.status_code == 429
     assert "try again in 60 minutes" in response.get_data(as_text=True)
+
+
+def test_counters_in_postgresql(settings, clock, postgres_url):
+    import dataclasses
+
+    app = make_app(dataclasses.replace(settings, database_url=postgres_url), clock)
+    add_user(app, "ada@example.org")
+    client = app.test_client()
+    for _ in range(3):
+        assert sign_in(client, "ada@example.org", "guess").status_code == 200
+    assert sign_in(client, "ada@example.org").status_code == 429
+    clock.now += 15 * 60
+    assert sign_in(client, "ada@example.org").status_code == 302
