@@ -33,7 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
         "EC2 workers (DASHBOARD_WORKER_PROVIDER=ec2) need DASHBOARD_WORKER_EC2_AMI (no default;\n"
         "the dashboard refuses to start without it) and take DASHBOARD_WORKER_EC2_INSTANCE_TYPE\n"
         "(t3.large), DASHBOARD_WORKER_EC2_SSH_USER (ubuntu), DASHBOARD_WORKER_EC2_ENDPOINT_URL\n"
-        "(unset: AWS's own EC2 endpoint).",
+        "(unset: AWS's own EC2 endpoint).\n"
+        "Accounts: DASHBOARD_SIGNIN_LIMIT_PER_ACCOUNT ('10 per 15 minutes'),\n"
+        "DASHBOARD_SIGNIN_LIMIT_PER_ADDRESS ('50 per 15 minutes'), DASHBOARD_RATELIMIT_STORAGE_URI\n"
+        "(appdb://: the app database; or redis://host:6379/1), DASHBOARD_ACCOUNT_LINK_MAX_AGE_HOURS\n"
+        "(24). Single sign-on: DASHBOARD_OIDC_ISSUER, DASHBOARD_OIDC_CLIENT_ID,\n"
+        "DASHBOARD_OIDC_CLIENT_SECRET, DASHBOARD_OIDC_ALLOWED_DOMAINS, DASHBOARD_OIDC_ALLOWED_GROUPS,\n"
+        "DASHBOARD_PASSWORD_SIGNIN=false for single sign-on only (see the README).",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"

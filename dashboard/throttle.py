@@ -23,6 +23,8 @@ from typing import Any
 from flask import Flask, current_app, request
 from flask_limiter import Limiter, RequestLimit
 from flask_limiter.util import get_remote_address
+from limits import parse_many
+from limits.errors import ConfigurationError
 from limits.storage import Storage
 from sqlalchemy import Engine, case, delete, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dashboard.models import RateLimitCounter
 from dashboard.users import normalise_email
 from pipeline.db import dialect_insert
+from pipeline.errors import ConfigError
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "RATELIMIT_STORAGE_URI": "appdb://",
@@ -145,7 +148,11 @@ def init_app(app: Flask, engine: Engine) -> Limiter:
         if app.config.get("CLOCK"):
             options.setdefault("clock", app.config["CLOCK"])
     app.config["RATELIMIT_STORAGE_OPTIONS"] = options
-    limiter = Limiter(key_func=client_address, app=app)
+    check_config(app.config)
+    try:
+        limiter = Limiter(key_func=client_address, app=app)
+    except ConfigurationError as exc:
+        raise ConfigError("DASHBOARD_RATELIMIT_STORAGE_URI", str(exc)) from exc
     per_account = limiter.limit(
         lambda: current_app.config["SIGNIN_LIMIT_PER_ACCOUNT"],
         key_func=signin_account_key,
@@ -172,6 +179,21 @@ def init_app(app: Flask, engine: Engine) -> Limiter:
         views[endpoint] = mail_links(views[endpoint])
     app.extensions["telemetry_limiter"] = limiter
     return limiter
+
+
+def check_config(config) -> None:
+    """Refuse a limit the library cannot read at start-up, not at the first sign-in."""
+    for key in (
+        "SIGNIN_LIMIT_PER_ACCOUNT",
+        "SIGNIN_LIMIT_PER_ADDRESS",
+        "MAIL_LINK_LIMIT_PER_ADDRESS",
+    ):
+        try:
+            parse_many(str(config[key]))
+        except ValueError as exc:
+            raise ConfigError(
+                f"DASHBOARD_{key}", f"{config[key]!r} is not a limit like '10 per 15 minutes'"
+            ) from exc
 
 
 def retry_after_seconds(limit: RequestLimit | None, now: float) -> float:

@@ -201,3 +201,17 @@ def test_counters_in_postgresql(settings, clock, postgres_url):
     assert sign_in(client, "ada@example.org").status_code == 429
     clock.now += 15 * 60
     assert sign_in(client, "ada@example.org").status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("config", "setting"),
+    [
+        ({"SIGNIN_LIMIT_PER_ACCOUNT": "lots"}, "DASHBOARD_SIGNIN_LIMIT_PER_ACCOUNT"),
+        ({"RATELIMIT_STORAGE_URI": "nosuch://x"}, "DASHBOARD_RATELIMIT_STORAGE_URI"),
+    ],
+)
+def test_bad_throttle_settings_stop_the_start(settings, config, setting):
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=setting):
+        create_app(settings, config)
