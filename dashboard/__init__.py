@@ -16,6 +16,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from dashboard import account, sso, throttle, web_security
 from dashboard.secret_key import load_or_create_secret_key
+from dashboard.users import dummy_password_hash
 from dashboard.workers import PROVIDERS
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
@@ -98,6 +99,7 @@ def create_app(
     app.register_blueprint(admin.bp)
     app.register_blueprint(sso.bp)
     throttle.init_app(app, app.extensions["telemetry"].engine)  # after the views it limits
+    dummy_password_hash()  # made now, so the first unknown-account sign-in costs no extra hash
 
     from dashboard import formatting
 

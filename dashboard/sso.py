@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import requests
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.flask_client import OAuth
 from flask import Blueprint, Flask, current_app, flash, redirect, render_template, url_for
@@ -132,7 +133,13 @@ def start():
     client = _client()
     if client is None:
         return redirect(url_for("auth.login"))
-    return client.authorize_redirect(callback_url(database.settings()))
+    try:
+        return client.authorize_redirect(callback_url(database.settings()))
+    except (requests.RequestException, ValueError) as exc:
+        log.error(
+            "cannot reach the identity provider at %s: %s", discovery_url(current_app.config), exc
+        )
+        return _unreachable()
 
 
 @bp.route("/login/sso/callback")
@@ -141,15 +148,19 @@ def callback():
     if client is None:
         return redirect(url_for("auth.login"))
     address = throttle.client_address()
+    groups_claim = current_app.config["OIDC_GROUPS_CLAIM"]
     try:
         token = client.authorize_access_token()
+        claims = dict(token.get("userinfo") or {})
+        if groups_claim not in claims and current_app.config["OIDC_ALLOWED_GROUPS"]:
+            extra = client.userinfo(token=token)
+            claims.update({k: v for k, v in extra.items() if k not in claims})
     except (OAuthError, ValueError) as exc:
         log.warning("single sign-on failed from %s: %s", address, exc)
         return _refused("The identity provider's answer was not accepted; please try again.")
-    claims = dict(token.get("userinfo") or {})
-    groups_claim = current_app.config["OIDC_GROUPS_CLAIM"]
-    if groups_claim not in claims and current_app.config["OIDC_ALLOWED_GROUPS"]:
-        claims.update({k: v for k, v in client.userinfo(token=token).items() if k not in claims})
+    except requests.RequestException as exc:
+        log.error("cannot reach the identity provider: %s", exc)
+        return _unreachable()
     email = normalise_email(str(claims.get("email") or ""))
     session = database.db()
     user = find_user(session, email) if email else None
@@ -180,3 +191,8 @@ def callback():
 
 def _refused(message: str):
     return render_template("auth/sso_refused.html", message=message), 403
+
+
+def _unreachable():
+    message = "The identity provider cannot be reached just now; please try again later."
+    return render_template("auth/sso_refused.html", message=message), 502

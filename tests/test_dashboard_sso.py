@@ -132,3 +132,12 @@ def test_passwords_can_be_switched_off(settings, oidc_provider):
 def test_passwords_off_without_sso_is_refused_at_start(settings):
     with pytest.raises(ConfigError, match="DASHBOARD_PASSWORD_SIGNIN"):
         create_app(settings, {"PASSWORD_SIGNIN": False})
+
+
+def test_an_unreachable_provider_gets_a_clear_page(settings):
+    from tests.servers import free_port
+
+    app = create_app(settings, sso_config(f"http://127.0.0.1:{free_port()}"))
+    response = app.test_client().get("/login/sso")
+    assert response.status_code == 502
+    assert "cannot be reached" in response.get_data(as_text=True)
