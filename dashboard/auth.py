@@ -23,7 +23,7 @@ from flask import (
     url_for,
 )
 
-from dashboard import database, signin_log, throttle
+from dashboard import database, signin_log, throttle, web_security
 from dashboard.forms import LoginForm
 from dashboard.models import User
 from dashboard.users import authenticate, end_sessions
@@ -126,6 +126,7 @@ def _login_page(form: LoginForm, status: int = 200, throttled: str | None = None
         passwords=passwords_enabled(),
         sso=sso_enabled(),
         throttled=throttled,
+        cookie_lost=request.scheme == "http" and web_security.request_cookie_secure(),
     )
     return html, status
 

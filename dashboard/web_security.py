@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from flask import Flask, Response, has_request_context, request
+from flask import Flask, Response, current_app, has_request_context, request
 from flask.sessions import SecureCookieSessionInterface
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -61,6 +61,11 @@ def cookie_should_be_secure(setting: object, scheme: str, host: str) -> bool:
     if isinstance(setting, str):
         return setting.lower() in ("1", "true", "yes", "on")
     return bool(setting)
+
+
+def request_cookie_secure() -> bool:
+    """Whether this request's session cookie is marked Secure."""
+    return current_app.session_interface.get_cookie_secure(current_app)
 
 
 class SessionInterface(SecureCookieSessionInterface):

@@ -178,3 +178,10 @@ def test_an_app_database_from_before_session_generations_keeps_working(settings)
     client = app.test_client()
     assert sign_in(client, "ada@example.org").status_code == 302
     assert client.get("/jobs").status_code == 200
+
+
+def test_the_login_page_explains_a_secure_cookie_over_plain_http(app):
+    html = app.test_client().get("/login", base_url="http://10.1.2.3:5000/").get_data(as_text=True)
+    assert "will not keep the sign-in cookie" in html
+    html = app.test_client().get("/login").get_data(as_text=True)
+    assert "will not keep the sign-in cookie" not in html
