@@ -47,6 +47,8 @@ def test_wrong_passwords_lock_the_account_until_the_window_ends(settings, clock)
     app = make_app(settings, clock)
     add_user(app, "ada@example.org")
     client = app.test_client()
+    for _ in range(4):  # successful sign-ins use up nothing
+        assert sign_in(app.test_client(), "ada@example.org").status_code == 302
     for _ in range(3):
         assert sign_in(client, "ada@example.org", "guess").status_code == 200
     response = sign_in(client, "ada@example.org")  # the right password, too late
@@ -79,14 +81,6 @@ def test_one_address_guessing_many_accounts_is_stopped(settings, clock):
     add_user(app, "ada@example.org")
     assert sign_in(client, "ada@example.org").status_code == 429
     assert sign_in_from(app.test_client(), "10.9.9.9", "ada@example.org").status_code == 302
-
-
-def test_successful_sign_ins_do_not_use_up_the_allowance(settings, clock):
-    app = make_app(settings, clock)
-    add_user(app, "ada@example.org")
-    client = app.test_client()
-    for _ in range(6):
-        assert sign_in(client, "ada@example.org").status_code == 302
 
 
 def test_two_dashboard_processes_share_the_counters(settings, clock):
