@@ -209,3 +209,22 @@ def test_bad_throttle_settings_stop_the_start(settings, config, setting):
 
     with pytest.raises(ConfigError, match=setting):
         create_app(settings, config)
+
+
+def test_a_flood_of_throttled_attempts_is_recorded_once_a_minute(settings, clock):
+    from sqlalchemy import func, select
+
+    from dashboard import database
+    from dashboard.models import SignInEvent
+
+    app = make_app(settings, clock)
+    client = app.test_client()
+    for _ in range(10):
+        sign_in(client, "ada@example.org", "guess")
+    with app.app_context():
+        outcomes = dict(
+            database.db()
+            .execute(select(SignInEvent.outcome, func.count()).group_by(SignInEvent.outcome))
+            .all()
+        )
+    assert outcomes == {"refused": 3, "throttled": 1}
