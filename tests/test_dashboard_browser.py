@@ -167,6 +167,7 @@ def accounts_stack(data_dir, tmp_path, smtp_server, oidc_provider):
         DASHBOARD_OIDC_ISSUER=oidc_provider,
         DASHBOARD_OIDC_CLIENT_ID="telemetry-dashboard",
         DASHBOARD_OIDC_CLIENT_SECRET="client secret",
+        DASHBOARD_SIGNIN_LIMIT_PER_ACCOUNT="3 per 15 minutes",
     )
     subprocess.run(
         [
@@ -190,6 +191,20 @@ def accounts_stack(data_dir, tmp_path, smtp_server, oidc_provider):
         yield f"http://127.0.0.1:{port}"
 
 
+def end_throttle_windows() -> None:
+    """Stage the end of every sign-in throttle window in the shared counter table (the
+    dashboard keeps them in the app database), instead of waiting 15 minutes."""
+    from sqlalchemy import text
+
+    from pipeline.config import load_settings
+    from pipeline.db import make_engine
+
+    engine = make_engine(load_settings().database_url)
+    with engine.begin() as conn:
+        assert conn.execute(text("UPDATE dashboard_rate_limits SET expires_at = 0")).rowcount
+    engine.dispose()
+
+
 def sign_in_as(page, base: str, email: str, password: str) -> None:
     page.goto(f"{base}/login")
     page.fill("input[name=email]", email)
@@ -201,7 +216,8 @@ def test_sign_up_confirm_by_mail_sessions_headers_and_sso(accounts_stack, smtp_s
     """Sign up; the mail reaches the SMTP server; before the link nothing signs in, after it
     the account works; a cookie copied before sign-out is refused after it; every dashboard
     response carries the security headers and the browser reports no CSP violation; the admin
-    page's confirmation (static JS) works; OIDC refuses a foreign domain and admits ada."""
+    page's confirmation (static JS) works; OIDC refuses a foreign domain and admits ada;
+    wrong passwords lock an account, with "try again in 15 minutes", until the window ends."""
     from playwright.sync_api import expect, sync_playwright
 
     base = accounts_stack
@@ -280,6 +296,16 @@ def test_sign_up_confirm_by_mail_sessions_headers_and_sso(accounts_stack, smtp_s
             page.click("button[name=sub][value=ada]")
             expect(page.locator("h1")).to_have_text("My jobs")
             expect(page.locator(".who")).to_contain_text("ada@example.org")
+            page.click("button:has-text('Sign out')")
+
+            for _ in range(3):
+                sign_in_as(page, base, ADMIN, "not the password")
+                expect(page.locator(".error")).to_contain_text("Wrong email or password.")
+            sign_in_as(page, base, ADMIN, PASSWORD)  # right, but the account is locked
+            expect(page.locator("#throttled")).to_contain_text("try again in 15 minutes")
+            end_throttle_windows()  # 15 minutes pass, as far as the counters can tell
+            sign_in_as(page, base, ADMIN, PASSWORD)
+            expect(page.locator(".who")).to_contain_text(ADMIN)
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
             print(
