@@ -1,7 +1,9 @@
 """The dashboard: a Flask application factory with one blueprint per area.
 
 `create_app(settings, test_config)` wires the app database (shared with the scheduler), the
-blueprints (auth, jobs, public, workers, health, api) and CSRF protection on every form.
+blueprints (auth, jobs, public, workers, health, api) and CSRF protection on every form;
+also accounts (sign-up and reset by mailed link), the admins' sign-in page, optional OIDC
+single sign-on, the sign-in throttle, and security headers on every response.
 """
 
 from __future__ import annotations
