@@ -106,10 +106,12 @@ def init_app(app: Flask) -> None:
             )
         return
     oauth = OAuth(app)
+    secret = app.config["OIDC_CLIENT_SECRET"]
     oauth.register(
         "oidc",
-        client_id=app.config["OIDC_CLIENT_ID"],
-        client_secret=app.config["OIDC_CLIENT_SECRET"] or None,
+        # DASHBOARD_ variables are parsed as JSON: a numeric id or secret arrives as a number.
+        client_id=str(app.config["OIDC_CLIENT_ID"]),
+        client_secret=str(secret) if secret not in (None, "") else None,
         server_metadata_url=url,
         client_kwargs={"scope": app.config["OIDC_SCOPE"]},
     )
