@@ -21,6 +21,7 @@ from ingest.accesslog import DOC_ID, NAMESPACE, REASON
 from ingest.hourly_counts import HourlyCounts
 from ingest.metrics import METRICS_KEY, IngestMetrics
 from ingest.paths import MAX_PATH_BYTES, SUBMIT_PREFIX, BadSubmissionPath, parse_submission
+from ingest.slow_clients import BODY_TIMEOUT_REASON, ConnectionGuard, install
 from ingest.spool import Spool, SpoolFull
 from ingest.uploader import Uploader
 from pipeline.config import Settings
@@ -58,6 +59,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BodyStalled(Exception):
+    pass
+
+
 def _reject(request: web.Request, status: int, reason: str, message: str) -> web.Response:
     """Answer a refusal and count it. The connection is not closed at once: aiohttp reads and
     discards the rest of an unread body for up to its lingering time (10 s), so that a client
@@ -67,12 +72,18 @@ def _reject(request: web.Request, status: int, reason: str, message: str) -> web
     return web.Response(status=status, text=message + "\n")
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """Read the raw body, refusing as soon as more than `limit` bytes arrived (chunked too)."""
+async def _read_body(request: web.Request, limit: int, stall_timeout: float) -> bytes:
+    """Read the raw body, refusing as soon as more than `limit` bytes arrived (chunked too),
+    or when no byte of it arrived for `stall_timeout` seconds (a reverse proxy's
+    client_body_timeout: the time between two reads, not for the whole body)."""
     body = bytearray()
     content = request.content
     while True:
-        chunk = await content.readany()
+        try:
+            async with asyncio.timeout(stall_timeout):
+                chunk = await content.readany()
+        except TimeoutError:
+            raise BodyStalled from None
         if not chunk:
             return bytes(body)
         body += chunk
@@ -119,9 +130,20 @@ async def submit(request: web.Request) -> web.Response:
     if length is not None and length > settings.max_body_bytes:
         return _reject(request, 413, "body_too_large", f"body over {settings.max_body_bytes} bytes")
     try:
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await _read_body(
+            request, settings.max_body_bytes, settings.client_body_timeout_seconds
+        )
     except BodyTooLarge:
         return _reject(request, 413, "body_too_large", f"body over {settings.max_body_bytes} bytes")
+    except BodyStalled:
+        response = _reject(
+            request,
+            408,
+            BODY_TIMEOUT_REASON,
+            f"no body bytes for {settings.client_body_timeout_seconds:g}s",
+        )
+        response.force_close()
+        return response
     headers = request.headers
     kept = {name: headers[name] for name in KEPT_HEADERS if name in headers}
     record = encode_record(received_ms, path, kept, body)
@@ -301,6 +323,7 @@ def create_app(
     app[DRAIN_TIMEOUT_KEY] = drain_timeout
     if count_hourly:
         app[COUNTS_KEY] = HourlyCounts(settings.database_url)
+    install(app, ConnectionGuard(settings.client_header_timeout_seconds, metrics))
     app.cleanup_ctx.append(_service)
     app.router.add_route("*", SUBMIT_PREFIX + "{tail:.*}", submit)  # first: the hot path
     app.router.add_route("*", "/__heartbeat__", heartbeat)

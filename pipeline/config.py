@@ -46,6 +46,11 @@ class Settings:
     spool_cap_bytes: int = 2 * 1024 * 1024 * 1024
     spool_min_free_bytes: int = 256 * 1024 * 1024
     fsync_policy: str = "group"
+    # ingest: slow clients, as a reverse proxy bounds them (nginx's client_header_timeout,
+    # client_body_timeout and keepalive_timeout)
+    client_header_timeout_seconds: float = 60.0
+    client_body_timeout_seconds: float = 60.0
+    keepalive_timeout_seconds: float = 75.0
     # convert
     max_decompressed_bytes: int = 8 * 1024 * 1024
     dedup_window_days: int = 7
@@ -124,6 +129,9 @@ _POSITIVE = (
     "spool_max_file_bytes",
     "spool_max_age_seconds",
     "spool_cap_bytes",
+    "client_header_timeout_seconds",
+    "client_body_timeout_seconds",
+    "keepalive_timeout_seconds",
     "max_decompressed_bytes",
     "queue_lease_seconds",
     "queue_max_attempts",
