@@ -7,6 +7,7 @@ they only wait for the server to close the connection (bounded by a generous gua
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import aiohttp
@@ -125,3 +126,28 @@ def test_a_timeout_must_be_positive(data_dir, name):
 
     with pytest.raises(ConfigError, match=name.upper()):
         load_settings(**{name: 0})
+
+
+async def test_shutdown_does_not_wait_for_the_rest_of_a_refused_body(data_dir):
+    """After a 413 aiohttp keeps reading the unread body (lingering) so the client can read the
+    answer; a shutdown must not wait for that. Lingering and the shutdown timeout are set far
+    beyond the guard here, so the old wait would show as a hang, not as a few seconds."""
+    app = create_app(load_settings(), count_hourly=False)
+    stack = contextlib.AsyncExitStack()
+    url = await stack.enter_async_context(
+        running(app, access_log=False, shutdown_timeout=600, lingering_time=600)
+    )
+    reader, writer = await asyncio.open_connection(*address(url))
+    try:
+        writer.write(
+            f"POST /submit/telemetry/{uuid.uuid4()} HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Length: {2 * 1024 * 1024}\r\n\r\n".encode()
+            + b"x" * 65536
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP)
+        assert head.startswith(b"HTTP/1.1 413 ")
+        # The client neither sends the rest nor closes: the server is lingering on it.
+        await asyncio.wait_for(stack.aclose(), GIVE_UP)
+    finally:
+        writer.close()
