@@ -56,6 +56,11 @@ class Settings:
     dedup_window_days: int = 7
     queue_lease_seconds: float = 300.0
     queue_max_attempts: int = 5
+    # the reconciler (pipeline.reconcile, run by the health watcher; 0: off) and the alert on
+    # incoming batches left unconverted
+    reconcile_interval_seconds: float = 300.0
+    reconcile_margin_seconds: float = 300.0
+    stale_incoming_minutes: float = 60.0
     # scheduler / dashboard / mail
     runner: str = "local"
     smtp_url: str | None = None
@@ -135,8 +140,14 @@ _POSITIVE = (
     "max_decompressed_bytes",
     "queue_lease_seconds",
     "queue_max_attempts",
+    "stale_incoming_minutes",
 )
-_NON_NEGATIVE = ("spool_min_free_bytes", "dedup_window_days")
+_NON_NEGATIVE = (
+    "spool_min_free_bytes",
+    "dedup_window_days",
+    "reconcile_interval_seconds",
+    "reconcile_margin_seconds",
+)
 
 
 def _field_kinds() -> dict[str, type]:
