@@ -24,6 +24,7 @@ from ingest.paths import MAX_PATH_BYTES, SUBMIT_PREFIX, BadSubmissionPath, parse
 from ingest.slow_clients import BODY_TIMEOUT_REASON, ConnectionGuard, install
 from ingest.spool import Spool, SpoolFull
 from ingest.uploader import Uploader
+from pipeline.client_address import ADDRESS_HEADER, FORWARDED_FOR, client_address
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.queues import open_work_queue
@@ -34,7 +35,9 @@ log = logging.getLogger(__name__)
 
 MAX_HEADER_VALUE_BYTES = 1024
 # Request headers kept in each record: what the converter may need, nothing identifying beyond
-# what the original server kept (X-Forwarded-For is needed for geo lookups downstream).
+# what the original server kept. The client's address is kept as `Remote-Addr` (the peer, or
+# the trusted X-Forwarded-For entry) for convert's country lookup, which then drops it;
+# X-Forwarded-For itself is not kept.
 KEPT_HEADERS = (
     "Content-Type",
     "Content-Encoding",
@@ -43,7 +46,6 @@ KEPT_HEADERS = (
     "User-Agent",
     "Date",
     "X-PingSender-Version",
-    "X-Forwarded-For",
     "X-Debug-ID",
     "X-Source-Tags",
 )
@@ -146,6 +148,11 @@ async def submit(request: web.Request) -> web.Response:
         return response
     headers = request.headers
     kept = {name: headers[name] for name in KEPT_HEADERS if name in headers}
+    address = client_address(
+        request.remote, headers.getall(FORWARDED_FOR, []), settings.trusted_proxy_hops
+    )
+    if address:
+        kept[ADDRESS_HEADER] = address
     record = encode_record(received_ms, path, kept, body)
     try:
         await app[SPOOL_KEY].append(record)

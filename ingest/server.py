@@ -23,6 +23,7 @@ from ingest.app import SETTINGS_KEY
 from ingest.metrics import METRICS_KEY
 from ingest.paths import MAX_PATH_BYTES
 from ingest.slow_clients import GUARD_KEY
+from pipeline.client_address import AddressPolicy
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,15 @@ def make_runner(
     """
     settings = app.get(SETTINGS_KEY)
     keepalive = settings.keepalive_timeout_seconds if settings is not None else 75.0
+    logger_class = JsonAccessLogger.for_metrics(
+        app.get(METRICS_KEY),
+        AddressPolicy.from_settings(settings) if settings is not None else None,
+        settings.trusted_proxy_hops if settings is not None else 0,
+    )
     return web.AppRunner(
         app,
         auto_decompress=False,
-        access_log_class=JsonAccessLogger.for_metrics(app.get(METRICS_KEY)),
+        access_log_class=logger_class,
         access_log=ACCESS_LOGGER if access_log else _silent_logger(),
         shutdown_timeout=shutdown_timeout,
         keepalive_timeout=keepalive,

@@ -51,6 +51,11 @@ class Settings:
     client_header_timeout_seconds: float = 60.0
     client_body_timeout_seconds: float = 60.0
     keepalive_timeout_seconds: float = 75.0
+    # the client's address (pipeline.client_address): proxies whose X-Forwarded-For entry is
+    # trusted, and what may be kept of the address after convert's country lookup
+    trusted_proxy_hops: int = 0
+    client_address_policy: str = "drop"  # drop | hash
+    client_address_hash_key: str = ""  # required by `hash`
     # convert
     max_decompressed_bytes: int = 8 * 1024 * 1024
     dedup_window_days: int = 7
@@ -93,7 +98,7 @@ def secret_key_path(data_dir: str) -> Path:
     return Path(data_dir) / SECRET_KEY_FILE
 
 
-_SECRET_FIELDS = {"secret_key"}
+_SECRET_FIELDS = {"secret_key", "client_address_hash_key"}
 _URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")
 
 
@@ -147,6 +152,7 @@ _NON_NEGATIVE = (
     "dedup_window_days",
     "reconcile_interval_seconds",
     "reconcile_margin_seconds",
+    "trusted_proxy_hops",
 )
 
 
@@ -208,6 +214,13 @@ def _with_derived_defaults(settings: Settings) -> Settings:
     missing = {k: v for k, v in derived.items() if not getattr(settings, k)}
     if settings.fsync_policy not in ("always", "group", "none"):
         raise ConfigError("TELEMETRY_FSYNC_POLICY", "must be one of always, group, none")
+    if settings.client_address_policy not in ("drop", "hash"):
+        raise ConfigError("TELEMETRY_CLIENT_ADDRESS_POLICY", "must be one of drop, hash")
+    if settings.client_address_policy == "hash" and not settings.client_address_hash_key:
+        raise ConfigError(
+            "TELEMETRY_CLIENT_ADDRESS_HASH_KEY",
+            "must be set (a long random string) when TELEMETRY_CLIENT_ADDRESS_POLICY is hash",
+        )
     for name in _POSITIVE:
         if getattr(settings, name) <= 0:
             raise ConfigError(
