@@ -153,3 +153,27 @@ def test_hash_policy_needs_a_key(data_dir):
     with pytest.raises(ConfigError, match="TELEMETRY_CLIENT_ADDRESS_POLICY"):
         load_settings(client_address_policy="keep")
     assert AddressPolicy("drop").kept(CLIENT) is None
+
+
+def test_a_parked_batch_keeps_the_country_not_the_address(settings):
+    """Records parked for an unavailable revision are stored again as a batch: with their
+    country, without the address, and published later with that country."""
+    from convert.worker import EXIT_WORK_LEFT, Worker, WorkerOptions
+    from tests.test_convert_support import gz, make_batch, stub_tools, telemetry_path
+    from tests.test_convert_support import v1_payload as real_v1_payload
+
+    headers = {"Content-Encoding": "gzip", "Remote-Addr": CLIENT}
+    batch = make_batch([(telemetry_path(None), headers, gz(real_v1_payload()))])
+    options = WorkerOptions(drain=True, drain_wait=0, park_delay=0.5)
+    parking = Worker(settings, options, tools=stub_tools(False))
+    parking.incoming.put("g.tpr", batch)
+    parking.queue.send(json.dumps({"key": "g.tpr", "records": 1, "bytes": len(batch)}))
+    assert parking.run() == EXIT_WORK_LEFT
+    [parked] = [info.key for info in parking.incoming.list()]
+    [record] = iter_records(parking.incoming.open(parked), parked)
+    assert dict(record.headers) == {"Content-Encoding": "gzip", "Geo-Country": "GB"}
+
+    retry = Worker(settings, WorkerOptions(drain=True, drain_wait=60), tools=stub_tools(True))
+    assert retry.run() == 0
+    [lines] = [found for key, found in read_all(retry.published).items() if key.startswith("idle")]
+    assert json.loads(lines[0].split(b"\t", 1)[1])["info"]["geoCountry"] == "GB"
