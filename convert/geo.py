@@ -12,7 +12,8 @@ a replayed error record) keeps its country. `annotate` puts the country into the
 `meta.geoCountry`. Unknown, private and reserved addresses give `??`; a record with no address
 (one stored before ingest kept it) gets no `geoCountry`.
 
-The database (about 50 MB in memory) is loaded once per process, at the first lookup.
+The database (about 75 MiB in memory, `bench/geo_lookup.py`) is loaded once per process, at
+the first lookup.
 """
 
 from __future__ import annotations
