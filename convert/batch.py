@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 from convert import outcomes as oc
 from convert.dedup import Deduplicator
 from convert.dimensions import submission_date
-from convert.geo import GeoLocator
+from convert.geo import GeoLocator, mask_addresses
 from convert.outcomes import Outcome
 from convert.record import RecordConverter
 from convert.writers import PartitionWriters
@@ -315,6 +315,6 @@ def _corrupt_line(batch_key: str, data: bytes, exc: CorruptBatch) -> bytes:
         "docId": "",
         "batch": batch_key,
         "offset": exc.offset,
-        "body": base64.b64encode(data[exc.offset :]).decode("ascii"),
+        "body": base64.b64encode(mask_addresses(data[exc.offset :])).decode("ascii"),
     }
     return json.dumps(entry, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n"

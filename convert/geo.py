@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -83,6 +84,16 @@ class GeoLocator:
         if hashed:
             kept[ADDRESS_HASH_HEADER] = hashed
         return dataclasses.replace(record, headers=kept)
+
+
+_RAW_ADDRESS = re.compile(rb'"(?:Remote-Addr|X-Forwarded-For)":"([^"\\]*)"')
+
+
+def mask_addresses(raw: bytes) -> bytes:
+    """`raw` record bytes that could not be parsed (a corrupt batch's tail, kept in
+    errors/corrupt_batch) with the value of every address header overwritten by `x`s of the
+    same length, so offsets in it stay right and the address is gone."""
+    return _RAW_ADDRESS.sub(lambda m: m.group(0).replace(m.group(1), b"x" * len(m.group(1))), raw)
 
 
 def annotate(payload: dict[str, Any], headers: Mapping[str, str]) -> None:

@@ -7,6 +7,7 @@ an address a client claims for itself in X-Forwarded-For.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import uuid
@@ -177,3 +178,27 @@ def test_a_parked_batch_keeps_the_country_not_the_address(settings):
     assert retry.run() == 0
     [lines] = [found for key, found in read_all(retry.published).items() if key.startswith("idle")]
     assert json.loads(lines[0].split(b"\t", 1)[1])["info"]["geoCountry"] == "GB"
+
+
+def test_a_corrupt_batch_tail_keeps_no_address(settings):
+    """Bytes that cannot be parsed go to errors/corrupt_batch as they are, except the value
+    of any address header in them."""
+    from convert.worker import Worker, WorkerOptions
+    from pipeline.records import encode_record
+    from tests.test_convert_support import error_entries, gz, make_batch, stub_tools
+    from tests.test_convert_support import v1_payload as real_v1_payload
+
+    headers = {"Remote-Addr": CLIENT, "X-Forwarded-For": f"{CLAIMED}, {CLIENT}"}
+    bad = bytearray(encode_record(1, "/submit/telemetry/x", headers, gz(real_v1_payload())))
+    bad[-1] ^= 0xFF  # checksum mismatch, followed by another record: not a torn tail
+    good = make_batch([("/submit/telemetry/y", {"Remote-Addr": CLIENT}, b"{}")])
+    worker = Worker(settings, WorkerOptions(drain=True), tools=stub_tools(True))
+    worker.incoming.put("c.tpr", good + bytes(bad) + good)
+    worker.queue.send(json.dumps({"key": "c.tpr", "records": 3, "bytes": 1}))
+    assert worker.run() == 0
+    [entry] = [e for e in error_entries(worker.published) if e["reason"] == "corrupt_batch"]
+    tail = base64.b64decode(entry["body"])
+    assert len(tail) == len(bad) + len(good)
+    for address in (CLIENT, CLAIMED):
+        assert address.encode() not in tail
+    assert b'"Remote-Addr":"xxxxxxxxxxx"' in tail
