@@ -103,6 +103,7 @@ async def running(
         factory = runner.server
         guard = app.get(GUARD_KEY)
         if guard is not None:
+            guard.access_log = access_log
             factory = guard.protocol_factory(runner.server)
         loop = asyncio.get_running_loop()
         listener = await loop.create_server(factory, host, port, backlog=1024)

@@ -122,6 +122,7 @@ class ConnectionGuard:
     def __init__(self, header_timeout: float, metrics: IngestMetrics | None = None) -> None:
         self.header_timeout = header_timeout
         self.metrics = metrics
+        self.access_log = True  # the server turns it off with the access log (--no-access-log)
         self.connections: dict[asyncio.Protocol, GuardedConnection] = {}
 
     def protocol_factory(
@@ -133,7 +134,7 @@ class ConnectionGuard:
     def timed_out(self, waited: float) -> None:
         if self.metrics is not None:
             self.metrics.rejections.labels(HEADER_TIMEOUT_REASON).inc()
-        if ACCESS_LOGGER.isEnabledFor(logging.INFO):
+        if self.access_log and ACCESS_LOGGER.isEnabledFor(logging.INFO):
             entry = {"status": 408, "ms": round(waited * 1000, 2), "reason": HEADER_TIMEOUT_REASON}
             ACCESS_LOGGER.info(json.dumps(entry, separators=(",", ":")))
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import uuid
 
 import aiohttp
@@ -65,12 +67,16 @@ async def trickle_headers_until_closed(url: str) -> bool:
         writer.close()
 
 
-async def test_connections_that_send_headers_slowly_are_closed_and_counted(data_dir):
+async def test_connections_that_send_headers_slowly_are_closed_and_counted(data_dir, caplog):
+    caplog.set_level(logging.INFO, logger="ingest.access")
     app = create_app(short_timeouts(), count_hourly=False)
-    async with running(app, access_log=False) as url:
+    async with running(app) as url:
         closed = await asyncio.gather(*(trickle_headers_until_closed(url) for _ in range(5)))
         assert closed == [True] * 5
         assert await metric(url, "header_timeout") == 5
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "ingest.access"]
+    timeouts = [entry for entry in logged if entry.get("reason") == "header_timeout"]
+    assert len(timeouts) == 5 and all(entry["status"] == 408 for entry in timeouts)
 
 
 async def test_a_connection_that_never_sends_a_byte_is_closed(data_dir):
