@@ -235,3 +235,13 @@ def test_reconcile_cli_lists_and_announces(data_dir, settings):
         "reannounced": 1,
     }
     assert open_queue(settings.queue_url).depth() == 1
+
+
+def test_the_watcher_leaves_batches_alone_with_the_reconciler_off(data_dir, settings):
+    open_store(settings.incoming_url).put("20260101/lost.batch", b"TPR1")
+    age(data_dir / "incoming", 2 * HOUR)
+    env = {"TELEMETRY_DATA_DIR": str(data_dir), "TELEMETRY_RECONCILE_INTERVAL_SECONDS": "0"}
+    watcher = run_watcher_once(env)
+    assert watcher.returncode == 0, watcher.stderr[-2000:]
+    assert open_queue(settings.queue_url).depth() == 0
+    assert "1 unconverted incoming batches" in watcher.stderr  # the alert still sees it
