@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from convert import outcomes as oc
 from convert.dedup import Deduplicator
 from convert.dimensions import submission_date
+from convert.geo import GeoLocator, mask_addresses
 from convert.outcomes import Outcome
 from convert.record import RecordConverter
 from convert.writers import PartitionWriters
@@ -136,6 +137,7 @@ class BatchProcessor:
         pause: CrashPoint | None = None,
         tmp_dir: str | None = None,
         stats_keep: dt.timedelta = DEFAULT_KEEP,
+        geo: GeoLocator | None = None,
     ) -> None:
         self.incoming = incoming
         self.published = published
@@ -148,6 +150,7 @@ class BatchProcessor:
         self.pause = pause or CrashPoint(os.environ.get(TEST_PAUSE_ENV))
         self.tmp_dir = tmp_dir
         self.stats_keep = stats_keep
+        self.geo = geo or GeoLocator()
 
     def process(self, job: Job) -> BatchReport:
         started, started_cpu = time.monotonic(), time.process_time()
@@ -163,6 +166,7 @@ class BatchProcessor:
         report.input_bytes = len(data)
         object_id = object_id_for(job.key)
         records, corrupt = _read_records(data, job.key)
+        records = [self.geo.locate(record) for record in records]  # the address ends here
         converted: list[tuple[Record, Outcome]] = []
         for index, record in enumerate(records, 1):
             converted.append((record, self.converter.convert(record, object_id)))
@@ -311,6 +315,6 @@ def _corrupt_line(batch_key: str, data: bytes, exc: CorruptBatch) -> bytes:
         "docId": "",
         "batch": batch_key,
         "offset": exc.offset,
-        "body": base64.b64encode(data[exc.offset :]).decode("ascii"),
+        "body": base64.b64encode(mask_addresses(data[exc.offset :])).decode("ascii"),
     }
     return json.dumps(entry, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n"

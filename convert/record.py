@@ -14,6 +14,7 @@ from typing import Any
 from convert import outcomes as oc
 from convert.decode import decoded_body
 from convert.dimensions import SubmissionPath, parse_path, raw_dimensions, submission_date
+from convert.geo import annotate
 from convert.histogram_tools import HistogramTools
 from convert.outcomes import Outcome, RecordRejected
 from pipeline.layout import DIMENSIONS, UNKNOWN, Schema, namespace_key, published_key, sanitize
@@ -108,6 +109,7 @@ class RecordConverter:
                 oc.BAD_PAYLOAD, f"payload is a JSON {type(payload).__name__}, not an object"
             )
         raw = raw_dimensions(sub, payload, record.received_ms)
+        annotate(payload, record.headers)
         if not sub.is_telemetry:
             dims = self.schema.apply(raw)
             key = namespace_key(sub.namespace, sub.doc_type, sub.doc_version, date, object_id)

@@ -22,6 +22,7 @@ import lz4.frame
 from convert import outcomes as oc
 from convert.batch import BatchProcessor, Job
 from convert.dedup import Deduplicator
+from convert.geo import GeoLocator
 from convert.histogram_tools import HistogramTools, real_tools
 from convert.record import RecordConverter
 from pipeline.config import Settings
@@ -177,6 +178,7 @@ class Worker:
             park_max_attempts=options.park_max_attempts,
             # remember counted batches at least as long as their dedup claims
             stats_keep=max(dt.timedelta(days=settings.dedup_window_days), DEFAULT_KEEP),
+            geo=GeoLocator.from_settings(settings),
         )
         self.stopping = threading.Event()
         self.batches = 0

@@ -1,5 +1,7 @@
 """Structured access log (one JSON object per request, with the docId) and request metrics.
 
+The line has no client address (privacy: see pipeline.client_address), at most its keyed hash.
+
 aiohttp calls the access logger for every answered request, including the ones its own
 router or parser refuse, which makes it the one place to count requests by status. It is
 always "enabled" so the counting happens even when the log line itself is switched off.
@@ -18,6 +20,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from ingest.metrics import IngestMetrics
+from pipeline.client_address import FORWARDED_FOR, AddressPolicy, client_address
 
 ACCESS_LOGGER = logging.getLogger("ingest.access")
 # What the submission handler learned about a request, for the log line and the metrics.
@@ -32,11 +35,27 @@ UNLABELLED_REFUSALS = {400: "malformed_http", 404: "not_found", 405: "method_not
 
 class JsonAccessLogger(AbstractAccessLogger):
     metrics: IngestMetrics | None = None
+    address_policy: AddressPolicy = AddressPolicy()
+    trusted_hops: int = 0
 
     @classmethod
-    def for_metrics(cls, metrics: IngestMetrics | None) -> type[JsonAccessLogger]:
-        """A logger class that counts into `metrics` (aiohttp instantiates the class itself)."""
-        return type(cls.__name__, (cls,), {"metrics": metrics})
+    def for_metrics(
+        cls,
+        metrics: IngestMetrics | None,
+        address_policy: AddressPolicy | None = None,
+        trusted_hops: int = 0,
+    ) -> type[JsonAccessLogger]:
+        """A logger class that counts into `metrics` (aiohttp instantiates the class itself).
+
+        The client's address is never logged; with the `hash` policy its keyed hash is
+        (`remote_hash`), taken from the same address the records keep (`trusted_hops`).
+        """
+        attributes = {
+            "metrics": metrics,
+            "address_policy": address_policy or AddressPolicy(),
+            "trusted_hops": trusted_hops,
+        }
+        return type(cls.__name__, (cls,), attributes)
 
     @property
     def enabled(self) -> bool:
@@ -54,7 +73,6 @@ class JsonAccessLogger(AbstractAccessLogger):
         if not self.logger.isEnabledFor(logging.INFO):
             return
         entry = {
-            "remote": request.remote,
             "method": request.method,
             "path": request.path[:300],
             "status": status,
@@ -69,4 +87,8 @@ class JsonAccessLogger(AbstractAccessLogger):
         reason = request.get(REASON)
         if reason is not None:
             entry["reason"] = reason
+        if self.address_policy.policy == "hash":
+            forwarded = request.headers.getall(FORWARDED_FOR, [])
+            address = client_address(request.remote, forwarded, self.trusted_hops)
+            entry["remote_hash"] = self.address_policy.kept(address)
         self.logger.info(json.dumps(entry, separators=(",", ":")))

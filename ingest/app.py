@@ -21,8 +21,10 @@ from ingest.accesslog import DOC_ID, NAMESPACE, REASON
 from ingest.hourly_counts import HourlyCounts
 from ingest.metrics import METRICS_KEY, IngestMetrics
 from ingest.paths import MAX_PATH_BYTES, SUBMIT_PREFIX, BadSubmissionPath, parse_submission
+from ingest.slow_clients import BODY_TIMEOUT_REASON, ConnectionGuard, install
 from ingest.spool import Spool, SpoolFull
 from ingest.uploader import Uploader
+from pipeline.client_address import ADDRESS_HEADER, FORWARDED_FOR, client_address
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.queues import open_work_queue
@@ -33,7 +35,9 @@ log = logging.getLogger(__name__)
 
 MAX_HEADER_VALUE_BYTES = 1024
 # Request headers kept in each record: what the converter may need, nothing identifying beyond
-# what the original server kept (X-Forwarded-For is needed for geo lookups downstream).
+# what the original server kept. The client's address is kept as `Remote-Addr` (the peer, or
+# the trusted X-Forwarded-For entry) for convert's country lookup, which then drops it;
+# X-Forwarded-For itself is not kept.
 KEPT_HEADERS = (
     "Content-Type",
     "Content-Encoding",
@@ -42,7 +46,6 @@ KEPT_HEADERS = (
     "User-Agent",
     "Date",
     "X-PingSender-Version",
-    "X-Forwarded-For",
     "X-Debug-ID",
     "X-Source-Tags",
 )
@@ -58,6 +61,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BodyStalled(Exception):
+    pass
+
+
 def _reject(request: web.Request, status: int, reason: str, message: str) -> web.Response:
     """Answer a refusal and count it. The connection is not closed at once: aiohttp reads and
     discards the rest of an unread body for up to its lingering time (10 s), so that a client
@@ -67,12 +74,18 @@ def _reject(request: web.Request, status: int, reason: str, message: str) -> web
     return web.Response(status=status, text=message + "\n")
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """Read the raw body, refusing as soon as more than `limit` bytes arrived (chunked too)."""
+async def _read_body(request: web.Request, limit: int, stall_timeout: float) -> bytes:
+    """Read the raw body, refusing as soon as more than `limit` bytes arrived (chunked too),
+    or when no byte of it arrived for `stall_timeout` seconds (a reverse proxy's
+    client_body_timeout: the time between two reads, not for the whole body)."""
     body = bytearray()
     content = request.content
     while True:
-        chunk = await content.readany()
+        try:
+            async with asyncio.timeout(stall_timeout):
+                chunk = await content.readany()
+        except TimeoutError:
+            raise BodyStalled from None
         if not chunk:
             return bytes(body)
         body += chunk
@@ -119,11 +132,27 @@ async def submit(request: web.Request) -> web.Response:
     if length is not None and length > settings.max_body_bytes:
         return _reject(request, 413, "body_too_large", f"body over {settings.max_body_bytes} bytes")
     try:
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await _read_body(
+            request, settings.max_body_bytes, settings.client_body_timeout_seconds
+        )
     except BodyTooLarge:
         return _reject(request, 413, "body_too_large", f"body over {settings.max_body_bytes} bytes")
+    except BodyStalled:
+        response = _reject(
+            request,
+            408,
+            BODY_TIMEOUT_REASON,
+            f"no body bytes for {settings.client_body_timeout_seconds:g}s",
+        )
+        response.force_close()
+        return response
     headers = request.headers
     kept = {name: headers[name] for name in KEPT_HEADERS if name in headers}
+    address = client_address(
+        request.remote, headers.getall(FORWARDED_FOR, []), settings.trusted_proxy_hops
+    )
+    if address:
+        kept[ADDRESS_HEADER] = address
     record = encode_record(received_ms, path, kept, body)
     try:
         await app[SPOOL_KEY].append(record)
@@ -301,6 +330,7 @@ def create_app(
     app[DRAIN_TIMEOUT_KEY] = drain_timeout
     if count_hourly:
         app[COUNTS_KEY] = HourlyCounts(settings.database_url)
+    install(app, ConnectionGuard(settings.client_header_timeout_seconds, metrics))
     app.cleanup_ctx.append(_service)
     app.router.add_route("*", SUBMIT_PREFIX + "{tail:.*}", submit)  # first: the hot path
     app.router.add_route("*", "/__heartbeat__", heartbeat)

@@ -1,4 +1,4 @@
-"""Shared plumbing tools: `python -m pipeline check` and `python -m pipeline dead-letters`.
+"""Shared plumbing tools: `python -m pipeline check`, `dead-letters` and `reconcile`.
 
 `check` is the first thing to run when a service will not start: one line per setting, `OK` or
 the one error that names what to change, and exit status 1 when anything is unusable.
@@ -7,6 +7,8 @@ the one error that names what to change, and exit status 1 when anything is unus
 TELEMETRY_QUEUE_MAX_ATTEMPTS failed claims; `--redrive` puts them all back on the queue as fresh
 messages once the cause (say, a store outage) is fixed. Their batches are still in the incoming
 store, since a batch is deleted there only after it was converted.
+
+`reconcile` announces again the incoming batches that no message names (see pipeline.reconcile).
 """
 
 from __future__ import annotations
@@ -124,6 +126,41 @@ def run_dead_letters(settings: Settings, redrive: bool = False, as_json: bool = 
     return 0
 
 
+def run_reconcile(
+    settings: Settings,
+    dry_run: bool = False,
+    older_than: float | None = None,
+    as_json: bool = False,
+) -> int:
+    from pipeline.errors import PipelineError
+    from pipeline.reconcile import Reconciler
+
+    try:
+        reconciler = Reconciler.open(settings)
+        try:
+            report = reconciler.run_once(dry_run=dry_run, older_than=older_than)
+        finally:
+            reconciler.close()
+    except PipelineError as exc:
+        print(f"FAIL {_one_line('TELEMETRY_QUEUE_URL', exc)}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "objects": report.objects,
+                    "stranded": [info.key for info in report.stranded],
+                    "reannounced": report.sent,
+                }
+            )
+        )
+        return 0
+    for info in report.stranded:
+        print(f"{'stranded' if dry_run else 're-announced'}\t{info.key}\t{info.size} bytes")
+    print(report.line())
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     try:
         effective = load_settings().describe()
@@ -167,6 +204,33 @@ def _build_parser() -> argparse.ArgumentParser:
         help='print one JSON object instead: {"queue", "count", "dead_letters": [{"id", '
         '"attempts", "body"}]}, or {"queue", "redriven"} with --redrive (default: text)',
     )
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="announce again the incoming batches no work-queue message names (a queue that lost data)",
+        description="List the incoming store (TELEMETRY_INCOMING_URL) and the work queue, and send "
+        "a new message for every batch older than TELEMETRY_QUEUE_LEASE_SECONDS + "
+        "TELEMETRY_RECONCILE_MARGIN_SECONDS that no message names: batches a queue lost (a Redis "
+        "restarted without its data, a purged SQS queue) would otherwise never be converted. "
+        "SQS cannot list its messages, so there only batches older than its message retention "
+        "(plus the margin) count. Duplicates are harmless: converting is idempotent. The health "
+        "watcher runs this every TELEMETRY_RECONCILE_INTERVAL_SECONDS.",
+    )
+    reconcile.add_argument(
+        "--dry-run", action="store_true", help="only list the stranded batches (default: announce)"
+    )
+    reconcile.add_argument(
+        "--older-than",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the age a batch must reach instead of the lease plus the margin; on SQS the only "
+        "test (e.g. 0 right after purging the queue re-announces every waiting batch)",
+    )
+    reconcile.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"objects", "stranded": [keys], "reannounced"} (default: text)',
+    )
     return parser
 
 
@@ -181,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_check(settings, verbose=args.verbose)
     if args.command == "dead-letters":
         return run_dead_letters(settings, redrive=args.redrive, as_json=args.json)
+    if args.command == "reconcile":
+        return run_reconcile(settings, args.dry_run, args.older_than, args.json)
     return 2
 
 

@@ -46,11 +46,26 @@ class Settings:
     spool_cap_bytes: int = 2 * 1024 * 1024 * 1024
     spool_min_free_bytes: int = 256 * 1024 * 1024
     fsync_policy: str = "group"
+    # ingest: slow clients, as a reverse proxy bounds them (nginx's client_header_timeout,
+    # client_body_timeout and keepalive_timeout)
+    client_header_timeout_seconds: float = 60.0
+    client_body_timeout_seconds: float = 60.0
+    keepalive_timeout_seconds: float = 75.0
+    # the client's address (pipeline.client_address): proxies whose X-Forwarded-For entry is
+    # trusted, and what may be kept of the address after convert's country lookup
+    trusted_proxy_hops: int = 0
+    client_address_policy: str = "drop"  # drop | hash
+    client_address_hash_key: str = ""  # required by `hash`
     # convert
     max_decompressed_bytes: int = 8 * 1024 * 1024
     dedup_window_days: int = 7
     queue_lease_seconds: float = 300.0
     queue_max_attempts: int = 5
+    # the reconciler (pipeline.reconcile, run by the health watcher; 0: off) and the alert on
+    # incoming batches left unconverted
+    reconcile_interval_seconds: float = 300.0
+    reconcile_margin_seconds: float = 300.0
+    stale_incoming_minutes: float = 60.0
     # scheduler / dashboard / mail
     runner: str = "local"
     smtp_url: str | None = None
@@ -83,7 +98,7 @@ def secret_key_path(data_dir: str) -> Path:
     return Path(data_dir) / SECRET_KEY_FILE
 
 
-_SECRET_FIELDS = {"secret_key"}
+_SECRET_FIELDS = {"secret_key", "client_address_hash_key"}
 _URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")
 
 
@@ -124,11 +139,21 @@ _POSITIVE = (
     "spool_max_file_bytes",
     "spool_max_age_seconds",
     "spool_cap_bytes",
+    "client_header_timeout_seconds",
+    "client_body_timeout_seconds",
+    "keepalive_timeout_seconds",
     "max_decompressed_bytes",
     "queue_lease_seconds",
     "queue_max_attempts",
+    "stale_incoming_minutes",
 )
-_NON_NEGATIVE = ("spool_min_free_bytes", "dedup_window_days")
+_NON_NEGATIVE = (
+    "spool_min_free_bytes",
+    "dedup_window_days",
+    "reconcile_interval_seconds",
+    "reconcile_margin_seconds",
+    "trusted_proxy_hops",
+)
 
 
 def _field_kinds() -> dict[str, type]:
@@ -189,6 +214,13 @@ def _with_derived_defaults(settings: Settings) -> Settings:
     missing = {k: v for k, v in derived.items() if not getattr(settings, k)}
     if settings.fsync_policy not in ("always", "group", "none"):
         raise ConfigError("TELEMETRY_FSYNC_POLICY", "must be one of always, group, none")
+    if settings.client_address_policy not in ("drop", "hash"):
+        raise ConfigError("TELEMETRY_CLIENT_ADDRESS_POLICY", "must be one of drop, hash")
+    if settings.client_address_policy == "hash" and not settings.client_address_hash_key:
+        raise ConfigError(
+            "TELEMETRY_CLIENT_ADDRESS_HASH_KEY",
+            "must be set (a long random string) when TELEMETRY_CLIENT_ADDRESS_POLICY is hash",
+        )
     for name in _POSITIVE:
         if getattr(settings, name) <= 0:
             raise ConfigError(

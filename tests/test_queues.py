@@ -285,6 +285,33 @@ def test_dead_letters_is_empty_for_a_healthy_queue(queue):
     assert queue.dead_letters() == []
 
 
+def test_message_bodies_list_waiting_delayed_in_flight_and_dead_messages(
+    backend, make_queue, lease
+):
+    """What the reconciler counts as "covered by a message". SQS cannot list messages
+    without claiming them, so it says instead how long a message can live."""
+    queue = make_queue(max_attempts=1)
+    if backend == "sqs":
+        queue.send("waiting")
+        assert queue.message_bodies() is None
+        assert queue.retention_seconds() == 345600  # SQS's default, 4 days
+        return
+    queue.send("dead")
+    dead = queue.claim(lease_seconds=lease)
+    wait_past(dead.lease_deadline)
+    for body in ("held", "delayed", "acked", "waiting"):
+        queue.send(body)
+    assert queue.claim(lease_seconds=60).body == "held"  # "dead" is dead-lettered on the way
+    delayed = queue.claim(lease_seconds=60)
+    assert delayed.body == "delayed"
+    queue.release(delayed, delay_seconds=3600)
+    acked = queue.claim(lease_seconds=60)
+    assert acked.body == "acked" and queue.ack(acked)
+    assert queue.dead_letter_count() == 1
+    assert sorted(queue.message_bodies()) == ["dead", "delayed", "held", "waiting"]
+    assert queue.retention_seconds() is None
+
+
 # -- bad configuration -------------------------------------------------------------------------
 
 

@@ -102,6 +102,17 @@ def test_list_yields_keys_in_key_order_with_sizes(store):
     assert {i.key: i.size for i in listed} == {k: len(v) for k, v in objects.items()}
 
 
+def test_list_says_when_each_object_was_written(store):
+    """The reconciler tells a stranded batch from one just uploaded by this time."""
+    import time
+
+    before = time.time()
+    store.put("dated/one", b"1")
+    [info] = store.list("dated/")
+    # S3 keeps whole seconds; the local store the file's mtime (clock granularity aside)
+    assert before - 2 <= info.modified <= time.time() + 2
+
+
 def test_list_filters_by_any_string_prefix(store):
     for key in ["a/b", "a/c/d", "a-b", "ab", "b"]:
         store.put(key, b"x")

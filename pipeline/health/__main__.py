@@ -1,8 +1,10 @@
 """`python -m pipeline.health`: evaluate the pipeline's health on a fixed interval.
 
 A separate small process so that neither ingest, convert nor the scheduler carries the
-detectors; `make run` starts it beside the other services. `--once` evaluates and exits,
-for cron or a manual check.
+detectors; `make run` starts it beside the other services. It is also where the reconciler
+runs (`pipeline.reconcile`, every TELEMETRY_RECONCILE_INTERVAL_SECONDS): the one process of
+the pipeline that has no other work to be held up by a slow listing, and that `make run`
+always starts. `--once` reconciles, evaluates and exits, for cron or a manual check.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
-from pipeline.config import load_settings
+from pipeline.config import hide_url_passwords, load_settings
 from pipeline.db import init_db, make_engine
 from pipeline.health.alerts import evaluate
+from pipeline.reconcile import Reconciler
 
 log = logging.getLogger("pipeline.health")
 
@@ -30,12 +34,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings()
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.health",
-        description="Detect drops, declines and error-rate rises in the hourly stats, and "
-        "dead-lettered batches in the work queue (TELEMETRY_QUEUE_URL); store and mail alerts.",
+        description="Detect drops, declines and error-rate rises in the hourly stats, "
+        "dead-lettered batches in the work queue (TELEMETRY_QUEUE_URL) and incoming batches "
+        "older than TELEMETRY_STALE_INCOMING_MINUTES; store and mail alerts. Every "
+        "TELEMETRY_RECONCILE_INTERVAL_SECONDS (0: never) also announce again the incoming "
+        "batches that no queue message names (see `python -m pipeline reconcile --help`).",
         epilog="Effective settings:\n" + settings.describe(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--once", action="store_true", help="evaluate once and exit")
+    parser.add_argument(
+        "--once", action="store_true", help="reconcile and evaluate once, then exit"
+    )
     parser.add_argument(
         "--interval",
         type=float,
@@ -54,15 +63,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while True:
-        try:
-            evaluate(engine, dt.datetime.now(dt.UTC), settings, recipients)
-        except Exception:  # noqa: BLE001 - a bad evaluation must not end the watcher
-            log.exception("health evaluation failed; trying again next interval")
+    reconciling = ReconcilePasses(settings) if settings.reconcile_interval_seconds > 0 else None
+    next_evaluation = next_reconcile = time.monotonic()
+    try:
+        while True:
+            if reconciling is not None and time.monotonic() >= next_reconcile:
+                reconciling.run()
+                next_reconcile = time.monotonic() + settings.reconcile_interval_seconds
+            if time.monotonic() >= next_evaluation:
+                try:
+                    evaluate(engine, dt.datetime.now(dt.UTC), settings, recipients)
+                except Exception:  # noqa: BLE001 - a bad evaluation must not end the watcher
+                    log.exception("health evaluation failed; trying again next interval")
+                    if args.once:
+                        return 1
+                next_evaluation = time.monotonic() + args.interval
             if args.once:
-                return 1
-        if args.once or stop.wait(args.interval):
-            return 0
+                return 0
+            due = next_evaluation if reconciling is None else min(next_evaluation, next_reconcile)
+            if stop.wait(max(0.0, due - time.monotonic())):
+                return 0
+    finally:
+        if reconciling is not None:
+            reconciling.close()
+
+
+class ReconcilePasses:
+    """The reconciler's passes in the watcher: one Reconciler kept between passes (it
+    remembers what it announced), opened again after a failure, which never ends the watcher."""
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self.reconciler: Reconciler | None = None
+
+    def run(self) -> None:
+        try:
+            if self.reconciler is None:
+                self.reconciler = Reconciler.open(self.settings)
+            self.reconciler.run_once()
+        except Exception as exc:  # noqa: BLE001 - an unusable store or queue: next pass
+            problem = hide_url_passwords(" ".join(str(exc).split()) or type(exc).__name__)
+            log.warning(
+                "reconcile pass failed (%s); trying again in %.0fs",
+                problem,
+                self.settings.reconcile_interval_seconds,
+            )
+            self.close()
+
+    def close(self) -> None:
+        if self.reconciler is not None:
+            try:
+                self.reconciler.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+            self.reconciler = None
 
 
 if __name__ == "__main__":

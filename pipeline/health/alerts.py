@@ -11,7 +11,8 @@ send leaves the flag unset, so the next evaluation retries it.
 
 Besides the detectors' incidents, each run reads the work queue's dead-letter count
 (`pipeline.health.dead_letters`): dead letters are an incident of kind `dead_letters`,
-reconciled, stored and mailed the same way. When the queue cannot be read, that kind is not
+reconciled, stored and mailed the same way; so are incoming batches older than
+TELEMETRY_STALE_INCOMING_MINUTES (`pipeline.health.stale_incoming`, kind `stale_incoming`). When the queue cannot be read, that kind is not
 judged on this run: its open alert stays open rather than being taken for a recovery.
 """
 
@@ -42,6 +43,12 @@ from pipeline.health.dead_letters import (
     dead_letter_incident,
     read_dead_letter_count,
 )
+from pipeline.health.stale_incoming import (
+    KIND_STALE_INCOMING,
+    read_stale_incoming,
+    stale_incoming_incident,
+)
+from pipeline.health.stale_incoming import WHAT as WHAT_STALE
 from pipeline.mail import send_mail
 from pipeline.stats import hour_of, read_counts
 
@@ -83,6 +90,8 @@ class Alert(Base):
 def describe_kind(kind: str, subject: str) -> str:
     if kind == KIND_DEAD_LETTERS:
         return f"{WHAT} in {subject}"
+    if kind == KIND_STALE_INCOMING:
+        return f"{WHAT_STALE} in {subject}"
     if kind == "drop":
         return f"{subject} submissions dropped"
     if kind == "decline":
@@ -203,6 +212,11 @@ def _body(alert: Alert, recovered: bool, settings) -> str:
         numbers = f"expected: {alert.expected:,.0f} {WHAT}\nseen:     {alert.seen:,.0f}" + (
             " at the last check that found any" if recovered else ""
         )
+    elif alert.kind == KIND_STALE_INCOMING:
+        what = WHAT_STALE
+        numbers = f"expected: 0 {WHAT_STALE}\nseen:     {alert.seen:,.0f}" + (
+            " at the last check that found any" if recovered else ""
+        )
     else:
         numbers = f"expected: {alert.expected:,.0f} submissions\nseen:     {alert.seen:,.0f}"
     state = f"recovered at {alert.ended_at:%Y-%m-%d %H:%M} UTC" if recovered else "ongoing"
@@ -286,11 +300,20 @@ def evaluate(
         found = dead_letter_incident(dead, settings.queue_url, settings.queue_max_attempts, checked)
         if found is not None:
             incidents.append(found)
+    stale = read_stale_incoming(settings, now)
+    if stale is not None:
+        checked = _naive(now).replace(microsecond=0)
+        judged[KIND_STALE_INCOMING] = checked
+        found = stale_incoming_incident(
+            stale, settings.incoming_url, settings.stale_incoming_minutes, checked
+        )
+        if found is not None:
+            incidents.append(found)
     result = record_incidents(engine, incidents, end, judged=judged)
     result.mails_sent, result.mail_failures = notify(engine, settings, recipients)
     log.info(
         "health evaluation at %s: %d incidents, %d opened, %d closed, %d mails sent, %d failed, "
-        "%s dead letters",
+        "%s dead letters, %s unconverted incoming batches",
         end,
         len(incidents),
         len(result.opened),
@@ -298,6 +321,7 @@ def evaluate(
         result.mails_sent,
         result.mail_failures,
         "unknown" if dead is None else dead,
+        "unknown" if stale is None else len(stale),
     )
     return result
 

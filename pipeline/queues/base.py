@@ -87,6 +87,22 @@ class WorkQueue(abc.ABC):
         """
         return sum(self.redrive(message) for message in self.dead_letters())
 
+    def message_bodies(self) -> list[str] | None:
+        """The body of every message the queue holds: waiting (delayed ones too), in flight or
+        dead-lettered. None when the backend cannot list them without disturbing them (on SQS
+        a receive counts as a claim and hides the message); such a backend says instead, with
+        `retention_seconds`, how long a message can live at most.
+
+        The reconciler (`pipeline.reconcile`) uses this to find batches in the incoming store
+        that no message names any more (a queue that lost its data).
+        """
+        return None
+
+    def retention_seconds(self) -> float | None:
+        """The longest a message can stay in the queue before the backend drops it unread
+        (SQS's MessageRetentionPeriod); None when messages stay until acknowledged."""
+        return None
+
     def check(self) -> None:
         """Raise ConfigError/QueueError when the queue is unusable (for health checks)."""
         self.depth()

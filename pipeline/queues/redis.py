@@ -264,6 +264,17 @@ class RedisQueue(WorkQueue):
             raise QueueError(f"{self.url}: depth failed: {exc}") from exc
         return int(sum(counts))
 
+    def message_bodies(self) -> list[str]:
+        """Every body in the `bodies` hash (waiting, in flight and dead messages all keep
+        theirs there until acknowledged), read with HSCAN so a long queue never blocks Redis."""
+        try:
+            return [
+                body.decode("utf-8")
+                for _id, body in self._redis.hscan_iter(self._keys[2], count=1000)
+            ]
+        except redis.RedisError as exc:
+            raise QueueError(f"{self.url}: listing messages failed: {exc}") from exc
+
     def dead_letter_count(self) -> int:
         try:
             return int(self._redis.llen(self._keys[5]))

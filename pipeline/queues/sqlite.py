@@ -159,6 +159,12 @@ class SQLiteQueue(WorkQueue):
     def depth(self) -> int:
         return self._db().execute("SELECT COUNT(*) FROM messages WHERE dead = 0").fetchone()[0]
 
+    def message_bodies(self) -> list[str]:
+        try:
+            return [body for (body,) in self._db().execute("SELECT body FROM messages")]
+        except sqlite3.Error as exc:
+            raise QueueError(f"{self.url}: listing messages failed: {exc}") from exc
+
     def dead_letter_count(self) -> int:
         return self._db().execute("SELECT COUNT(*) FROM messages WHERE dead = 1").fetchone()[0]
 

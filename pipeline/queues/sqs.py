@@ -47,6 +47,7 @@ MAX_WAIT = 20  # SQS's long-poll limit
 # again when the scan ends, so only a scan that dies midway leaves them hidden that long). A
 # scan longer than this sees its first messages again and stops there, possibly short.
 LOOK_SECONDS = 300
+DEFAULT_RETENTION = 345600  # SQS's default MessageRetentionPeriod, 4 days
 REDRIVE_WAIT = 1  # a long poll, so an empty answer means empty, not "this server had none"
 _AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 
@@ -204,6 +205,20 @@ class SQSQueue(WorkQueue):
 
     def depth(self) -> int:
         return self._approximate_count(self.queue_url)
+
+    def retention_seconds(self) -> float:
+        """SQS drops a message this long after it was first sent, even from the dead-letter
+        queue (whose clock keeps running from the original send), so the longer of the two
+        queues' MessageRetentionPeriod bounds how long any message of ours can exist."""
+        periods = []
+        for queue_url in (self.queue_url, self.dead_url):
+            attributes = self._call(
+                "get_queue_attributes",
+                QueueUrl=queue_url,
+                AttributeNames=["MessageRetentionPeriod"],
+            )["Attributes"]
+            periods.append(float(attributes.get("MessageRetentionPeriod", DEFAULT_RETENTION)))
+        return max(periods)
 
     def dead_letter_count(self) -> int:
         """From the dead-letter queue's attributes: reading its messages would hide them for

@@ -47,6 +47,9 @@ def validate_prefix(prefix: str) -> str:
 class ObjectInfo:
     key: str
     size: int
+    # When the object was last written (time.time() seconds); 0.0 when the backend did not
+    # say. Not part of equality: two listings of the same objects compare equal.
+    modified: float = dataclasses.field(default=0.0, compare=False)
 
 
 class BlobStore(abc.ABC):

@@ -119,10 +119,10 @@ class LocalStore(BlobStore):
                     yield from self._walk(Path(entry.path), key, prefix)
             elif key.startswith(prefix):
                 try:
-                    size = entry.stat().st_size
+                    stat = entry.stat()
                 except FileNotFoundError:
                     continue  # deleted while listing
-                yield ObjectInfo(key, size)
+                yield ObjectInfo(key, stat.st_size, stat.st_mtime)
 
     def list_prefixes(self, prefix: str = "") -> Iterator[str]:
         validate_prefix(prefix)

@@ -212,7 +212,12 @@ class S3Store(BlobStore):
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
                 for item in page.get("Contents", []):
-                    yield ObjectInfo(item["Key"][start:], int(item["Size"]))
+                    modified = item.get("LastModified")
+                    yield ObjectInfo(
+                        item["Key"][start:],
+                        int(item["Size"]),
+                        modified.timestamp() if modified is not None else 0.0,
+                    )
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise self._fail("list", prefix, exc) from exc
 
