@@ -85,9 +85,10 @@ def create_app(
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the API authenticates every request with a bearer token, not a cookie
 
-    from dashboard import formatting
+    from dashboard import errors, formatting
 
     formatting.init_app(app)
+    errors.init_app(app)
     app.add_url_rule("/", endpoint="index", view_func=jobs.index)
     return app
 
