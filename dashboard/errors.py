@@ -1,4 +1,5 @@
-"""Error pages in the dashboard's own layout instead of Werkzeug's bare ones.
+"""Error pages in the dashboard's own layout instead of Werkzeug's bare ones (and /favicon.ico,
+the one address every browser asks for that would otherwise be a 404).
 
 Pages get `errors.html` (with the navigation, so a newcomer who followed a dead link can move
 on); anything under /api/ gets the API's JSON error shape even when no API route matched.
@@ -6,7 +7,7 @@ on); anything under /api/ gets the API's JSON error shape even when no API route
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 HINTS = {
@@ -32,5 +33,11 @@ def error_page(exc: HTTPException):
     return response
 
 
+def favicon():
+    """Browsers and tools that ask for /favicon.ico get the page icon instead of a 404."""
+    return current_app.send_static_file("favicon.svg")
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, error_page)
+    app.add_url_rule("/favicon.ico", endpoint="favicon", view_func=favicon)

@@ -161,8 +161,15 @@ def show_job(name: str):
         )
     )
     next_run = safe_next_run(job) if job.enabled else None
+    published = runlogs.has_published_data(runlogs.public_store(database.settings()), job.name)
     return render_template(
-        "jobs/show.html", job=job, form=form, runs=runs, next_run=next_run, confirm=ConfirmForm()
+        "jobs/show.html",
+        job=job,
+        form=form,
+        runs=runs,
+        next_run=next_run,
+        published=published,
+        confirm=ConfirmForm(),
     )
 
 
@@ -191,7 +198,6 @@ def run_now(name: str):
     job = get_job(name)
     run = job_store.request_run_now(database.db(), job)
     log.info("run %s of job %s requested by %s", run.id, name, g.user.email)
-    flash(f"Run {run.id} is queued; the scheduler starts it within seconds.")
     return redirect(url_for("jobs.show_run", run_id=run.id))
 
 
@@ -209,6 +215,9 @@ def show_run(run_id: int):
         job=run.job,
         log_text=runlogs.read_log(database.settings(), run),
         files=runlogs.published_links(run),
+        files_note=runlogs.files_note(run),
+        banner=runlogs.run_banner(run),
+        exit_hint=runlogs.exit_hint(run),
         confirm=ConfirmForm(),
         finished=RunState(run.state).finished,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -107,7 +108,7 @@ def test_schedule_run_now_and_read_the_published_result(stack, tmp_path):
             page.fill("input[name=email]", EMAIL)
             page.fill("input[name=password]", PASSWORD)
             page.click("button:has-text('Sign in')")
-            expect(page.locator("h1")).to_have_text("My jobs")
+            expect(page.locator("h1")).to_have_text("All jobs")  # the first user is an admin
 
             page.click("a.button:has-text('Schedule a Job')")
             expect(page.locator("h1")).to_have_text("Schedule a Job")
@@ -129,6 +130,11 @@ def test_schedule_run_now_and_read_the_published_result(stack, tmp_path):
             expect(page.locator("h1")).to_contain_text("Run #")
             expect(page.locator("#run-state")).to_have_text("succeeded", timeout=120_000)
             expect(page.locator("#run-exit")).to_have_text("0")
+            # Banner and buttons follow the state: no "queued" and no "Cancel run" when done.
+            expect(page.locator("#run-banner")).to_contain_text("succeeded")
+            expect(page.locator("#run-cancel")).to_be_hidden()
+            expect(page.locator("#run-duration")).to_have_text(re.compile(r"^\d+s$"))
+            expect(page.locator("#run-finished")).to_have_text(re.compile(r" UTC$"))
             expect(page.locator("#run-log")).to_contain_text("wrote output/result.txt")
 
             page.click("#run-files a:has-text('result.txt')")

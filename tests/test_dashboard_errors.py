@@ -43,3 +43,9 @@ def test_api_errors_stay_json_even_without_a_matching_route(client):
     response = client.get("/api/no-such-thing")
     assert response.status_code == 404
     assert response.is_json and response.get_json()["error"] == "not_found"
+
+
+def test_favicon_is_served_and_linked(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response.mimetype == "image/svg+xml"
+    assert 'rel="icon"' in client.get("/login").get_data(as_text=True)
