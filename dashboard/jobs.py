@@ -74,6 +74,20 @@ def _uploaded(form: JobForm) -> tuple[str, bytes] | None:
     return upload.filename, upload.stream.read(limit + 1)
 
 
+def _ask_for_tarball_again(form: JobForm, editing: bool = False) -> None:
+    """A form that comes back with errors cannot keep its chosen file (browsers never refill a
+    file input), so say so beside the field instead of leaving it silently empty."""
+    upload = form.tarball.data
+    filename = getattr(upload, "filename", "") if upload is not None else ""
+    if not filename or form.tarball.errors:
+        return  # nothing chosen, or the tarball's own error already asks for another one
+    keep = " (or leave it empty to keep the current one)" if editing else ""
+    form.tarball.errors = [
+        f"Choose {filename} again{keep}: a browser does not keep a chosen file when the form "
+        "comes back with errors."
+    ]
+
+
 def _apply_errors(form: JobForm, errors: dict[str, str]) -> None:
     for field, message in errors.items():
         target = getattr(form, field, None)
@@ -124,6 +138,8 @@ def new_job():
             return redirect(url_for("jobs.show_job", name=job.name))
     elif request.method == "POST" and not form.tarball.data:
         form.tarball.errors = [*form.tarball.errors, "Upload the code tarball (.tar.gz or .tgz)."]
+    if request.method == "POST":
+        _ask_for_tarball_again(form)
     return render_template("jobs/form.html", form=form, job=None)
 
 
@@ -152,6 +168,7 @@ def show_job(name: str):
             else:
                 flash(f"Job {job.name} is saved.")
                 return redirect(url_for("jobs.show_job", name=job.name))
+        _ask_for_tarball_again(form, editing=True)
     runs = list(
         database.db().scalars(
             select(Run)
