@@ -160,3 +160,23 @@ def test_simulated_outages_show_on_the_health_page(app, data_dir):
     [drop] = [row for row in rows if row[0] == f"{channel} submissions dropped"]
     assert drop[1] == f"{stopped_at}:00 UTC"  # starts when the simulator stopped the channel
     assert drop[2] != "ongoing" and "0 submissions" in drop[3]
+
+
+def test_pending_parked_and_dead_lettered_batches_are_shown(app, settings):
+    from pipeline.stores import open_store
+
+    incoming = open_store(settings.incoming_url, create=True)
+    incoming.put("20261206/120000-host-1-abc.batch", b"x" * 100)
+    incoming.put("parked/20261206_120000-host-1-abc-p1.tpr", b"y" * 40)
+    incoming.put("parked/20261206_120000-host-1-def-p2.tpr", b"z" * 2)
+    client = app.test_client()
+    sign_in(client, "ada@example.org")
+    html = client.get("/health").get_data(as_text=True)
+    pending = re.search(r'<tr id="backlog-pending">(.*?)</tr>', html, re.S).group(1)
+    parked = re.search(r'<tr id="backlog-parked">(.*?)</tr>', html, re.S).group(1)
+    dead = re.search(r'<tr id="backlog-dead">(.*?)</tr>', html, re.S).group(1)
+    assert re.findall(r"<td>([\d,]+)</td>", pending) == ["1", "100"]
+    assert re.findall(r"<td>([\d,]+)</td>", parked) == ["2", "42"]
+    assert re.findall(r"<td>([\d,]+)</td>", dead) == ["0"]
+    assert html.count("<h1>Pipeline health") == 1
+    assert not re.search(r"<text[^>]*>Pipeline health", html)  # no second title in the chart
