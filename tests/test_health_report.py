@@ -141,3 +141,10 @@ def test_parked_records_are_drawn_apart_and_are_not_invalid(engine):
     assert not any(frame.invalid()) and "parked" not in frame.reasons
     texts = _texts(ET.fromstring(health_svg(engine, days=1, now=now)))
     assert any(t.startswith("parked") for t in texts)  # legend of the rate panel
+
+
+def test_a_new_installation_is_not_a_sliver_of_sixty_empty_days(engine):
+    add_counts(engine, "ingest", END, {("accepted", "esr", "main"): 4})
+    texts = _texts(ET.fromstring(health_svg(engine, days=60, now=END)))
+    assert not any(t.startswith(("Sep", "Oct")) for t in texts)  # no 60-day axis
+    assert any(t.startswith("2026-11-21 19:00 to 2026-11-23 19:00 UTC") for t in texts)

@@ -54,10 +54,16 @@ class AlertMark:
 
 
 def health_svg(engine: Engine, days: int = 60, now: dt.datetime | None = None) -> str:
-    """The health chart of the `days` days up to `now`, its current (partial) hour included."""
+    """The health chart of the `days` days up to `now`, its current (partial) hour included
+    (fewer days when the recorded data begins later, but two at least)."""
     end = hour_of(now or dt.datetime.now(dt.UTC)) + HOUR
     start = end - days * DAY
-    frame = StatsFrame.from_rows(read_counts(engine, start), start, end)
+    rows = list(read_counts(engine, start))
+    if rows:  # a new installation: from the day its data begins (two days at least), so the
+        # first hours of traffic are not a sliver at the edge of 60 empty days
+        first_day = min(row[0] for row in rows).replace(hour=0)
+        start = max(start, min(first_day, end - 2 * DAY))
+    frame = StatsFrame.from_rows(rows, start, end)
     marks = [
         AlertMark(a.kind, a.subject, a.started_at, a.ended_at)
         for a in list_alerts(engine, start)
