@@ -148,3 +148,14 @@ def test_a_new_installation_is_not_a_sliver_of_sixty_empty_days(engine):
     texts = _texts(ET.fromstring(health_svg(engine, days=60, now=END)))
     assert not any(t.startswith(("Sep", "Oct")) for t in texts)  # no 60-day axis
     assert any(t.startswith("2026-11-21 19:00 to 2026-11-23 19:00 UTC") for t in texts)
+
+
+def test_the_daily_mean_does_not_start_before_the_data():
+    start = END - 2 * DAY
+    series = [0] * 40 + [24] * 8
+    frame = StatsFrame(start, 48, {"esr": series}, [0] * 48, {})
+    root = ET.fromstring(render_svg(frame, []))
+    [mean] = [p for p in root.iter(f"{SVG}path") if p.get("class") == "channel"]
+    points = _path_points(mean)
+    assert all(y == 450.0 for _x, y in points[:40])  # zero until the first submission
+    assert points[40][1] < 450.0

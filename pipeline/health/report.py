@@ -89,7 +89,7 @@ def render_svg(frame: StatsFrame, alerts: Sequence[AlertMark]) -> str:
         f'<title id="health-title">Pipeline health from {start:%Y-%m-%d} to {end:%Y-%m-%d %H:%M} UTC</title>',
         f'<text x="{LEFT}" y="40" font-size="12" fill="#666">{start:%Y-%m-%d %H:%M} to '
         f"{end:%Y-%m-%d %H:%M} UTC (the last hour is still filling). Faint lines: hourly counts; "
-        "bold: 24-hour mean; shaded bands: alerts</text>",
+        "bold: mean of the last 24 hours; shaded bands: alerts</text>",
     ]
     parts += _alert_bands(alerts, x_of, end)
     parts += _submissions_panel(frame, x_of)
@@ -216,15 +216,16 @@ def _submissions_panel(frame: StatsFrame, x_of) -> list[str]:
 
 
 def _rolling_mean(values: Sequence[int], width: int) -> list[float]:
-    """Centred moving average (shorter at the edges), to show trends through the daily cycle."""
+    """Mean of the `width` hours up to each hour (fewer at the start), to show trends through
+    the daily cycle. Trailing, not centred: a centred mean would rise hours before the first
+    submission arrived."""
     sums = [0]
     for value in values:
         sums.append(sums[-1] + value)
-    half = width // 2
     out = []
     for index in range(len(values)):
-        low, high = max(0, index - half), min(len(values), index + width - half)
-        out.append((sums[high] - sums[low]) / (high - low))
+        low = max(0, index + 1 - width)
+        out.append((sums[index + 1] - sums[low]) / (index + 1 - low))
     return out
 
 
