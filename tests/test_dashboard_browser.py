@@ -112,8 +112,20 @@ def test_schedule_run_now_and_read_the_published_result(stack, tmp_path):
 
             page.click("a.button:has-text('Schedule a Job')")
             expect(page.locator("h1")).to_have_text("Schedule a Job")
+            # A bad name: one error, in the live check's words; the chosen file is asked for again.
+            page.fill("#name", "browser job")
+            page.set_input_files("#tarball", str(tarball))
+            page.fill("#command", "bash analysis/run.sh")
+            page.click("button:has-text('Schedule job')")
+            expect(page.locator("#field-name .error")).to_have_count(1)
+            expect(page.locator("#field-name .error")).to_contain_text("at most 100 characters")
+            expect(page.locator("#name-check")).to_have_text("")
+            expect(page.locator("#field-tarball .error")).to_contain_text(
+                "Choose analysis.tar.gz again"
+            )
             page.fill("#name", "browser-job")
             expect(page.locator("#name-check")).to_contain_text("is available")
+            expect(page.locator("#field-name .error")).to_be_hidden()
             page.set_input_files("#tarball", str(tarball))
             page.fill("#command", "bash analysis/run.sh")
             page.fill("#output_dir", "output")
