@@ -82,6 +82,16 @@ def port_problem(host: str, port: int) -> str | None:
 
 def check_ports(services: Sequence[Service], host: str) -> str | None:
     """The one-line error for the first port that is taken, naming the flag that changes it."""
+    seen: dict[int, str] = {}
+    for service in services:
+        if service.port is None:
+            continue
+        if service.port in seen:
+            return (
+                f"error: --{seen[service.port]}-port and --{service.name}-port are both "
+                f"{service.port}; give them different ports"
+            )
+        seen[service.port] = service.name
     for service in services:
         if service.port is None:
             continue
@@ -160,12 +170,24 @@ def stop(services: Sequence[Service]) -> int:
     return worst
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, so 99999 is a usage error rather than a bind traceback."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)")
+    return port
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     settings = load_settings()
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.runall",
         description="Start ingest, convert, scheduler and dashboard together on one machine.",
-        epilog="Effective settings (TELEMETRY_* environment or TELEMETRY_CONFIG file):\n"
+        epilog='With make, pass flags in ARGS: make run ARGS="--no-demo --ingest-port 8081"\n\n'
+        "Effective settings (TELEMETRY_* environment or TELEMETRY_CONFIG file):\n"
         + settings.describe(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -173,10 +195,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--host", default="127.0.0.1", help="address every server binds to (default %(default)s)"
     )
     parser.add_argument(
-        "--ingest-port", type=int, default=8080, help="ingest HTTP port (default %(default)s)"
+        "--ingest-port",
+        type=port_number,
+        default=8080,
+        help="ingest HTTP port (default %(default)s)",
     )
     parser.add_argument(
-        "--dashboard-port", type=int, default=5000, help="dashboard HTTP port (default %(default)s)"
+        "--dashboard-port",
+        type=port_number,
+        default=5000,
+        help="dashboard HTTP port (default %(default)s)",
     )
     parser.add_argument(
         "--workers", type=int, default=1, help="convert worker processes (default %(default)s)"

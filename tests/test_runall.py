@@ -309,3 +309,17 @@ def test_only_a_missing_or_empty_data_dir_is_new(tmp_path):
     assert is_new_data_dir(str(tmp_path))
     (tmp_path / "app.db").write_bytes(b"")
     assert not is_new_data_dir(str(tmp_path))
+
+
+def test_ports_are_checked_before_anything_starts():
+    """Unit checks of the same one-line errors: a port range and two servers on one port."""
+    import argparse
+
+    from pipeline.runall import Service, check_ports, port_number
+
+    with pytest.raises(argparse.ArgumentTypeError, match="1 to 65535"):
+        port_number("99999")
+    services = [Service("ingest", [], 8080), Service("dashboard", [], 8080)]
+    assert check_ports(services, "127.0.0.1") == (
+        "error: --ingest-port and --dashboard-port are both 8080; give them different ports"
+    )
