@@ -159,3 +159,9 @@ def test_the_daily_mean_does_not_start_before_the_data():
     points = _path_points(mean)
     assert all(y == 450.0 for _x, y in points[:40])  # zero until the first submission
     assert points[40][1] < 450.0
+
+
+def test_the_chart_has_no_style_attributes_for_the_dashboard_csp():
+    simulation = simulate.generate(days=3, seed=1, scenario="clean", end=END)
+    root = ET.fromstring(render_svg(simulation.frame(), []))
+    assert [el.tag for el in root.iter() if el.get("style")] == []

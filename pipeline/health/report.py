@@ -40,7 +40,8 @@ CHANNEL_COLOURS = {"release": "#1f6fb4", "beta": "#e8710a", "nightly": "#8e44ad"
 OTHER_COLOURS = ("#c0392b", "#16a085", "#7f8c8d", "#d35400", "#2c3e50", "#b7950b")
 REASON_COLOURS = ("#d35400", "#8e44ad", "#16a085", "#2c3e50", "#b7950b", "#7f8c8d")
 ALERT_COLOURS = {"drop": "#d62728", "decline": "#f0a202", "error_rate": "#9b59b6"}
-FONT = "font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif"
+# A presentation attribute, not a style attribute: the dashboard's CSP allows no inline styles.
+FONT = "system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +85,7 @@ def render_svg(frame: StatsFrame, alerts: Sequence[AlertMark]) -> str:
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" '
-        f'role="img" aria-labelledby="health-title" style="max-width:{WIDTH}px;background:#fff;{FONT}">',
+        f'role="img" aria-labelledby="health-title" class="health-chart" font-family="{FONT}">',
         # The page's heading names the chart; the SVG only says what it covers and how to read it.
         f'<title id="health-title">Pipeline health from {start:%Y-%m-%d} to {end:%Y-%m-%d %H:%M} UTC</title>',
         f'<text x="{LEFT}" y="40" font-size="12" fill="#666">{start:%Y-%m-%d %H:%M} to '
