@@ -260,6 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline.demo import send_demo_submissions
 
         note_demo_data(settings.data_dir)
+        log.info(
+            "new data directory: adding demo data once (listed in %s; --no-demo skips it)",
+            Path(settings.data_dir) / DEMO_NOTE,
+        )
         send_demo_submissions(settings, f"http://{args.host}:{args.ingest_port}")
         # A one-shot helper, not a service: its exit is no reason to stop the pipeline.
         demo_job = Service(
