@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 
 from dashboard import create_app
@@ -49,3 +51,17 @@ def test_favicon_is_served_and_linked(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 200 and response.mimetype == "image/svg+xml"
     assert 'rel="icon"' in client.get("/login").get_data(as_text=True)
+
+
+def test_a_server_error_is_styled_too(settings):
+    app = create_app(settings)
+
+    @app.route("/boom")
+    def boom():
+        raise RuntimeError("a bug")
+
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    page = html.unescape(response.get_data(as_text=True))
+    assert "/static/style.css" in page and "the dashboard's log says what" in page
+    assert "a bug" not in page  # no internals on the page
