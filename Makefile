@@ -8,6 +8,8 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := redis-server chromium firefox-esr wrk
 PYTEST_ARGS ?=
+# flags for `make run` (python -m pipeline.runall --help), e.g. ARGS="--no-demo --ingest-port 8081"
+ARGS ?=
 
 .PHONY: setup system-packages run test bench lint format clean
 
@@ -42,7 +44,7 @@ histograms/_fast.so-stamp: histograms/_fast.pyx $(STAMP)
 	touch $@
 
 run: setup
-	$(BIN)/python -m pipeline.runall
+	$(BIN)/python -m pipeline.runall $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS); rc=$$?; \

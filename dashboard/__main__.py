@@ -2,7 +2,7 @@
 
 python -m dashboard [--host 127.0.0.1] [--port 5000]   serve (Flask's server; use any WSGI
                                                        server with dashboard:create_app in production)
-python -m dashboard create-user EMAIL [--password P] [--admin]
+python -m dashboard create-user EMAIL [--password P] [--admin]   (the first user is always an admin)
 python -m dashboard create-token EMAIL [--label L]
 """
 
@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--password", help="the password (at least 8 characters); prompted for when omitted"
     )
     user.add_argument(
-        "--admin", action="store_true", help="let this user see and change every job and worker"
+        "--admin",
+        action="store_true",
+        help="let this user see and change every job and worker (the first user always is one)",
     )
     token = commands.add_parser("create-token", help="make an API token for a user and print it")
     token.add_argument("email", help="the user the token acts as")
@@ -90,7 +92,7 @@ def _expire_workers(app) -> int:
 
 def _create_user(app, args) -> int:
     from dashboard import database
-    from dashboard.users import UserError, create_user
+    from dashboard.users import UserError, count_users, create_user
 
     password = args.password
     if password is None:
@@ -99,12 +101,16 @@ def _create_user(app, args) -> int:
             print("The passwords differ; nothing was created.", file=sys.stderr)
             return 1
     with app.app_context():
+        # The first account is the installation's administrator: it sees every job (the demo
+        # job of `make run` among them) and every worker, so its first screen is not empty.
+        first = count_users(database.db()) == 0
         try:
-            user = create_user(database.db(), args.email, password, admin=args.admin)
+            user = create_user(database.db(), args.email, password, admin=args.admin or first)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    print(f"created {'admin ' if user.is_admin else ''}user {user.email}")
+    note = " (the first user is an admin: sees every job and worker)" if first else ""
+    print(f"created {'admin ' if user.is_admin else ''}user {user.email}{note}")
     return 0
 
 
@@ -134,9 +140,10 @@ def _serve(app, args) -> int:
     with app.app_context():
         if count_users(database.db()) == 0:
             log.warning(
-                "first run: there are no users yet. Create the first one with\n"
-                "    python -m dashboard create-user YOU@EXAMPLE.ORG --admin\n"
+                "first run: there are no users yet. Create the first one (an admin) with\n"
+                "    %s -m dashboard create-user YOU@EXAMPLE.ORG\n"
                 "(it prompts for the password), then sign in at http://%s:%s/login",
+                sys.executable,
                 args.host,
                 args.port,
             )

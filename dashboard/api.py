@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from dashboard import database, job_actions, runlogs
 from dashboard.api_tokens import user_for_token
 from dashboard.auth import owner_filter
+from dashboard.formatting import iso_utc as _iso
 from dashboard.forms import JobForm, WorkerForm
 from dashboard.jobs import get_job, get_run, last_runs, safe_next_run
 from dashboard.models import Worker, WorkerState
@@ -39,10 +40,6 @@ UPDATABLE = {
     "timeout_minutes",
     "enabled",
 }
-
-
-def _iso(moment: dt.datetime | None) -> str | None:
-    return moment.replace(tzinfo=dt.UTC).isoformat() if moment else None
 
 
 @bp.before_request

@@ -17,6 +17,15 @@ def utc(moment: dt.datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def iso_utc(moment: dt.datetime | None) -> str | None:
+    """ISO 8601 with the UTC offset, for JSON (the app stores naive UTC)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat()
+
+
 def duration(start: dt.datetime | None, end: dt.datetime | None) -> str:
     if start is None or end is None:
         return "—"

@@ -40,7 +40,10 @@ def choices(pairs):
     return [_Choice(value, label) for value, label in pairs]
 
 
-NAME_RULE = "letters, digits, '-' and '_' only"
+NAME_RULE = "letters, digits, '-' and '_' only, at most 100 characters"
+# One wording for a bad name wherever it is checked (form, live check, API): the pattern
+# also bounds the length, so no separate length message repeats it in other words.
+NAME_RULE_MESSAGE = f"Use {NAME_RULE}."
 
 
 class LoginForm(FlaskForm):
@@ -103,11 +106,10 @@ class JobForm(FlaskForm):
     name = StringField(
         "Job Name",
         validators=[
-            DataRequired(),
-            Length(max=100),
-            Regexp(JOB_NAME_PATTERN, message=f"Use {NAME_RULE}."),
+            DataRequired("Enter a job name."),
+            Regexp(JOB_NAME_PATTERN, message=NAME_RULE_MESSAGE),
         ],
-        description=f"A unique name ({NAME_RULE}, at most 100). Published files appear under "
+        description=f"A unique name ({NAME_RULE}). Published files appear under "
         "/public/<name>/data/, so choose something others will recognise.",
     )
     tarball = FileField(
@@ -118,8 +120,9 @@ class JobForm(FlaskForm):
     command = TextAreaField(
         "Execution Commandline",
         validators=[DataRequired(), Length(max=2000)],
-        description="Run with bash from the top of the unpacked tarball, e.g. ./run.sh or "
-        "python analysis.py. A non-zero exit code marks the run failed.",
+        description="Run with bash from the top of the unpacked tarball, e.g. bash run.sh or "
+        "python analysis.py (a script started as ./run.sh must be executable: chmod +x it "
+        "before packing). A non-zero exit code marks the run failed.",
     )
     output_dir = StringField(
         "Output Directory",
@@ -202,11 +205,10 @@ class WorkerForm(FlaskForm):
     name = StringField(
         "Worker Name",
         validators=[
-            DataRequired(),
-            Length(max=100),
-            Regexp(JOB_NAME_PATTERN, message=f"Use {NAME_RULE}."),
+            DataRequired("Enter a worker name."),
+            Regexp(JOB_NAME_PATTERN, message=NAME_RULE_MESSAGE),
         ],
-        description="A name to recognise the machine by.",
+        description=f"A name to recognise the machine by ({NAME_RULE}; no spaces).",
     )
     ssh_public_key = TextAreaField(
         "SSH Public Key",

@@ -41,6 +41,14 @@ def _alerts(engine, since: dt.datetime) -> list | None:
     return list(list_alerts(engine, since))
 
 
+def _backlog():
+    try:
+        from pipeline.health.backlog import read_backlog
+    except ImportError:
+        return None
+    return read_backlog(database.settings())
+
+
 def daily_table(engine, since: dt.datetime) -> tuple[list[str], list[tuple]]:
     """Rows (day, accepted per channel..., published, invalid, invalid %) for the fallback table."""
     accepted: dict[tuple[dt.date, str], int] = defaultdict(int)
@@ -72,5 +80,11 @@ def show():
     alerts = _alerts(engine, since)
     channels, rows = daily_table(engine, since) if graphs is None else ([], [])
     return render_template(
-        "health.html", graphs=graphs, alerts=alerts, channels=channels, rows=rows, days=DAYS
+        "health.html",
+        graphs=graphs,
+        alerts=alerts,
+        backlog=_backlog(),
+        channels=channels,
+        rows=rows,
+        days=DAYS,
     )

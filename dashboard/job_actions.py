@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dashboard.forms import NAME_RULE_MESSAGE
 from dashboard.tarballs import TarballError, check_tarball
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
@@ -58,7 +59,7 @@ def name_problem(session: Session, name: str, current: Job | None = None) -> str
     if name in RESERVED_NAMES:
         return f"{name!r} is reserved; choose another name."
     if not re.match(JOB_NAME_PATTERN, name):
-        return "Use letters, digits, '-' and '_' only, at most 100 characters."
+        return NAME_RULE_MESSAGE
     existing = session.scalar(select(Job).where(Job.name == name))
     if existing is not None and existing is not current:
         return f"A job named {name!r} already exists; choose another name."

@@ -74,6 +74,20 @@ def _uploaded(form: JobForm) -> tuple[str, bytes] | None:
     return upload.filename, upload.stream.read(limit + 1)
 
 
+def _ask_for_tarball_again(form: JobForm, editing: bool = False) -> None:
+    """A form that comes back with errors cannot keep its chosen file (browsers never refill a
+    file input), so say so beside the field instead of leaving it silently empty."""
+    upload = form.tarball.data
+    filename = getattr(upload, "filename", "") if upload is not None else ""
+    if not filename or form.tarball.errors:
+        return  # nothing chosen, or the tarball's own error already asks for another one
+    keep = " (or leave it empty to keep the current one)" if editing else ""
+    form.tarball.errors = [
+        f"Choose {filename} again{keep}: a browser does not keep a chosen file when the form "
+        "comes back with errors."
+    ]
+
+
 def _apply_errors(form: JobForm, errors: dict[str, str]) -> None:
     for field, message in errors.items():
         target = getattr(form, field, None)
@@ -124,6 +138,8 @@ def new_job():
             return redirect(url_for("jobs.show_job", name=job.name))
     elif request.method == "POST" and not form.tarball.data:
         form.tarball.errors = [*form.tarball.errors, "Upload the code tarball (.tar.gz or .tgz)."]
+    if request.method == "POST":
+        _ask_for_tarball_again(form)
     return render_template("jobs/form.html", form=form, job=None)
 
 
@@ -152,6 +168,7 @@ def show_job(name: str):
             else:
                 flash(f"Job {job.name} is saved.")
                 return redirect(url_for("jobs.show_job", name=job.name))
+        _ask_for_tarball_again(form, editing=True)
     runs = list(
         database.db().scalars(
             select(Run)
@@ -161,8 +178,15 @@ def show_job(name: str):
         )
     )
     next_run = safe_next_run(job) if job.enabled else None
+    published = runlogs.has_published_data(runlogs.public_store(database.settings()), job.name)
     return render_template(
-        "jobs/show.html", job=job, form=form, runs=runs, next_run=next_run, confirm=ConfirmForm()
+        "jobs/show.html",
+        job=job,
+        form=form,
+        runs=runs,
+        next_run=next_run,
+        published=published,
+        confirm=ConfirmForm(),
     )
 
 
@@ -191,7 +215,6 @@ def run_now(name: str):
     job = get_job(name)
     run = job_store.request_run_now(database.db(), job)
     log.info("run %s of job %s requested by %s", run.id, name, g.user.email)
-    flash(f"Run {run.id} is queued; the scheduler starts it within seconds.")
     return redirect(url_for("jobs.show_run", run_id=run.id))
 
 
@@ -209,6 +232,9 @@ def show_run(run_id: int):
         job=run.job,
         log_text=runlogs.read_log(database.settings(), run),
         files=runlogs.published_links(run),
+        files_note=runlogs.files_note(run),
+        banner=runlogs.run_banner(run),
+        exit_hint=runlogs.exit_hint(run),
         confirm=ConfirmForm(),
         finished=RunState(run.state).finished,
     )

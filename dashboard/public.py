@@ -25,7 +25,16 @@ from pipeline.errors import ObjectNotFound, StoreError
 from scheduler.models import JOB_NAME_PATTERN
 
 bp = Blueprint("public", __name__, url_prefix="/public")
-TEXT_TYPES = {".txt", ".log", ".csv", ".tsv", ".json", ".md"}
+# Shown inline as these types: Flask adds "; charset=utf-8" to text/plain itself (once); CSV
+# stays text/plain because browsers download text/csv instead of showing it.
+TEXT_TYPES = {
+    ".txt": "text/plain",
+    ".log": "text/plain",
+    ".csv": "text/plain",
+    ".tsv": "text/plain",
+    ".json": "application/json",
+    ".md": "text/plain",
+}
 SAFE_INLINE = {"image/png", "image/jpeg", "image/gif"}
 
 
@@ -41,7 +50,12 @@ def _clean(subpath: str) -> str:
 @bp.route("/")
 def index():
     store = runlogs.public_store(database.settings())
-    jobs = [prefix.rstrip("/") for prefix in store.list_prefixes("")]
+    # Only jobs with published data: a job whose runs failed has logs/ but no data/ listing.
+    jobs = [
+        name
+        for name in (prefix.rstrip("/") for prefix in store.list_prefixes(""))
+        if runlogs.has_published_data(store, name)
+    ]
     return render_template("public/index.html", jobs=jobs)
 
 
@@ -88,11 +102,7 @@ def _redirect_dir(job_name: str, relative: str):
 def _send(stream, relative: str) -> Response:
     name = relative.rsplit("/", 1)[-1]
     suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    mimetype = (
-        "text/plain; charset=utf-8"
-        if suffix in TEXT_TYPES
-        else mimetypes.guess_type(name)[0] or "application/octet-stream"
-    )
+    mimetype = TEXT_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
     disposition = "attachment" if request.args.get("download") else "inline"
     if suffix not in TEXT_TYPES and mimetype not in SAFE_INLINE:
         disposition = "attachment"  # published files are user content: never render HTML/SVG here

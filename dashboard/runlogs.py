@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import url_for
 
-from dashboard.formatting import duration, utc
+from dashboard.formatting import iso_utc
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
 from pipeline.stores import open_store
@@ -29,6 +29,11 @@ def public_store(settings: Settings):
     return open_store(
         settings.public_url, setting="TELEMETRY_PUBLIC_URL", endpoint_url=settings.s3_endpoint_url
     )
+
+
+def has_published_data(store, job_name: str) -> bool:
+    """Whether `<job_name>/data/` holds anything, i.e. whether its public listing is not a 404."""
+    return next(iter(store.list(f"{job_name}/data/")), None) is not None
 
 
 def _tail(data: bytes, limit: int = TAIL_BYTES) -> str:
@@ -80,20 +85,69 @@ def published_links(run: Run) -> list[dict[str, str]]:
     return links
 
 
+# What the run page's banner says in each state (the page's script swaps it as the state moves).
+BANNERS = {
+    RunState.scheduled: "Run {id} is queued; the scheduler starts it within seconds.",
+    RunState.running: "Run {id} is running; this page follows its log.",
+    RunState.succeeded: "Run {id} succeeded.",
+    RunState.failed: "Run {id} failed.",
+    RunState.timed_out: "Run {id} was stopped at the job's timeout.",
+    RunState.cancelled: "Run {id} was cancelled.",
+    RunState.lost: "Run {id} was lost: the scheduler stopped while it ran.",
+    RunState.missed: "Run {id} did not take place.",
+}
+# Why a command's exit status means what it does, for the two a newcomer meets most.
+EXIT_HINTS = {
+    126: "Exit code 126: the command was found but could not be executed. A script started as "
+    "./run.sh must be executable in the tarball (chmod +x run.sh before packing it), or start "
+    "it with bash run.sh.",
+    127: "Exit code 127: command not found. Check the spelling and that the file is in the "
+    "tarball, relative to its top directory.",
+}
+
+
+def run_banner(run: Run) -> str:
+    return BANNERS[RunState(run.state)].format(id=run.id)
+
+
+def exit_hint(run: Run) -> str | None:
+    return EXIT_HINTS.get(run.exit_code) if run.exit_code is not None else None
+
+
+def files_note(run: Run) -> str:
+    """What the "Published files" list says while it is empty."""
+    state = RunState(run.state)
+    if not state.finished:
+        return "None yet: files are published when the run succeeds."
+    if state is RunState.succeeded:
+        return "None: the run left no files in its output directory."
+    return "None: only a successful run publishes files (this run's log is above)."
+
+
+def duration_seconds(run: Run) -> float | None:
+    if run.started_at is None or run.finished_at is None:
+        return None
+    return (run.finished_at - run.started_at).total_seconds()
+
+
 def run_summary(settings: Settings, run: Run, include_log: bool = False) -> dict[str, Any]:
+    """A run as JSON: times in ISO 8601 (UTC), the duration in seconds (null until finished)."""
     summary: dict[str, Any] = {
         "id": run.id,
         "job": run.job.name,
         "state": run.state,
         "finished": RunState(run.state).finished,
         "trigger": run.trigger,
-        "scheduled_for": utc(run.scheduled_for),
-        "started_at": utc(run.started_at) if run.started_at else None,
-        "finished_at": utc(run.finished_at) if run.finished_at else None,
-        "duration": duration(run.started_at, run.finished_at),
+        "scheduled_for": iso_utc(run.scheduled_for),
+        "started_at": iso_utc(run.started_at),
+        "finished_at": iso_utc(run.finished_at),
+        "duration_seconds": duration_seconds(run),
         "exit_code": run.exit_code,
+        "exit_hint": exit_hint(run),
         "reason": run.reason,
+        "banner": run_banner(run),
         "published_files": published_links(run),
+        "published_files_note": files_note(run),
     }
     if include_log:
         summary["log"] = read_log(settings, run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import sys
 
@@ -76,6 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(app, args.host, args.port, access_log=not args.no_access_log))
     except PipelineError as exc:
         logging.getLogger("ingest").error("%s", exc)
+        return 2
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(
+            f"ingest: {args.host}:{args.port} is already in use by another program; "
+            "choose another port with --port",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

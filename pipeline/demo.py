@@ -4,6 +4,9 @@ Where the real Mozilla fixtures are beside the checkout (`../shared/fixtures`, o
 TELEMETRY_SHARED_FIXTURES), their Histograms.json is seeded into the revision cache and the
 real Firefox 23 submission is posted. Otherwise a small generated v4 `main` ping is posted,
 with a matching demo Histograms.json seeded under a revision that exists only locally.
+The generated pings are marked as demo data by their build ID, `demo`, so they are published
+under `main/Firefox/esr/153.7.0/demo.<date>...` and a filter on appBuildID tells them apart.
+`pipeline.runall` sends them once, to a new data directory only.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from pipeline.config import Settings
 
 log = logging.getLogger("pipeline.demo")
+DEMO_BUILD_ID = "demo"
 DEMO_REVISION = "https://hg.mozilla.org/mozilla-central/rev/0000000000de"
 DEMO_HISTOGRAMS = {
     "GC_MS": {
@@ -81,7 +85,7 @@ def demo_ping() -> tuple[str, bytes]:
             "name": "Firefox",
             "version": "153.7.0",
             "channel": "esr",
-            "buildId": "20261101000000",
+            "buildId": DEMO_BUILD_ID,
             "architecture": "x86-64",
         },
         "environment": {"system": {"os": {"name": "Linux", "version": "6.1"}}},
@@ -99,7 +103,7 @@ def demo_ping() -> tuple[str, bytes]:
             "keyedHistograms": {},
         },
     }
-    path = f"/submit/telemetry/{doc_id}/main/Firefox/153.7.0/esr/20261101000000?v=4"
+    path = f"/submit/telemetry/{doc_id}/main/Firefox/153.7.0/esr/{DEMO_BUILD_ID}?v=4"
     return path, gzip.compress(json.dumps(ping).encode())
 
 

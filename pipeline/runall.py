@@ -1,14 +1,18 @@
 """Run the whole pipeline on one machine: `make run` / `python -m pipeline.runall`.
 
 Starts ingest, convert workers, the scheduler service and the dashboard as child processes
-on the embedded defaults (or whatever the TELEMETRY_* settings say), prints their URLs, sends
-a few real submissions through so the first screen is not empty, and stops everything cleanly
-on Ctrl-C or SIGTERM. Data under TELEMETRY_DATA_DIR is kept between runs.
+on the embedded defaults (or whatever the TELEMETRY_* settings say), prints their URLs once
+they listen, and stops everything cleanly on Ctrl-C or SIGTERM. On a new (missing or empty)
+data directory it also sends a few demo submissions and schedules the example job, so the
+first screen is not empty; a data directory in use is never given demo data again.
+Data under TELEMETRY_DATA_DIR is kept between runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import errno
 import logging
 import os
 import signal
@@ -18,11 +22,13 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pipeline.config import load_settings
 
 log = logging.getLogger("pipeline.runall")
 STOP_GRACE_SECONDS = 20.0
+DEMO_NOTE = "DEMO-DATA.txt"  # written beside the data when demo data was added
 
 
 @dataclass
@@ -55,6 +61,69 @@ def build_services(args: argparse.Namespace) -> list[Service]:
             f"http://{host}:{args.dashboard_port}/",
         ),
     ]
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why a server could not listen on (host, port), or None when it can (checked by binding).
+
+    Checked before anything starts: a port held by another program would otherwise answer
+    our "is it up?" probe and the banner would announce a pipeline that is not running.
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"{host}:{port} is already in use by another program"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+def check_ports(services: Sequence[Service], host: str) -> str | None:
+    """The one-line error for the first port that is taken, naming the flag that changes it."""
+    seen: dict[int, str] = {}
+    for service in services:
+        if service.port is None:
+            continue
+        if service.port in seen:
+            return (
+                f"error: --{seen[service.port]}-port and --{service.name}-port are both "
+                f"{service.port}; give them different ports"
+            )
+        seen[service.port] = service.name
+    for service in services:
+        if service.port is None:
+            continue
+        problem = port_problem(host, service.port)
+        if problem:
+            flag = f"--{service.name}-port"
+            return (
+                f"error: {service.name}: {problem}; choose another port with {flag} PORT "
+                f'(make run ARGS="{flag} {service.port + 1}")'
+            )
+    return None
+
+
+def is_new_data_dir(data_dir: str) -> bool:
+    """True for a missing or empty data directory: the only kind that gets demo data."""
+    path = Path(data_dir)
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+
+
+def note_demo_data(data_dir: str) -> None:
+    """Say in the data directory itself what `make run` added, and how to avoid it."""
+    path = Path(data_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / DEMO_NOTE).write_text(
+        f"This data directory was new on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, so\n"
+        "`make run` (python -m pipeline.runall) added demo data once:\n"
+        "- a few synthetic `main` pings (Firefox 153.7.0 esr, build ID `demo`) and, when the\n"
+        "  shared fixtures are present, the real Firefox 23 idle-daily submission;\n"
+        "- the example job `published-summary` (owner demo@localhost) and its first run.\n"
+        "Later starts on this directory add nothing. To start without demo data, use a new\n"
+        'directory with `make run ARGS="--no-demo"` (python -m pipeline.runall --no-demo).\n'
+    )
 
 
 def wait_until_listening(service: Service, host: str, timeout: float, stopping) -> bool:
@@ -101,12 +170,24 @@ def stop(services: Sequence[Service]) -> int:
     return worst
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, so 99999 is a usage error rather than a bind traceback."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)")
+    return port
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     settings = load_settings()
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.runall",
         description="Start ingest, convert, scheduler and dashboard together on one machine.",
-        epilog="Effective settings (TELEMETRY_* environment or TELEMETRY_CONFIG file):\n"
+        epilog='With make, pass flags in ARGS: make run ARGS="--no-demo --ingest-port 8081"\n\n'
+        "Effective settings (TELEMETRY_* environment or TELEMETRY_CONFIG file):\n"
         + settings.describe(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -114,10 +195,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--host", default="127.0.0.1", help="address every server binds to (default %(default)s)"
     )
     parser.add_argument(
-        "--ingest-port", type=int, default=8080, help="ingest HTTP port (default %(default)s)"
+        "--ingest-port",
+        type=port_number,
+        default=8080,
+        help="ingest HTTP port (default %(default)s)",
     )
     parser.add_argument(
-        "--dashboard-port", type=int, default=5000, help="dashboard HTTP port (default %(default)s)"
+        "--dashboard-port",
+        type=port_number,
+        default=5000,
+        help="dashboard HTTP port (default %(default)s)",
     )
     parser.add_argument(
         "--workers", type=int, default=1, help="convert worker processes (default %(default)s)"
@@ -125,7 +212,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-demo",
         action="store_true",
-        help="do not send the demo submissions or schedule the example job at start",
+        help="do not add demo data (a few submissions and the example job) even to a new "
+        "data directory; a data directory in use never gets any",
     )
     return parser.parse_args(argv)
 
@@ -144,6 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         nonlocal stopping
         stopping = True
 
+    problem = check_ports(services, args.host)
+    if problem:
+        print(problem, file=sys.stderr, flush=True)
+        return 2
+    add_demo = not args.no_demo and is_new_data_dir(settings.data_dir)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     start(services, env)
@@ -158,9 +251,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for service in services:
         if service.url:
             print(f"  {service.name:<10} {service.url}", flush=True)
-    if not args.no_demo:
+    if not add_demo:
+        log.info(
+            "no demo data: %s",
+            "--no-demo" if args.no_demo else f"the data directory {settings.data_dir} is in use",
+        )
+    else:
         from pipeline.demo import send_demo_submissions
 
+        note_demo_data(settings.data_dir)
+        log.info(
+            "new data directory: adding demo data once (listed in %s; --no-demo skips it)",
+            Path(settings.data_dir) / DEMO_NOTE,
+        )
         send_demo_submissions(settings, f"http://{args.host}:{args.ingest_port}")
         # A one-shot helper, not a service: its exit is no reason to stop the pipeline.
         demo_job = Service(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 
 import pytest
@@ -129,8 +130,16 @@ def test_run_now_and_runs_listing(app, ada):
     assert [r["id"] for r in runs] == [run["id"]]
     detail = client.get(f"/api/runs/{run['id']}?log=1", headers=ada).get_json()["run"]
     assert "not started" in detail["log"]
-    assert client.post(f"/api/runs/{run['id']}/cancel", headers=ada).status_code == 202
+    cancelled = client.post(f"/api/runs/{run['id']}/cancel", headers=ada)
+    assert cancelled.status_code == 202
     assert client.post(f"/api/runs/{run['id']}/cancel", headers=ada).status_code == 409
+    # Times as the jobs and workers give them: ISO 8601 (was "2026-12-06 16:56:22 UTC" and "—").
+    done = client.get(f"/api/runs/{run['id']}", headers=ada).get_json()["run"]
+    for key in ("scheduled_for", "finished_at"):
+        assert dt.datetime.fromisoformat(done[key]).utcoffset() == dt.timedelta(0), done[key]
+    assert done["started_at"] is None and done["duration_seconds"] is None  # never started
+    job = client.get("/api/jobs/weekly-report", headers=ada).get_json()["job"]
+    assert dt.datetime.fromisoformat(job["next_run"]).utcoffset() == dt.timedelta(0)
 
 
 def test_other_users_jobs_and_runs_are_404_and_invisible(app, ada, bob):

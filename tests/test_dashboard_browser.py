@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -107,12 +108,24 @@ def test_schedule_run_now_and_read_the_published_result(stack, tmp_path):
             page.fill("input[name=email]", EMAIL)
             page.fill("input[name=password]", PASSWORD)
             page.click("button:has-text('Sign in')")
-            expect(page.locator("h1")).to_have_text("My jobs")
+            expect(page.locator("h1")).to_have_text("All jobs")  # the first user is an admin
 
             page.click("a.button:has-text('Schedule a Job')")
             expect(page.locator("h1")).to_have_text("Schedule a Job")
+            # A bad name: one error, in the live check's words; the chosen file is asked for again.
+            page.fill("#name", "browser job")
+            page.set_input_files("#tarball", str(tarball))
+            page.fill("#command", "bash analysis/run.sh")
+            page.click("button:has-text('Schedule job')")
+            expect(page.locator("#field-name .error")).to_have_count(1)
+            expect(page.locator("#field-name .error")).to_contain_text("at most 100 characters")
+            expect(page.locator("#name-check")).to_have_text("")
+            expect(page.locator("#field-tarball .error")).to_contain_text(
+                "Choose analysis.tar.gz again"
+            )
             page.fill("#name", "browser-job")
             expect(page.locator("#name-check")).to_contain_text("is available")
+            expect(page.locator("#field-name .error")).to_be_hidden()
             page.set_input_files("#tarball", str(tarball))
             page.fill("#command", "bash analysis/run.sh")
             page.fill("#output_dir", "output")
@@ -129,6 +142,11 @@ def test_schedule_run_now_and_read_the_published_result(stack, tmp_path):
             expect(page.locator("h1")).to_contain_text("Run #")
             expect(page.locator("#run-state")).to_have_text("succeeded", timeout=120_000)
             expect(page.locator("#run-exit")).to_have_text("0")
+            # Banner and buttons follow the state: no "queued" and no "Cancel run" when done.
+            expect(page.locator("#run-banner")).to_contain_text("succeeded")
+            expect(page.locator("#run-cancel")).to_be_hidden()
+            expect(page.locator("#run-duration")).to_have_text(re.compile(r"^\d+s$"))
+            expect(page.locator("#run-finished")).to_have_text(re.compile(r" UTC$"))
             expect(page.locator("#run-log")).to_contain_text("wrote output/result.txt")
 
             page.click("#run-files a:has-text('result.txt')")

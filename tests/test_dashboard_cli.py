@@ -104,3 +104,15 @@ def test_bad_arguments_exit_with_usage(argv, settings):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
     assert exc.value.code == 2
+
+
+def test_the_first_user_is_an_admin_and_later_ones_are_not(settings, capsys):
+    """README: `create-user you@example.com` (no --admin) must show the demo job, which belongs
+    to demo@localhost: the first account administers the installation."""
+    assert cli.main(["create-user", "you@example.com", "--password", "long enough pw"]) == 0
+    assert "created admin user you@example.com" in capsys.readouterr().out
+    assert cli.main(["create-user", "second@example.com", "--password", "long enough pw"]) == 0
+    assert "created user second@example.com" in capsys.readouterr().out
+    with create_app(settings).app_context():
+        assert find_user(database.db(), "you@example.com").is_admin
+        assert not find_user(database.db(), "second@example.com").is_admin

@@ -160,3 +160,45 @@ def test_simulated_outages_show_on_the_health_page(app, data_dir):
     [drop] = [row for row in rows if row[0] == f"{channel} submissions dropped"]
     assert drop[1] == f"{stopped_at}:00 UTC"  # starts when the simulator stopped the channel
     assert drop[2] != "ongoing" and "0 submissions" in drop[3]
+
+
+def test_pending_parked_and_dead_lettered_batches_are_shown(app, settings):
+    from pipeline.records import encode_record
+    from pipeline.stores import open_store
+
+    def batch(n: int) -> bytes:
+        return b"".join(encode_record(1, "/submit/telemetry/x", {}, b"{}") for _ in range(n))
+
+    pending, parked_1, parked_2 = batch(3), batch(2), batch(5)
+    incoming = open_store(settings.incoming_url, create=True)
+    incoming.put("20261206/120000-host-1-abc.batch", pending)
+    incoming.put("parked/20261206_120000-host-1-abc-p1.tpr", parked_1)
+    incoming.put("parked/20261206_120000-host-1-def-p2.tpr", parked_2)
+    client = app.test_client()
+    sign_in(client, "ada@example.org")
+    html = client.get("/health").get_data(as_text=True)
+
+    def row(name: str) -> list[str]:
+        cells = re.search(rf'<tr id="backlog-{name}">(.*?)</tr>', html, re.S).group(1)
+        return re.findall(r"<td>([\d,]+)</td>", cells)
+
+    # records, batches, bytes
+    assert row("pending") == ["3", "1", f"{len(pending):,}"]
+    assert row("parked") == ["7", "2", f"{len(parked_1) + len(parked_2):,}"]
+    assert row("dead") == ["0"]
+    assert html.count("<h1>Pipeline health") == 1
+    assert not re.search(r"<text[^>]*>Pipeline health", html)  # no second title in the chart
+
+
+def test_backlog_counts_are_minimums_past_the_read_budget(settings):
+    from pipeline.health.backlog import read_backlog
+    from pipeline.records import encode_record
+    from pipeline.stores import open_store
+
+    record = encode_record(1, "/submit/telemetry/x", {}, b"{}")
+    incoming = open_store(settings.incoming_url, create=True)
+    incoming.put("parked/a-p1.tpr", record * 2)
+    incoming.put("parked/b-p1.tpr", record * 4)
+    backlog = read_backlog(settings, read_budget=len(record) * 3)
+    assert (backlog.parked_batches, backlog.parked_records) == (2, 2)
+    assert backlog.records_partial and backlog.problems == []

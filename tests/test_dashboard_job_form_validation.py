@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gzip
+import html
 import io
 import random
 import re
@@ -71,7 +72,7 @@ def _tar_with_only(member: str, data: bytes = b"x") -> bytes:
 
 CASES = [
     # (field, overrides, expected fragment of the message)
-    ("name", {"name": ""}, "required"),
+    ("name", {"name": ""}, "Enter a job name"),
     ("name", {"name": "x" * 101}, "100"),
     ("name", {"name": "has space"}, "letters, digits"),
     ("name", {"name": "../etc"}, "letters, digits"),
@@ -210,3 +211,36 @@ def test_request_over_the_hard_limit_is_413(app, client):
     response = post_job(client, tarball=b"\x1f\x8b" + bytes(2 * 1024 * 1024))
     assert response.status_code == 413
     assert count(app, Job) == 0
+
+
+@pytest.mark.parametrize("name", ["my report", "x" * 101, "naïve"])
+def test_a_bad_name_is_one_error_worded_as_the_live_check_says_it(app, client, name):
+    """Before: "Use letters, digits, '-' and '_' only." beside the live check's longer wording,
+    and a separate "Field cannot be longer than 100 characters." for a long name."""
+    from dashboard.forms import NAME_RULE_MESSAGE
+
+    response = post_job(client, name=name)
+    errors = field_errors(response.get_data(as_text=True), "name")
+    assert [html.unescape(e) for e in errors] == [NAME_RULE_MESSAGE]
+    live = client.get("/jobs/new/check-name", query_string={"name": name}).get_json()
+    assert live == {"ok": False, "message": NAME_RULE_MESSAGE}
+    assert "at most 100 characters" in NAME_RULE_MESSAGE
+
+
+def test_a_good_tarball_must_be_chosen_again_and_the_form_says_so(app, client):
+    response = post_job(client, filename="analysis.tar.gz", timeout_minutes="0")
+    errors = field_errors(response.get_data(as_text=True), "tarball")
+    assert len(errors) == 1 and "Choose analysis.tar.gz again" in errors[0]
+
+
+def test_a_refused_tarball_keeps_only_its_own_error(app, client):
+    response = post_job(client, tarball=b"not a tarball", filename="bad.tar.gz")
+    errors = field_errors(response.get_data(as_text=True), "tarball")
+    assert len(errors) == 1 and "again" not in errors[0]
+
+
+def test_worker_and_command_help_state_their_rules(app, client):
+    html_text = client.get("/workers").get_data(as_text=True)
+    assert "at most 100 characters; no spaces" in html.unescape(html_text)
+    new = html.unescape(client.get("/jobs/new").get_data(as_text=True))
+    assert "chmod +x" in new

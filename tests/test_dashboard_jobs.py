@@ -217,6 +217,7 @@ def test_run_now_queues_a_manual_run_and_shows_it(app, client):
     page = client.get(f"/runs/{run.id}").get_data(as_text=True)
     assert "not started yet" in page and "Cancel run" in page
     assert "No scheduler service is running" in page
+    assert page.count("is queued") == 1  # the state banner, not also a flash
     history = client.get("/jobs/weekly-report").get_data(as_text=True)
     assert f"/runs/{run.id}" in history and "manual" in history
 
@@ -274,6 +275,10 @@ def test_finished_run_shows_published_log_files_and_history_columns(app, client,
         assert text in history
     summary = client.get(f"/runs/{run_id}/log.json").get_json()
     assert summary["finished"] is True and summary["exit_code"] == 0
+    assert summary["started_at"] == "2024-05-01T12:00:01+00:00"  # ISO 8601, as jobs and workers
+    assert summary["finished_at"] == "2024-05-01T12:02:03+00:00"
+    assert summary["duration_seconds"] == 122.0
+    assert "Run " in page and "succeeded." in page and "Cancel run" not in page
     assert summary["published_files"] == [
         {"path": "result.txt", "url": "/public/weekly-report/data/result.txt"}
     ]
@@ -329,3 +334,44 @@ def test_an_unknown_configured_runner_stops_the_dashboard_at_start(data_dir, mon
     with pytest.raises(ConfigError) as caught:
         create_app()
     assert caught.value.setting == "TELEMETRY_RUNNER"
+
+
+def test_a_failed_run_says_why_nothing_was_published_and_offers_no_cancel(app, client):
+    post_job(client)
+    run_id = _add_run(
+        app,
+        get_job(app, "weekly-report"),
+        state="failed",
+        started_at=dt.datetime(2024, 5, 1, 12),
+        finished_at=dt.datetime(2024, 5, 1, 12, 0, 2),
+        exit_code=126,
+        reason="exit code 126",
+    )
+    page = client.get(f"/runs/{run_id}").get_data(as_text=True)
+    assert f"Run {run_id} failed." in page
+    assert "is queued" not in page and "Cancel run" not in page
+    assert "None yet" not in page and "only a successful run publishes files" in page
+    assert "chmod +x run.sh" in page  # exit 126: the script is not executable
+    summary = client.get(f"/runs/{run_id}/log.json").get_json()
+    assert summary["duration_seconds"] == 2.0 and "chmod +x" in summary["exit_hint"]
+    assert summary["banner"] == f"Run {run_id} failed."
+    assert summary["published_files_note"].startswith("None: only a successful run")
+
+
+def test_a_scheduled_run_has_no_duration_yet(app, client):
+    post_job(client)
+    run_id = _add_run(app, get_job(app, "weekly-report"), state="scheduled")
+    summary = client.get(f"/runs/{run_id}/log.json").get_json()
+    assert summary["started_at"] is None and summary["duration_seconds"] is None
+    assert summary["scheduled_for"] == "2024-05-01T12:00:00+00:00"
+    assert summary["published_files_note"].startswith("None yet")
+
+
+def test_job_page_links_published_files_only_once_there_are_some(app, client, settings):
+    post_job(client)
+    page = client.get("/jobs/weekly-report").get_data(as_text=True)
+    assert 'href="/public/weekly-report/data/"' not in page  # was a dead link to a 404
+    assert "nothing published yet" in page
+    open_store(settings.public_url).put("weekly-report/data/result.txt", b"42\n")
+    page = client.get("/jobs/weekly-report").get_data(as_text=True)
+    assert 'href="/public/weekly-report/data/"' in page

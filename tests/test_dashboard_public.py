@@ -98,3 +98,22 @@ def test_listing_works_on_an_s3_public_store(moto, settings):
         as_text=True
     )
     assert client.get("/public/report/data/summary.txt").data == b"from s3\n"
+
+
+def test_published_json_and_text_have_one_correct_content_type(app, public):
+    public.put("report/data/summary.json", b'{"objects": 3}')
+    client = app.test_client()
+    response = client.get("/public/report/data/summary.json")
+    assert response.headers["Content-Type"] == "application/json"  # was text/plain twice charset
+    assert response.get_json() == {"objects": 3}
+    assert (
+        client.get("/public/report/data/summary.txt").headers["Content-Type"]
+        == "text/plain; charset=utf-8"
+    )
+
+
+def test_index_lists_only_jobs_with_published_data(app, public):
+    public.put("failed-job/logs/1.log", b"it failed\n")  # a job whose runs never published
+    html = app.test_client().get("/public/").get_data(as_text=True)
+    assert 'href="/public/report/data/"' in html
+    assert "failed-job" not in html  # would be a dead link to a 404

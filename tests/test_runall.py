@@ -133,6 +133,12 @@ def test_one_command_runs_the_pipeline_and_stops_cleanly(tmp_path, shared_fixtur
     output = log_path.read_text()
     assert code == 0, output[-4000:]
     assert "exited unexpectedly" not in output
+    assert (data_dir / "DEMO-DATA.txt").is_file()  # says what was added and how to avoid it
+    demo_builds = {
+        path.name.split(".")[0]
+        for path in (data_dir / "published" / "main" / "Firefox" / "esr" / "153.7.0").iterdir()
+    }
+    assert demo_builds == {"demo"}  # the generated pings are marked as demo data
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,10 +240,12 @@ def test_one_command_keeps_existing_data(tmp_path):
 
     ingest_port, dashboard_port = free_port(), free_port()
     log_path = tmp_path / "runall.log"
-    process = start_runall(env, tmp_path, log_path, ingest_port, dashboard_port, "--no-demo")
+    # No --no-demo: a data directory in use never gets demo data.
+    process = start_runall(env, tmp_path, log_path, ingest_port, dashboard_port)
     try:
         wait_for_port(ingest_port, 90)
         wait_for_port(dashboard_port, 90)
+        wait_for(lambda: "no demo data" in log_path.read_text(), 60, "the demo decision")
         jobs_page = sign_in_and_get(
             f"http://127.0.0.1:{dashboard_port}", "/jobs", "ana@example.com", PASSWORD
         )
@@ -246,7 +254,72 @@ def test_one_command_keeps_existing_data(tmp_path):
         code = stop_runall(process, signal.SIGTERM, log_path)
     assert code == 0
     assert marker.read_text() == "old data"
-    assert stored_users_and_jobs(data_dir) == (users_before, jobs_before)
+    assert stored_users_and_jobs(data_dir) == (users_before, jobs_before)  # no demo job
     assert (data_dir / "code" / tarball_key).is_file()
+    assert not (data_dir / "DEMO-DATA.txt").exists()
+    assert "demo submissions" not in log_path.read_text()
+    assert not published_records(data_dir / "published")
     listed = run_cli(env, "scheduler", "list")
     assert "kept-job" in listed.stdout and "ana@example.com" in listed.stdout
+
+
+def test_a_taken_port_is_one_clear_line_and_nothing_starts(tmp_path):
+    """Before: the banner said "running", then ingest died with a 25-line traceback."""
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
+    env["TELEMETRY_DATA_DIR"] = str(tmp_path / "var")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.runall", "--ingest-port", str(port)]
+            + ["--dashboard-port", str(free_port())],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: ingest: 127.0.0.1:{port} is already in use by another program; choose another "
+        f'port with --ingest-port PORT (make run ARGS="--ingest-port {port + 1}")'
+    ]
+    assert "running" not in done.stdout and "Traceback" not in done.stderr
+    assert not (tmp_path / "var").exists()  # nothing started, nothing written
+
+
+def test_make_run_passes_args_to_runall():
+    done = subprocess.run(
+        ["make", "-n", "run", "ARGS=--no-demo --ingest-port 8081"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "-m pipeline.runall --no-demo --ingest-port 8081" in done.stdout
+
+
+def test_only_a_missing_or_empty_data_dir_is_new(tmp_path):
+    from pipeline.runall import is_new_data_dir
+
+    assert is_new_data_dir(str(tmp_path / "missing"))
+    assert is_new_data_dir(str(tmp_path))
+    (tmp_path / "app.db").write_bytes(b"")
+    assert not is_new_data_dir(str(tmp_path))
+
+
+def test_ports_are_checked_before_anything_starts():
+    """Unit checks of the same one-line errors: a port range and two servers on one port."""
+    import argparse
+
+    from pipeline.runall import Service, check_ports, port_number
+
+    with pytest.raises(argparse.ArgumentTypeError, match="1 to 65535"):
+        port_number("99999")
+    services = [Service("ingest", [], 8080), Service("dashboard", [], 8080)]
+    assert check_ports(services, "127.0.0.1") == (
+        "error: --ingest-port and --dashboard-port are both 8080; give them different ports"
+    )

@@ -17,8 +17,15 @@
       .catch(function () { status.textContent = ""; });
   }
   if (name && status) {
-    name.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(check, 250); });
-    if (name.value) { check(); }
+    // The server's error for the name (same wording as the live check) is shown once: the live
+    // check starts only when the name is edited, and then replaces it.
+    var serverErrors = document.querySelectorAll("#field-name .error");
+    name.addEventListener("input", function () {
+      serverErrors.forEach(function (el) { el.hidden = true; });
+      clearTimeout(timer);
+      timer = setTimeout(check, 250);
+    });
+    if (name.value && !serverErrors.length) { check(); }
   }
   var frequency = document.getElementById("frequency");
   function showDays() {

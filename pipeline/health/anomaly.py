@@ -41,6 +41,7 @@ KINDS = (KIND_DROP, KIND_DECLINE, KIND_ERROR_RATE)
 
 PUBLISHED = "published"
 DUPLICATE = "duplicate"
+PARKED = "parked"  # waiting for its Histograms.json: neither converted nor invalid (yet)
 INVALID = "invalid"  # subject of the aggregate invalid-record rate (every reason but duplicate)
 
 StatRow = tuple[dt.datetime, str, str, str, str, int]  # as pipeline.stats.read_counts returns
@@ -120,7 +121,9 @@ class StatsFrame:
     """Hourly series on a contiguous grid of `hours` hours starting at `start` (naive UTC).
 
     `submissions`: ingest `accepted` per channel; `converted`: every convert outcome summed
-    over channels; `reasons`: convert error reasons (all but `published`) over channels.
+    over channels; `reasons`: convert error reasons (all but `published`) over channels;
+    `parked`: records put aside until their revision can be fetched, kept out of `converted`
+    and `reasons` (they are counted again when they are converted, and are not invalid).
     Hours without rows are zero: no data for an hour is exactly what an outage looks like.
     """
 
@@ -129,19 +132,22 @@ class StatsFrame:
     submissions: dict[str, list[int]]
     converted: list[int]
     reasons: dict[str, list[int]]
+    parked: list[int] = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_rows(cls, rows: Iterable[StatRow], start: dt.datetime, end: dt.datetime) -> StatsFrame:
         """Build the grid [start, end) from `read_counts` rows; rows outside it are ignored."""
         start = _floor_hour(start)
         hours = max(0, int((_floor_hour(end) - start) / HOUR))
-        frame = cls(start, hours, {}, [0] * hours, {})
+        frame = cls(start, hours, {}, [0] * hours, {}, [0] * hours)
         for hour, source, outcome, channel, _doc_type, count in rows:
             index = int((hour - start) / HOUR)
             if not 0 <= index < hours:
                 continue
             if source == "ingest":
                 frame.submissions.setdefault(channel, [0] * hours)[index] += count
+            elif source == "convert" and outcome == PARKED:
+                frame.parked[index] += count
             elif source == "convert":
                 frame.converted[index] += count
                 if outcome != PUBLISHED:

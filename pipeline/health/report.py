@@ -2,8 +2,10 @@
 
 The dashboard's /health page embeds the string `health_svg()` returns, so the chart needs no
 JavaScript, no CDN and no plotting library. Two panels share one time axis: submissions per
-hour by channel (log scale, since release is ~50 times esr) and the invalid-record rate with
-the error reasons that alerted. Alert intervals are shaded across both panels and labelled
+hour by channel and the invalid-record rate with the error reasons that alerted (and records
+parked until their Histograms.json can be fetched). Both use a symmetric log scale: linear
+near zero, logarithmic above (release is ~50 times esr), so a zero is drawn as zero, not as
+the lowest gridline. The current, still-filling hour is included, so new traffic shows at once. Alert intervals are shaded across both panels and labelled
 (the detectors' alerts; dead-lettered batches are no series of the chart, the page lists them).
 Every text taken from data (channel, reason) is XML-escaped: the page marks the SVG safe.
 """
@@ -19,7 +21,15 @@ from xml.sax.saxutils import escape, quoteattr
 from sqlalchemy import Engine
 
 from pipeline.health.alerts import describe_kind, list_alerts
-from pipeline.health.anomaly import DAY, HOUR, INVALID, KIND_ERROR_RATE, KINDS, StatsFrame
+from pipeline.health.anomaly import (
+    DAY,
+    HOUR,
+    INVALID,
+    KIND_ERROR_RATE,
+    KINDS,
+    PARKED,
+    StatsFrame,
+)
 from pipeline.stats import hour_of, read_counts
 
 WIDTH, HEIGHT = 1200, 800
@@ -30,7 +40,8 @@ CHANNEL_COLOURS = {"release": "#1f6fb4", "beta": "#e8710a", "nightly": "#8e44ad"
 OTHER_COLOURS = ("#c0392b", "#16a085", "#7f8c8d", "#d35400", "#2c3e50", "#b7950b")
 REASON_COLOURS = ("#d35400", "#8e44ad", "#16a085", "#2c3e50", "#b7950b", "#7f8c8d")
 ALERT_COLOURS = {"drop": "#d62728", "decline": "#f0a202", "error_rate": "#9b59b6"}
-FONT = "font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif"
+# A presentation attribute, not a style attribute: the dashboard's CSP allows no inline styles.
+FONT = "system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +55,16 @@ class AlertMark:
 
 
 def health_svg(engine: Engine, days: int = 60, now: dt.datetime | None = None) -> str:
-    """The health chart of the `days` complete days before `now` (default: the current hour)."""
-    end = hour_of(now or dt.datetime.now(dt.UTC))
+    """The health chart of the `days` days up to `now`, its current (partial) hour included
+    (fewer days when the recorded data begins later, but two at least)."""
+    end = hour_of(now or dt.datetime.now(dt.UTC)) + HOUR
     start = end - days * DAY
-    frame = StatsFrame.from_rows(read_counts(engine, start), start, end)
+    rows = list(read_counts(engine, start))
+    if rows:  # a new installation: from the day its data begins (two days at least), so the
+        # first hours of traffic are not a sliver at the edge of 60 empty days
+        first_day = min(row[0] for row in rows).replace(hour=0)
+        start = max(start, min(first_day, end - 2 * DAY))
+    frame = StatsFrame.from_rows(rows, start, end)
     marks = [
         AlertMark(a.kind, a.subject, a.started_at, a.ended_at)
         for a in list_alerts(engine, start)
@@ -68,12 +85,12 @@ def render_svg(frame: StatsFrame, alerts: Sequence[AlertMark]) -> str:
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" '
-        f'role="img" aria-labelledby="health-title" style="max-width:{WIDTH}px;background:#fff;{FONT}">',
+        f'role="img" aria-labelledby="health-title" class="health-chart" font-family="{FONT}">',
+        # The page's heading names the chart; the SVG only says what it covers and how to read it.
         f'<title id="health-title">Pipeline health from {start:%Y-%m-%d} to {end:%Y-%m-%d %H:%M} UTC</title>',
-        f'<text x="{LEFT}" y="28" font-size="18" font-weight="600" fill="#222">Pipeline health, '
-        f"last {round(span / 24)} days</text>",
-        f'<text x="{LEFT}" y="48" font-size="12" fill="#666">{start:%Y-%m-%d %H:%M} to '
-        f"{end:%Y-%m-%d %H:%M} UTC. Faint lines: hourly counts; bold: 24-hour mean; shaded bands: alerts</text>",
+        f'<text x="{LEFT}" y="40" font-size="12" fill="#666">{start:%Y-%m-%d %H:%M} to '
+        f"{end:%Y-%m-%d %H:%M} UTC (the last hour is still filling). Faint lines: hourly counts; "
+        "bold: mean of the last 24 hours; shaded bands: alerts</text>",
     ]
     parts += _alert_bands(alerts, x_of, end)
     parts += _submissions_panel(frame, x_of)
@@ -82,6 +99,22 @@ def render_svg(frame: StatsFrame, alerts: Sequence[AlertMark]) -> str:
     parts += _alert_labels(alerts, x_of, end)
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def _symlog(value: float, unit: float) -> float:
+    """Linear near zero, logarithmic above `unit`: zero stays zero (a log scale cannot show it)."""
+    return math.log10(1 + max(value, 0.0) / unit)
+
+
+def _symlog_ticks(high_exp: int, unit_exp: int) -> list[tuple[float, bool]]:
+    """(value, major) gridlines: 0, then 1-2-5 steps per decade from 10**unit_exp to 10**high_exp."""
+    ticks = [(0.0, True)]
+    for exponent in range(unit_exp, high_exp + 1):
+        for multiple in (1, 2, 5):
+            if multiple > 1 and exponent == high_exp:
+                continue
+            ticks.append((multiple * 10.0**exponent, multiple == 1))
+    return ticks
 
 
 def _nice_step(span: float, target: int) -> float:
@@ -137,35 +170,29 @@ def _colour_for(channel: str, index: int) -> str:
 def _submissions_panel(frame: StatsFrame, x_of) -> list[str]:
     top, bottom = TOP_PANEL
     parts = _frame_box(
-        top, bottom, "Submissions per hour by channel", "submissions / hour (log scale)"
+        top, bottom, "Submissions per hour by channel", "submissions / hour (0, then log scale)"
     )
     channels = sorted(frame.submissions, key=lambda c: -sum(frame.submissions[c]))
     positive = [v for c in channels for v in frame.submissions[c] if v > 0]
     if not positive:
         parts.append(_no_data(top, bottom, "No submissions recorded in this period"))
         return parts
-    low_exp = max(0, math.floor(math.log10(min(positive))))
-    high_exp = max(low_exp + 1, math.ceil(math.log10(max(positive))))
+    high_exp = max(1, math.ceil(math.log10(max(positive))))
+    high_level = _symlog(10**high_exp, 1)
 
     def y_of(value: float) -> float:
-        level = math.log10(value) if value >= 10**low_exp else low_exp
-        return bottom - (bottom - top) * (level - low_exp) / (high_exp - low_exp)
+        return bottom - (bottom - top) * _symlog(value, 1) / high_level
 
-    for exponent in range(low_exp, high_exp + 1):
-        for multiple in (1, 2, 5):
-            value = multiple * 10**exponent
-            if value > 10**high_exp or (multiple > 1 and exponent == high_exp):
-                continue
-            y = y_of(value)
-            major = multiple == 1
-            parts.append(
-                f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
-                f'stroke="{"#ddd" if major else "#f0f0f0"}"/>'
-            )
-            parts.append(
-                f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
-                f'fill="{"#444" if major else "#999"}">{_short_number(value)}</text>'
-            )
+    for value, major in _symlog_ticks(high_exp, 0):
+        y = y_of(value)
+        parts.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{"#ddd" if major else "#f0f0f0"}"/>'
+        )
+        parts.append(
+            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+            f'fill="{"#444" if major else "#999"}">{_short_number(value)}</text>'
+        )
     for index, channel in enumerate(channels):
         series = frame.submissions[channel]
         colour = _colour_for(channel, index)
@@ -190,15 +217,16 @@ def _submissions_panel(frame: StatsFrame, x_of) -> list[str]:
 
 
 def _rolling_mean(values: Sequence[int], width: int) -> list[float]:
-    """Centred moving average (shorter at the edges), to show trends through the daily cycle."""
+    """Mean of the `width` hours up to each hour (fewer at the start), to show trends through
+    the daily cycle. Trailing, not centred: a centred mean would rise hours before the first
+    submission arrived."""
     sums = [0]
     for value in values:
         sums.append(sums[-1] + value)
-    half = width // 2
     out = []
     for index in range(len(values)):
-        low, high = max(0, index - half), min(len(values), index + width - half)
-        out.append((sums[high] - sums[low]) / (high - low))
+        low = max(0, index + 1 - width)
+        out.append((sums[index + 1] - sums[low]) / (index + 1 - low))
     return out
 
 
@@ -247,12 +275,18 @@ def _rate_panel(frame: StatsFrame, alerts: Sequence[AlertMark], x_of) -> list[st
         top,
         bottom,
         "Invalid records and alerting error reasons, share of converted (6 h window)",
-        "% of converted (log)",
+        "% of converted (0, then log)",
     )
-    if not any(frame.converted):
+    parked = frame.parked or [0] * frame.hours
+    if not any(frame.converted) and not any(parked):
         parts.append(_no_data(top, bottom, "No converted records in this period"))
         return parts
     lines = [("all invalid", "#c0392b", _rates(frame.invalid(), frame.converted), 1.6)]
+    if any(parked):  # share of the records that reached convert, put aside for later
+        reached = [c + p for c, p in zip(frame.converted, parked, strict=True)]
+        lines.append(
+            (f"{PARKED} (waiting for Histograms.json)", "#7f8c8d", _rates(parked, reached), 1.2)
+        )
     alerted = sorted(
         {a.subject for a in alerts if a.kind == KIND_ERROR_RATE and a.subject in frame.reasons}
     )
@@ -262,29 +296,26 @@ def _rate_panel(frame: StatsFrame, alerts: Sequence[AlertMark], x_of) -> list[st
     positive = [v for _, _, series, _ in lines for v in series if v]
     if not positive:
         positive = [0.001]
-    low_exp = min(-3, math.floor(math.log10(min(positive))))
+    low_exp = min(-3, math.floor(math.log10(min(positive))))  # linear below 10**low_exp
     high_exp = max(low_exp + 1, min(0, math.ceil(math.log10(max(positive)))))
+    unit = 10.0**low_exp
+    high_level = _symlog(10.0**high_exp, unit)
 
     def y_of(value: float) -> float:
-        level = math.log10(value) if value >= 10**low_exp else low_exp
-        return bottom - (bottom - top) * (level - low_exp) / (high_exp - low_exp)
+        return bottom - (bottom - top) * _symlog(value, unit) / high_level
 
-    for exponent in range(low_exp, high_exp + 1):
-        for multiple in (1, 2, 5):
-            value = multiple * 10.0**exponent
-            if multiple > 1 and exponent == high_exp:
-                continue
-            y, major = y_of(value), multiple == 1
-            percent = value * 100
+    for value, major in _symlog_ticks(high_exp, low_exp):
+        y = y_of(value)
+        percent = value * 100
+        parts.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{"#ddd" if major else "#f0f0f0"}"/>'
+        )
+        if major or high_exp - low_exp <= 3:
             parts.append(
-                f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
-                f'stroke="{"#ddd" if major else "#f0f0f0"}"/>'
+                f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+                f'fill="{"#444" if major else "#999"}">{percent:g}%</text>'
             )
-            if major or high_exp - low_exp <= 3:
-                parts.append(
-                    f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
-                    f'fill="{"#444" if major else "#999"}">{percent:g}%</text>'
-                )
     for _name, colour, series, width in lines:
         points = [
             None if v is None else (x_of(frame.hour_at(h) + HOUR / 2), y_of(v))
