@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -113,6 +114,15 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="delay before a failed batch is retried, times its attempt number "
         "(default: 30); after TELEMETRY_QUEUE_MAX_ATTEMPTS it is dead-lettered",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=settings.metrics_port,
+        metavar="PORT",
+        help="serve Prometheus /metrics, /__heartbeat__ and /__lbheartbeat__ on this port "
+        "(TELEMETRY_METRICS_HOST); with --workers N, worker i on PORT+i "
+        f"(default: {settings.metrics_port}, TELEMETRY_METRICS_PORT; 0: off)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     return parser
 
@@ -135,6 +145,7 @@ def _options(args: argparse.Namespace) -> WorkerOptions:
         park_delay=args.park_delay,
         park_max_attempts=args.park_max_attempts,
         retry_delay=args.retry_delay,
+        metrics_port=args.metrics_port,
     )
 
 
@@ -166,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     children = [
         context.Process(
             target=run_worker_process,
-            args=(settings, options, args.log_level, delayed),
+            args=(settings, _for_worker(options, i), args.log_level, delayed),
             name=f"convert-{i}",
         )
         for i in range(args.workers)
@@ -192,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         log.info("drain: the queue is empty now that every worker has ended")
         return 0
     return status
+
+
+def _for_worker(options: WorkerOptions, index: int) -> WorkerOptions:
+    """Worker `index`'s options: its own metrics port, PORT+index (Prometheus scrapes each)."""
+    port = options.metrics_port + index if options.metrics_port else 0
+    return dataclasses.replace(options, metrics_port=port)
 
 
 def combined_status(codes: list[int]) -> int:

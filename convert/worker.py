@@ -59,6 +59,7 @@ class WorkerOptions:
     park_delay: float = 300.0
     park_max_attempts: int = 12
     retry_delay: float = 30.0
+    metrics_port: int = 0  # serve this worker's metrics and health there (0: off)
 
 
 class Heartbeat:
@@ -401,7 +402,10 @@ def run_worker(
 ) -> int:
     """Run one worker in this process until it stops; SIGTERM/SIGINT finish the current batch."""
     setup_logging(log_level)
+    from convert.metrics import serve_worker_metrics
+
     worker = Worker(settings, options, delayed=delayed)
+    serve_worker_metrics(worker, options.metrics_port)
     tune_gc()
 
     def _stop(signum: int, _frame: object) -> None:

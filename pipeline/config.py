@@ -62,6 +62,13 @@ class Settings:
     alert_recipients: str = ""  # comma-separated addresses for pipeline health alerts
     health_interval_seconds: float = 3600.0
     public_base_url: str = "http://127.0.0.1:5000"
+    # operations: metrics (see pipeline.metrics)
+    metrics_port: int = 0  # convert, scheduler, health watcher: 0 = no metrics server
+    metrics_host: str = "127.0.0.1"
+    metrics_stale_minutes: float = 60.0  # convert: incoming objects older than this are "stale"
+    # dashboard /metrics: who may scrape it (networks, comma-separated) or a bearer token
+    metrics_allow: str = "127.0.0.1/32,::1/128"
+    metrics_token: str = ""
 
     def describe(self) -> str:
         """Return `NAME=value` lines for `--help` texts and start-up logs."""
@@ -83,7 +90,7 @@ def secret_key_path(data_dir: str) -> Path:
     return Path(data_dir) / SECRET_KEY_FILE
 
 
-_SECRET_FIELDS = {"secret_key"}
+_SECRET_FIELDS = {"secret_key", "metrics_token"}
 _URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")
 
 
@@ -127,8 +134,9 @@ _POSITIVE = (
     "max_decompressed_bytes",
     "queue_lease_seconds",
     "queue_max_attempts",
+    "metrics_stale_minutes",
 )
-_NON_NEGATIVE = ("spool_min_free_bytes", "dedup_window_days")
+_NON_NEGATIVE = ("spool_min_free_bytes", "dedup_window_days", "metrics_port")
 
 
 def _field_kinds() -> dict[str, type]:

@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help=f"on start, run a missed firing younger than this once; older ones are recorded missed (default: {config.grace_seconds})",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=settings.metrics_port,
+        metavar="PORT",
+        help="serve Prometheus /metrics, /__heartbeat__ and /__lbheartbeat__ on this port "
+        f"(default: {settings.metrics_port}, TELEMETRY_METRICS_PORT; 0: off)",
+    )
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
 
     add = sub.add_parser(
@@ -371,11 +379,14 @@ def cmd_remove(args, settings, Session) -> int:
 
 
 def run_service(args, settings) -> int:
+    from pipeline.metrics import serve_metrics
+    from scheduler.metrics import SchedulerMetrics
     from scheduler.service import SchedulerService
 
     config = load_scheduler_config(sync_seconds=args.sync_seconds, grace_seconds=args.grace_seconds)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per alarm is noise
-    service = SchedulerService(settings, config)
+    metrics = SchedulerMetrics(make_engine(settings.database_url))
+    service = SchedulerService(settings, config, on_finished=metrics.on_finished)
     stop = threading.Event()
 
     def _signal(signum, _frame) -> None:
@@ -385,6 +396,9 @@ def run_service(args, settings) -> int:
     signal.signal(signal.SIGTERM, _signal)
     signal.signal(signal.SIGINT, _signal)
     service.start()
+    serve_metrics(
+        metrics.registry, args.metrics_port, settings.metrics_host, metrics.checks(service.running)
+    )
     while not stop.wait(1.0):
         pass
     service.stop()

@@ -106,6 +106,10 @@ class SchedulerService:
         with self._lock:
             return set(self._active)
 
+    def running(self) -> bool:
+        """True between start() and stop(), while APScheduler drives the service."""
+        return self._scheduler is not None and self._scheduler.running
+
     def _busy_job_ids(self, session: Session) -> set[int]:
         with self._lock:
             busy = {active.job_id for active in self._active.values()}

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pipeline.config import load_settings
 from pipeline.db import init_db, make_engine
 from pipeline.health.alerts import evaluate
+from pipeline.health.metrics import HealthMetrics
+from pipeline.metrics import serve_metrics
 
 log = logging.getLogger("pipeline.health")
 
@@ -42,10 +44,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=settings.health_interval_seconds,
         help="seconds between evaluations (default %(default)s, TELEMETRY_HEALTH_INTERVAL_SECONDS)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=settings.metrics_port,
+        metavar="PORT",
+        help="serve Prometheus /metrics, /__heartbeat__ and /__lbheartbeat__ on this port "
+        f"(default: {settings.metrics_port}, TELEMETRY_METRICS_PORT; 0: off)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     engine = make_engine(settings.database_url)
     init_db(engine)
+    metrics = HealthMetrics(engine)
+    serve_metrics(metrics.registry, args.metrics_port, settings.metrics_host, metrics.checks())
     recipients = recipients_of(settings.alert_recipients)
     if not recipients:
         log.info(
@@ -57,8 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     while True:
         try:
             evaluate(engine, dt.datetime.now(dt.UTC), settings, recipients)
+            metrics.observe(ok=True)
         except Exception:  # noqa: BLE001 - a bad evaluation must not end the watcher
             log.exception("health evaluation failed; trying again next interval")
+            metrics.observe(ok=False)
             if args.once:
                 return 1
         if args.once or stop.wait(args.interval):
