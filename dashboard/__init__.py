@@ -73,6 +73,9 @@ def create_app(
 
     database.init_app(app, settings)
     csrf.init_app(app)
+    from dashboard import metrics
+
+    metrics.init_app(app, settings)  # /metrics, /__heartbeat__, /__lbheartbeat__
 
     from dashboard import api, auth, health, jobs, public, tokens, workers_views
 
