@@ -21,6 +21,7 @@ from convert.worker import (
 )
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.logs import add_log_level_argument
 
 log = logging.getLogger("convert")
 
@@ -123,7 +124,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "(TELEMETRY_METRICS_HOST); with --workers N, worker i on PORT+i "
         f"(default: {settings.metrics_port}, TELEMETRY_METRICS_PORT; 0: off)",
     )
-    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    add_log_level_argument(parser)
     return parser
 
 
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         print("--workers must be at least 1", file=sys.stderr)
         return 2
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, settings)
     options = _options(args)
     try:
         _prepare_database(settings)

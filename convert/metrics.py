@@ -21,6 +21,7 @@ from prometheus_client import Counter, Histogram
 from convert import outcomes as oc
 from convert.batch import PARKED_PREFIX, BatchReport, Job
 from pipeline.config import Settings
+from pipeline.logs import log_context
 from pipeline.metrics import CallbackCollector, MetricsServer, new_registry, serve_metrics
 from pipeline.queues import Message, WorkQueue, open_work_queue
 from pipeline.stores import BlobStore, open_store
@@ -195,8 +196,24 @@ def instrument(worker: Worker, metrics: ConvertMetrics) -> None:
     worker.queue.claim = counted_claim
 
 
-def serve_worker_metrics(worker: Worker, port: int) -> MetricsServer | None:
-    """Instrument `worker` and serve its metrics on `port` (0: off). Called once per worker."""
+def log_batch_fields(worker: Worker) -> None:
+    """Log every line about a message with its id and batch key as fields (pipeline.logs)."""
+    handle = worker.handle
+
+    def handle_with_fields(message: Message) -> None:
+        try:
+            key = Job.from_body(message.body).key
+        except ValueError:
+            key = None
+        with log_context(message_id=message.id, batch=key):
+            handle(message)
+
+    worker.handle = handle_with_fields
+
+
+def instrument_worker(worker: Worker, port: int) -> MetricsServer | None:
+    """Log batch keys as fields; count and serve metrics on `port` (0: off). Once per worker."""
+    log_batch_fields(worker)
     if not port:
         return None
     metrics = ConvertMetrics(worker.settings)

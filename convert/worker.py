@@ -367,12 +367,11 @@ class Worker:
         self.engine.dispose()
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s convert[%(process)d] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str | None, settings: Settings | None = None) -> None:
+    """pipeline.logs for convert (TELEMETRY_LOG_FORMAT, TELEMETRY_LOG_LEVEL, --log-level)."""
+    from pipeline.logs import setup_logging as setup
+
+    setup("convert", level, settings=settings)
 
 
 #: Cyclic GC generation-0 threshold in worker processes (Python's default is 700).
@@ -397,15 +396,15 @@ def tune_gc() -> None:
 def run_worker(
     settings: Settings,
     options: WorkerOptions,
-    log_level: str = "INFO",
+    log_level: str | None = None,
     delayed: DelayedMessages | None = None,
 ) -> int:
     """Run one worker in this process until it stops; SIGTERM/SIGINT finish the current batch."""
-    setup_logging(log_level)
-    from convert.metrics import serve_worker_metrics
+    setup_logging(log_level, settings)
+    from convert.metrics import instrument_worker
 
     worker = Worker(settings, options, delayed=delayed)
-    serve_worker_metrics(worker, options.metrics_port)
+    instrument_worker(worker, options.metrics_port)
     tune_gc()
 
     def _stop(signum: int, _frame: object) -> None:
@@ -420,7 +419,7 @@ def run_worker(
 def run_worker_process(
     settings: Settings,
     options: WorkerOptions,
-    log_level: str,
+    log_level: str | None,
     delayed: DelayedMessages | None = None,
 ) -> None:
     """Target of each `--workers N` child process (importable, as spawn requires)."""

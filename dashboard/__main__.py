@@ -16,6 +16,7 @@ import sys
 from pipeline.config import load_settings
 from pipeline.db import check_db
 from pipeline.errors import PipelineError
+from pipeline.logs import add_log_level_argument, setup_logging
 
 log = logging.getLogger("dashboard")
 
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not run the worker expiry sweep in this process",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_log_level_argument(parser)
     commands = parser.add_subparsers(dest="command")
     user = commands.add_parser(
         "create-user", help="add a user (prompts for the password when --password is not given)"
@@ -153,10 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging("dashboard", args.log_level)
     from dashboard import create_app
 
     try:

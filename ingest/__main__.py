@@ -9,6 +9,7 @@ import sys
 
 from pipeline.config import Settings, load_settings
 from pipeline.errors import PipelineError
+from pipeline.logs import add_log_level_argument, setup_logging
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
@@ -49,7 +50,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         action="store_true",
         help="do not add accepted counts per hour to the database (TELEMETRY_DATABASE_URL)",
     )
-    parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+    add_log_level_argument(parser)
     return parser
 
 
@@ -62,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(settings).parse_args(argv)
     if args.fsync_policy:
         settings = load_settings(fsync_policy=args.fsync_policy)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    setup_logging("ingest", args.log_level, settings=settings)
 
     from ingest.app import create_app
     from ingest.server import serve

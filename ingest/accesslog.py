@@ -1,4 +1,4 @@
-"""Structured access log (one JSON object per request, with the docId) and request metrics.
+"""Structured access log (one line per request with the docId as a field) and request metrics.
 
 aiohttp calls the access logger for every answered request, including the ones its own
 router or parser refuse, which makes it the one place to count requests by status. It is
@@ -11,7 +11,6 @@ limits, garbage bytes) never reaches the router, and such a request has no app.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
@@ -69,4 +68,6 @@ class JsonAccessLogger(AbstractAccessLogger):
         reason = request.get(REASON)
         if reason is not None:
             entry["reason"] = reason
-        self.logger.info(json.dumps(entry, separators=(",", ":")))
+        # The fields travel as fields: with TELEMETRY_LOG_FORMAT=json the line is one JSON
+        # object holding them; as text they follow the message as key=value (pipeline.logs).
+        self.logger.info("%s %s %s", request.method, entry["path"], status, extra=entry)

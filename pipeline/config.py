@@ -69,6 +69,9 @@ class Settings:
     # dashboard /metrics: who may scrape it (networks, comma-separated) or a bearer token
     metrics_allow: str = "127.0.0.1/32,::1/128"
     metrics_token: str = ""
+    # every service: pipeline.logs
+    log_format: str = "text"  # or json: one JSON object per line
+    log_level: str = ""  # unset: each service's default (INFO; WARNING for CLI subcommands)
 
     def describe(self) -> str:
         """Return `NAME=value` lines for `--help` texts and start-up logs."""
@@ -195,6 +198,11 @@ def _with_derived_defaults(settings: Settings) -> Settings:
         "schema_path": str(Path(__file__).with_name("telemetry_schema.json")),
     }
     missing = {k: v for k, v in derived.items() if not getattr(settings, k)}
+    from pipeline.logs import check_format, check_level
+
+    check_format(settings.log_format)
+    if settings.log_level:
+        check_level(settings.log_level)
     if settings.fsync_policy not in ("always", "group", "none"):
         raise ConfigError("TELEMETRY_FSYNC_POLICY", "must be one of always, group, none")
     for name in _POSITIVE:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pipeline.config import load_settings
+from pipeline.logs import setup_logging
 
 log = logging.getLogger("pipeline.runall")
 STOP_GRACE_SECONDS = 20.0
@@ -131,7 +132,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging("runall")
     args = parse_args(argv)
     settings = load_settings()
     env = dict(os.environ, TELEMETRY_DATA_DIR=settings.data_dir, PYTHONUNBUFFERED="1")

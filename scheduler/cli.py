@@ -31,6 +31,7 @@ from sqlalchemy import select
 from pipeline.config import load_settings
 from pipeline.db import check_db, init_db, make_engine, session_factory
 from pipeline.errors import PipelineError
+from pipeline.logs import add_log_level_argument, setup_logging
 from scheduler.config import load_scheduler_config
 from scheduler.errors import JobValidationError
 from scheduler.jobs import (
@@ -77,15 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="effective settings:\n" + settings.describe() + "\n" + config.describe(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--log-level",
-        default=None,
-        help="logging level (default: INFO for the service, WARNING for subcommands)",
-    )
+    add_log_level_argument(parser, "INFO for the service, WARNING for subcommands")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--log-level", default=argparse.SUPPRESS, help="logging level (default: WARNING)"
-    )
+    add_log_level_argument(common, "WARNING", default=argparse.SUPPRESS)
     parser.add_argument(
         "--sync-seconds",
         type=float,
@@ -422,10 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    level = args.log_level or ("INFO" if args.subcommand is None else "WARNING")
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    default_level = "INFO" if args.subcommand is None else "WARNING"
+    setup_logging("scheduler", args.log_level, default_level=default_level)
     try:
         settings = load_settings()
         check_db(settings.database_url)  # unreachable: one ConfigError line, not a traceback

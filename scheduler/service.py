@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.config import Settings
 from pipeline.db import init_db, make_engine, session_factory
+from pipeline.logs import log_context
 from scheduler.clock import UTC, Clock, naive_utc
 from scheduler.config import SchedulerConfig, load_scheduler_config
 from scheduler.models import Job, Run, RunState, SchedulerHeartbeat
@@ -532,7 +533,7 @@ class SchedulerService:
         request = self.request_for(run, job)
         active = ActiveRun(run.id, job.id, request)
         thread = threading.Thread(
-            target=self.execute,
+            target=self._execute_logged,
             args=(request, job.runner, job.id),
             name=f"run-{run.id}",
             daemon=True,
@@ -548,6 +549,11 @@ class SchedulerService:
             job.runner,
         )
         thread.start()
+
+    def _execute_logged(self, request: RunRequest, runner_kind: str, job_id: int) -> None:
+        """`execute` with the run id and job name as fields of every line it logs."""
+        with log_context(run=request.run_id, job=request.job_name):
+            self.execute(request, runner_kind, job_id)
 
     def execute(
         self, request: RunRequest, runner_kind: str, job_id: int | None = None
@@ -633,4 +639,5 @@ class SchedulerService:
             kind = job.runner
         with self._lock:
             self._active[run_id] = ActiveRun(run_id, job.id, request)
-        return self.execute(request, kind)
+        with log_context(run=request.run_id, job=request.job_name):
+            return self.execute(request, kind)

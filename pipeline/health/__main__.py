@@ -19,6 +19,7 @@ from pipeline.config import load_settings
 from pipeline.db import init_db, make_engine
 from pipeline.health.alerts import evaluate
 from pipeline.health.metrics import HealthMetrics
+from pipeline.logs import add_log_level_argument, setup_logging
 from pipeline.metrics import serve_metrics
 
 log = logging.getLogger("pipeline.health")
@@ -52,8 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="serve Prometheus /metrics, /__heartbeat__ and /__lbheartbeat__ on this port "
         f"(default: {settings.metrics_port}, TELEMETRY_METRICS_PORT; 0: off)",
     )
+    add_log_level_argument(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging("health", args.log_level, settings=settings)
     engine = make_engine(settings.database_url)
     init_db(engine)
     metrics = HealthMetrics(engine)
