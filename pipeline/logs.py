@@ -84,6 +84,21 @@ class TextFormatter(logging.Formatter):
         return f"{head} {' '.join(fields)}{sep}{tail}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (a test's capture, a redirected stream)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def make_formatter(log_format: str) -> logging.Formatter:
     if log_format == "json":
         return JsonFormatter(
@@ -134,7 +149,7 @@ def setup_logging(
         configured = os.environ.get("TELEMETRY_LOG_LEVEL") or ""
     log_format = check_format(log_format)
     chosen = check_level(level or configured or default_level)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(make_formatter(log_format))
     handler.addFilter(_AddContext(service))
     handler._telemetry = True  # type: ignore[attr-defined] - marks the handler we own
