@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dashboard.secret_key import load_or_create_secret_key
 from dashboard.workers import PROVIDERS
@@ -60,6 +61,9 @@ def create_app(
     app.config.from_prefixed_env("DASHBOARD")
     if test_config:
         app.config.update(test_config)
+    if settings.trusted_proxies:  # behind N reverse proxies: their X-Forwarded-* are the truth
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
     check_worker_config(app.config)  # before anything is written to the data directory
     if not app.config.get("SECRET_KEY"):  # none configured: the data directory's random key
         app.config["SECRET_KEY"] = load_or_create_secret_key(settings.data_dir)

@@ -1,7 +1,8 @@
 """`python -m dashboard`: serve the dashboard, or manage users and API tokens.
 
-python -m dashboard [--host 127.0.0.1] [--port 5000]   serve (Flask's server; use any WSGI
-                                                       server with dashboard:create_app in production)
+python -m dashboard [--host 127.0.0.1] [--port 5000] [--workers N] [--threads N]
+                                   serve through gunicorn (dashboard.server); the worker-expiry
+                                   sweep runs once, in gunicorn's master process
 python -m dashboard create-user EMAIL [--password P] [--admin]
 python -m dashboard create-token EMAIL [--label L]
 """
@@ -41,6 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--port", type=int, default=5000, help="port to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=settings.dashboard_workers,
+        metavar="N",
+        help="gunicorn worker processes (default: %(default)s, TELEMETRY_DASHBOARD_WORKERS)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=settings.dashboard_threads,
+        metavar="N",
+        help="threads per worker process (default: %(default)s, TELEMETRY_DASHBOARD_THREADS)",
     )
     parser.add_argument(
         "--no-expiry",
@@ -122,8 +137,9 @@ def _create_token(app, args) -> int:
 
 
 def _serve(app, args) -> int:
-    from dashboard import database
+    from dashboard import create_app, database
     from dashboard.expiry import ExpirySweeper
+    from dashboard.server import DashboardServer
     from dashboard.users import count_users
 
     with app.app_context():
@@ -138,9 +154,18 @@ def _serve(app, args) -> int:
     sweeper = None if args.no_expiry else ExpirySweeper(app)
     if sweeper:
         sweeper.start()
-    log.info("dashboard listening on http://%s:%s/", args.host, args.port)
+    log.info(
+        "dashboard listening on http://%s:%s/ (gunicorn: %d workers x %d threads)",
+        args.host,
+        args.port,
+        args.workers,
+        args.threads,
+    )
+    bind = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
     try:
-        app.run(host=args.host, port=args.port, debug=False, use_reloader=False, threaded=True)
+        DashboardServer(
+            create_app, bind=bind, workers=args.workers, threads=args.threads, in_master=app
+        ).run()
     finally:
         if sweeper:
             sweeper.stop()
@@ -155,6 +180,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     setup_logging("dashboard", args.log_level)
+    if args.command is None:  # serving: every gunicorn worker's metrics in one directory
+        from dashboard.server import cleanup_multiprocess_metrics, prepare_multiprocess_metrics
+
+        metrics_dir = prepare_multiprocess_metrics()
+        try:
+            return _main(args)
+        finally:
+            cleanup_multiprocess_metrics(metrics_dir)
+    return _main(args)
+
+
+def _main(args) -> int:
     from dashboard import create_app
 
     try:

@@ -21,7 +21,7 @@ import os
 import time
 
 from flask import Flask, Response, current_app, g, request
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import multiprocess as prometheus_multiprocess
 from sqlalchemy import text
 
@@ -80,6 +80,13 @@ class DashboardMetrics:
             ["endpoint"],
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.expiry_sweeper = Gauge(
+            "dashboard_expiry_sweeper_running",
+            "1 in the process that runs the worker-expiry sweep (there must be one: the server's "
+            "master, never a worker)",
+            registry=self.registry,
+            multiprocess_mode="liveall",
         )
 
     def scrape_registry(self) -> CollectorRegistry:

@@ -69,6 +69,10 @@ class Settings:
     # dashboard /metrics: who may scrape it (networks, comma-separated) or a bearer token
     metrics_allow: str = "127.0.0.1/32,::1/128"
     metrics_token: str = ""
+    # dashboard under gunicorn (dashboard.server)
+    dashboard_workers: int = 2  # worker processes
+    dashboard_threads: int = 4  # threads per worker process
+    trusted_proxies: int = 0  # reverse proxies whose X-Forwarded-* headers are trusted (ProxyFix)
     # every service: pipeline.logs
     log_format: str = "text"  # or json: one JSON object per line
     log_level: str = ""  # unset: each service's default (INFO; WARNING for CLI subcommands)
@@ -138,8 +142,10 @@ _POSITIVE = (
     "queue_lease_seconds",
     "queue_max_attempts",
     "metrics_stale_minutes",
+    "dashboard_workers",
+    "dashboard_threads",
 )
-_NON_NEGATIVE = ("spool_min_free_bytes", "dedup_window_days", "metrics_port")
+_NON_NEGATIVE = ("spool_min_free_bytes", "dedup_window_days", "metrics_port", "trusted_proxies")
 
 
 def _field_kinds() -> dict[str, type]:
