@@ -124,6 +124,39 @@ def run_dead_letters(settings: Settings, redrive: bool = False, as_json: bool = 
     return 0
 
 
+def run_db(settings: Settings, action: str) -> int:
+    """`db current`: the database's schema revision; `db upgrade`: migrate it to the newest."""
+    from pipeline import migrate
+    from pipeline.db import check_db, init_db, make_engine
+
+    try:
+        check_db(settings.database_url)
+    except ConfigError as exc:
+        print(f"FAIL {_one_line('TELEMETRY_DATABASE_URL', exc)}", file=sys.stderr)
+        return 1
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            before = migrate.current(conn)
+        if action == "upgrade":
+            init_db(engine)  # under the start-up lock, as every service does
+            with engine.connect() as conn:
+                after = migrate.current(conn)
+            print(f"database at revision {after} (head); was {before or 'not migrated'}")
+            return 0
+    finally:
+        engine.dispose()
+    head = migrate.head()
+    if before == head:
+        print(f"{before} (head)")
+    else:
+        print(
+            f"{before or 'not migrated'} (head is {head}: `python -m pipeline db upgrade`, "
+            "or start any service, migrates it)"
+        )
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     try:
         effective = load_settings().describe()
@@ -167,6 +200,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help='print one JSON object instead: {"queue", "count", "dead_letters": [{"id", '
         '"attempts", "body"}]}, or {"queue", "redriven"} with --redrive (default: text)',
     )
+    db = commands.add_parser(
+        "db",
+        help="show the app database's schema revision, or migrate it to the newest",
+        description="The app database (TELEMETRY_DATABASE_URL) is migrated with Alembic. "
+        "Every service migrates it at start-up under a lock (one process migrates, the others "
+        "wait); `upgrade` does the same by hand, `current` shows the revision.",
+    )
+    db.add_argument("action", choices=("upgrade", "current"), help="what to do")
     return parser
 
 
@@ -181,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_check(settings, verbose=args.verbose)
     if args.command == "dead-letters":
         return run_dead_letters(settings, redrive=args.redrive, as_json=args.json)
+    if args.command == "db":
+        return run_db(settings, args.action)
     return 2
 
 
