@@ -19,7 +19,7 @@ from convert.worker import (
     run_worker_process,
     setup_logging,
 )
-from pipeline.config import Settings, load_settings
+from pipeline.config import COMMON_SETTINGS, Settings, load_settings
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.logs import add_log_level_argument
 
@@ -39,6 +39,27 @@ killed by signal N) before {EXIT_WORK_LEFT} before 0; {EXIT_WORK_LEFT} becomes 0
 is empty once all have ended."""
 
 
+SETTINGS_USED = (
+    *COMMON_SETTINGS,
+    "incoming_url",
+    "published_url",
+    "queue_url",
+    "database_url",
+    "histogram_cache",
+    "hg_base_url",
+    "s3_endpoint_url",
+    "sqs_endpoint_url",
+    "schema_path",
+    "max_decompressed_bytes",
+    "dedup_window_days",
+    "queue_lease_seconds",
+    "queue_max_attempts",
+    "metrics_port",
+    "metrics_host",
+    "metrics_stale_minutes",
+)
+
+
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m convert",
@@ -51,11 +72,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         ),
         epilog=(
             EXIT_STATUS + "\n\n"
-            "Effective settings (defaults < $TELEMETRY_CONFIG TOML < TELEMETRY_* environment); the\n"
-            "ones convert uses: INCOMING_URL, PUBLISHED_URL, QUEUE_URL, DATABASE_URL,\n"
-            "HISTOGRAM_CACHE, HG_BASE_URL, S3_ENDPOINT_URL, SQS_ENDPOINT_URL, SCHEMA_PATH,\n"
-            "MAX_DECOMPRESSED_BYTES, DEDUP_WINDOW_DAYS, QUEUE_LEASE_SECONDS, QUEUE_MAX_ATTEMPTS:\n"
-            + settings.describe()
+            "Effective settings convert reads (defaults < $TELEMETRY_CONFIG TOML < TELEMETRY_*\n"
+            "environment; all of them: python -m pipeline config):\n"
+            + settings.describe(SETTINGS_USED)
         ),
     )
     parser.add_argument(

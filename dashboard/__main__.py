@@ -14,12 +14,33 @@ import getpass
 import logging
 import sys
 
-from pipeline.config import load_settings
+from pipeline.config import COMMON_SETTINGS, load_settings
 from pipeline.db import check_db
 from pipeline.errors import PipelineError
 from pipeline.logs import add_log_level_argument, setup_logging
 
 log = logging.getLogger("dashboard")
+
+
+SETTINGS_USED = (
+    *COMMON_SETTINGS,
+    "database_url",
+    "code_url",
+    "public_url",
+    "published_url",
+    "s3_endpoint_url",
+    "runner",
+    "secret_key",
+    "signup_domains",
+    "smtp_url",
+    "mail_from",
+    "public_base_url",
+    "metrics_allow",
+    "metrics_token",
+    "dashboard_workers",
+    "dashboard_threads",
+    "trusted_proxies",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m dashboard",
         description="The telemetry dashboard: jobs, runs, analysis workers, published results, health.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Effective settings (environment TELEMETRY_*, or a TOML file named by TELEMETRY_CONFIG):\n"
-        + settings.describe()
+        epilog="Effective settings it reads (environment TELEMETRY_*, or a TOML file named by "
+        "TELEMETRY_CONFIG;\nall of them: python -m pipeline config):\n"
+        + settings.describe(SETTINGS_USED)
         + "\n\nDashboard-only options are DASHBOARD_* variables, e.g. DASHBOARD_WORKER_PROVIDER=ec2,\n"
         "DASHBOARD_SESSION_COOKIE_SECURE=true, DASHBOARD_WORKER_LIFETIME_HOURS=24.\n"
         "EC2 workers (DASHBOARD_WORKER_PROVIDER=ec2) need DASHBOARD_WORKER_EC2_AMI (no default;\n"

@@ -7,9 +7,27 @@ import asyncio
 import logging
 import sys
 
-from pipeline.config import Settings, load_settings
+from pipeline.config import COMMON_SETTINGS, Settings, load_settings
 from pipeline.errors import PipelineError
 from pipeline.logs import add_log_level_argument, setup_logging
+
+
+SETTINGS_USED = (
+    *COMMON_SETTINGS,
+    "spool_dir",
+    "incoming_url",
+    "queue_url",
+    "database_url",
+    "s3_endpoint_url",
+    "sqs_endpoint_url",
+    "queue_max_attempts",
+    "max_body_bytes",
+    "spool_max_file_bytes",
+    "spool_max_age_seconds",
+    "spool_cap_bytes",
+    "spool_min_free_bytes",
+    "fsync_policy",
+)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
@@ -18,8 +36,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         description="Accept telemetry submissions over HTTP, spool them durably and upload "
         "them as batches to the incoming store, announcing each on the work queue.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="effective settings (TELEMETRY_* environment / TELEMETRY_CONFIG file):\n"
-        + settings.describe(),
+        epilog="effective settings it reads (TELEMETRY_* environment / TELEMETRY_CONFIG file; "
+        "all of them: python -m pipeline config):\n" + settings.describe(SETTINGS_USED),
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"

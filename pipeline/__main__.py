@@ -157,18 +157,31 @@ def run_db(settings: Settings, action: str) -> int:
     return 0
 
 
+def run_config(settings: Settings) -> int:
+    """Every effective setting, secrets and URL passwords hidden."""
+    print(
+        "# effective settings: defaults < TELEMETRY_CONFIG file < TELEMETRY_* environment\n"
+        "# (each service's --help shows the ones it reads and its own flags)"
+    )
+    print(settings.describe())
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    try:
-        effective = load_settings().describe()
-    except ConfigError as exc:
-        effective = f"  (configuration error: {exc})"
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
         description="Shared plumbing tools for the telemetry pipeline.",
-        epilog="effective settings (defaults < TELEMETRY_CONFIG file < environment):\n" + effective,
+        epilog="The effective settings: python -m pipeline config",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "config",
+        help="print every effective setting (secrets hidden)",
+        description="Print every effective setting as NAME=value: built-in defaults, then the "
+        "TOML file named by TELEMETRY_CONFIG, then TELEMETRY_* environment variables. Secrets "
+        "(TELEMETRY_SECRET_KEY, TELEMETRY_METRICS_TOKEN) and passwords in URLs show as ***.",
+    )
     check = commands.add_parser(
         "check",
         help="open every configured store, queue and database; print OK or the error for each",
@@ -222,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_check(settings, verbose=args.verbose)
     if args.command == "dead-letters":
         return run_dead_letters(settings, redrive=args.redrive, as_json=args.json)
+    if args.command == "config":
+        return run_config(settings)
     if args.command == "db":
         return run_db(settings, args.action)
     return 2

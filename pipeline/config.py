@@ -14,7 +14,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pipeline.errors import ConfigError
@@ -77,10 +77,17 @@ class Settings:
     log_format: str = "text"  # or json: one JSON object per line
     log_level: str = ""  # unset: each service's default (INFO; WARNING for CLI subcommands)
 
-    def describe(self) -> str:
-        """Return `NAME=value` lines for `--help` texts and start-up logs."""
+    def describe(self, names: Iterable[str] | None = None) -> str:
+        """`NAME=value` lines (secrets hidden) for `--help` texts and `python -m pipeline
+        config`: every setting, or only `names` (the ones a service reads)."""
+        wanted = None if names is None else set(names)
+        unknown = (wanted or set()) - {field.name for field in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"not settings: {sorted(unknown)}")
         lines = []
         for field in dataclasses.fields(self):
+            if wanted is not None and field.name not in wanted:
+                continue
             value = getattr(self, field.name)
             if field.name in _SECRET_FIELDS and value:
                 value = "***"
@@ -90,6 +97,10 @@ class Settings:
                 value = hide_url_passwords(value)
             lines.append(f"  {ENV_PREFIX}{field.name.upper()}={value}")
         return "\n".join(lines)
+
+
+COMMON_SETTINGS = ("data_dir", "log_format", "log_level")
+"""Settings every service reads (the others are listed by each service's `--help`)."""
 
 
 def secret_key_path(data_dir: str) -> Path:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from pipeline.config import load_settings
+from pipeline.config import COMMON_SETTINGS, load_settings
 from pipeline.db import check_db, init_db, make_engine, session_factory
 from pipeline.errors import PipelineError
 from pipeline.logs import add_log_level_argument, setup_logging
@@ -50,6 +50,22 @@ from scheduler.triggers import next_run_time
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 log = logging.getLogger("scheduler")
+
+
+SETTINGS_USED = (
+    *COMMON_SETTINGS,
+    "database_url",
+    "code_url",
+    "public_url",
+    "published_url",
+    "s3_endpoint_url",
+    "runner",
+    "smtp_url",
+    "mail_from",
+    "public_base_url",
+    "metrics_port",
+    "metrics_host",
+)
 
 
 def _day_of_week(text: str) -> int:
@@ -75,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m scheduler",
         description="Run analysis code tarballs on a schedule and publish their output. "
         "Without a subcommand, runs the scheduler service until SIGTERM or Ctrl-C.",
-        epilog="effective settings:\n" + settings.describe() + "\n" + config.describe(),
+        epilog="effective settings it reads (all of them: python -m pipeline config):\n"
+        + settings.describe(SETTINGS_USED)
+        + "\n"
+        + config.describe(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_log_level_argument(parser, "INFO for the service, WARNING for subcommands")

@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from pipeline.config import load_settings
+from pipeline.config import COMMON_SETTINGS, load_settings
 from pipeline.db import init_db, make_engine
 from pipeline.health.alerts import evaluate
 from pipeline.health.metrics import HealthMetrics
@@ -23,6 +23,22 @@ from pipeline.logs import add_log_level_argument, setup_logging
 from pipeline.metrics import serve_metrics
 
 log = logging.getLogger("pipeline.health")
+
+
+SETTINGS_USED = (
+    *COMMON_SETTINGS,
+    "database_url",
+    "queue_url",
+    "sqs_endpoint_url",
+    "queue_max_attempts",
+    "smtp_url",
+    "mail_from",
+    "alert_recipients",
+    "health_interval_seconds",
+    "public_base_url",
+    "metrics_port",
+    "metrics_host",
+)
 
 
 def recipients_of(value: str) -> list[str]:
@@ -35,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m pipeline.health",
         description="Detect drops, declines and error-rate rises in the hourly stats, and "
         "dead-lettered batches in the work queue (TELEMETRY_QUEUE_URL); store and mail alerts.",
-        epilog="Effective settings:\n" + settings.describe(),
+        epilog="Effective settings it reads (all of them: python -m pipeline config):\n"
+        + settings.describe(SETTINGS_USED),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--once", action="store_true", help="evaluate once and exit")
