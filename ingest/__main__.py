@@ -11,7 +11,6 @@ from pipeline.config import COMMON_SETTINGS, Settings, load_settings
 from pipeline.errors import PipelineError
 from pipeline.logs import add_log_level_argument, setup_logging
 
-
 SETTINGS_USED = (
     *COMMON_SETTINGS,
     "spool_dir",
