@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
-
-import pytest
 
 from pipeline.db import make_engine
 from pipeline.metrics import MetricsServer
@@ -16,7 +11,6 @@ from scheduler.metrics import SchedulerMetrics
 from scheduler.models import RunState
 from scheduler.service import SchedulerService
 from tests.metrics_support import get_json, scrape, value
-from tests.servers import free_port, wait_for_port
 from tests.test_scheduler_service import T0, RecordingRunner, add_job, config  # noqa: F401
 from tests.test_scheduler_service import Session as Session  # noqa: F401 - fixture
 
@@ -63,23 +57,3 @@ def test_scrape_after_a_finished_run_shows_states_lateness_and_next_firing(
         }
     finally:
         server.stop()
-
-
-@pytest.mark.parametrize(
-    "module, name",
-    [("scheduler", "scheduler_runs"), ("pipeline.health", "health_open_alerts")],
-)
-def test_service_serves_metrics_and_heartbeats_on_metrics_port(data_dir, module, name):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", module, "--metrics-port", str(port)],
-        env={**os.environ, "TELEMETRY_HEALTH_INTERVAL_SECONDS": "3600"},
-    )
-    try:
-        wait_for_port(port, timeout=60)
-        assert get_json(f"http://127.0.0.1:{port}/__heartbeat__")[0] == 200
-        samples = scrape(f"http://127.0.0.1:{port}/metrics")
-        assert any(sample_name == name for sample_name, _ in samples)
-    finally:
-        process.terminate()
-        assert process.wait(30) == 0
