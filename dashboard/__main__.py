@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    setup_logging("dashboard", args.log_level)
+    setup_logging("dashboard", args.log_level, settings=load_settings())
     if args.command is None:  # serving: every gunicorn worker's metrics in one directory
         from dashboard.server import cleanup_multiprocess_metrics, prepare_multiprocess_metrics
 

@@ -437,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     default_level = "INFO" if args.subcommand is None else "WARNING"
-    setup_logging("scheduler", args.log_level, default_level=default_level)
+    setup_logging(
+        "scheduler", args.log_level, default_level=default_level, settings=load_settings()
+    )
     try:
         settings = load_settings()
         check_db(settings.database_url)  # unreachable: one ConfigError line, not a traceback
