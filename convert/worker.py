@@ -26,7 +26,7 @@ from convert.histogram_tools import HistogramTools, real_tools
 from convert.record import RecordConverter
 from pipeline.config import Settings
 from pipeline.db import init_db, make_engine
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.layout import Schema, error_key
 from pipeline.queues import Message, WorkQueue, open_work_queue
 from pipeline.stats import DEFAULT_KEEP
@@ -423,4 +423,9 @@ def run_worker_process(
     delayed: DelayedMessages | None = None,
 ) -> None:
     """Target of each `--workers N` child process (importable, as spawn requires)."""
-    sys.exit(run_worker(settings, options, log_level, delayed))
+    try:
+        status = run_worker(settings, options, log_level, delayed)
+    except ConfigError as exc:  # one line, as the parent prints it for a single worker
+        log.error("configuration error: %s", exc)
+        status = 2
+    sys.exit(status)

@@ -28,6 +28,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from pipeline.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -159,14 +161,32 @@ class MetricsServer:
         self._server.server_close()
 
 
+def bind_metrics(
+    registry: CollectorRegistry,
+    port: int | None,
+    host: str = "127.0.0.1",
+    checks: Mapping[str, Check] | None = None,
+) -> MetricsServer | None:
+    """A MetricsServer listening on host:port, not yet serving; None when `port` is None or 0
+    (TELEMETRY_METRICS_PORT's default: metrics are off). A port that cannot be had is a
+    ConfigError naming the setting, before the service starts any work."""
+    if not port:
+        return None
+    try:
+        return MetricsServer(registry, port, host, checks)
+    except OSError as exc:
+        raise ConfigError(
+            "TELEMETRY_METRICS_PORT",
+            f"cannot listen on {host}:{port} for metrics: {exc.strerror or exc}",
+        ) from exc
+
+
 def serve_metrics(
     registry: CollectorRegistry,
     port: int | None,
     host: str = "127.0.0.1",
     checks: Mapping[str, Check] | None = None,
 ) -> MetricsServer | None:
-    """Start a MetricsServer when `port` is set (None or 0, TELEMETRY_METRICS_PORT's default:
-    metrics are off)."""
-    if not port:
-        return None
-    return MetricsServer(registry, port, host, checks).start()
+    """`bind_metrics`, then serve at once."""
+    server = bind_metrics(registry, port, host, checks)
+    return server.start() if server is not None else None

@@ -393,7 +393,7 @@ def cmd_remove(args, settings, Session) -> int:
 
 
 def run_service(args, settings) -> int:
-    from pipeline.metrics import serve_metrics
+    from pipeline.metrics import bind_metrics
     from scheduler.metrics import SchedulerMetrics
     from scheduler.service import SchedulerService
 
@@ -409,10 +409,12 @@ def run_service(args, settings) -> int:
 
     signal.signal(signal.SIGTERM, _signal)
     signal.signal(signal.SIGINT, _signal)
-    service.start()
-    serve_metrics(
+    server = bind_metrics(
         metrics.registry, args.metrics_port, settings.metrics_host, metrics.checks(service.running)
     )
+    service.start()
+    if server is not None:
+        server.start()  # after start(): its heartbeat checks the loop start() began
     while not stop.wait(1.0):
         pass
     service.stop()

@@ -41,3 +41,25 @@ def test_service_serves_metrics_and_heartbeats_on_its_metrics_port(data_dir, arg
     finally:
         process.terminate()
         assert process.wait(60) == 0
+
+
+@pytest.mark.parametrize("module", ["scheduler", "pipeline.health", "convert"])
+def test_a_metrics_port_in_use_is_one_line_naming_the_setting(data_dir, module):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--metrics-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert (
+        f"TELEMETRY_METRICS_PORT: cannot listen on 127.0.0.1:{port} for metrics: "
+        "Address already in use"
+    ) in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from pipeline.config import COMMON_SETTINGS, load_settings
 from pipeline.db import init_db, make_engine
+from pipeline.errors import ConfigError
 from pipeline.health.alerts import evaluate
 from pipeline.health.metrics import HealthMetrics
 from pipeline.logs import add_log_level_argument, setup_logging
@@ -76,7 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     engine = make_engine(settings.database_url)
     init_db(engine)
     metrics = HealthMetrics(engine)
-    serve_metrics(metrics.registry, args.metrics_port, settings.metrics_host, metrics.checks())
+    try:
+        serve_metrics(metrics.registry, args.metrics_port, settings.metrics_host, metrics.checks())
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     recipients = recipients_of(settings.alert_recipients)
     if not recipients:
         log.info(
