@@ -128,3 +128,24 @@ def test_json_lines_keep_the_traceback_in_one_object():
         record = logging.LogRecord("t", logging.ERROR, "f", 1, "failed %s", ("x",), sys.exc_info())
     entry = json.loads(make_formatter("json").format(record))
     assert entry["message"] == "failed x" and "ValueError: boom" in entry["exc_info"]
+
+
+def test_dashboard_and_gunicorn_lines_are_json_too(data_dir):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dashboard", "--port", str(port), "--workers", "1"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TELEMETRY_LOG_FORMAT": "json"},
+    )
+    try:
+        wait_for_port(port, timeout=60)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        process.terminate()
+        _out, stderr = process.communicate(timeout=60)
+    entries = json_lines(stderr)
+    assert {e["service"] for e in entries} == {"dashboard"}
+    assert any(e["logger"] == "gunicorn.error" for e in entries)
