@@ -1,6 +1,7 @@
 """One logging set-up for every service: text for people, JSON lines for log collectors.
 
-  TELEMETRY_LOG_FORMAT=text   `2026-01-02 03:04:05,678 INFO convert.worker: message key=value`
+  TELEMETRY_LOG_FORMAT=text   `2026-01-02 03:04:05,678 INFO convert[42] convert.worker: message
+                              key=value` (service[pid], logger, message, fields)
   TELEMETRY_LOG_FORMAT=json   one JSON object per line: time, level, logger, message, service,
                               pid and every field the call passed (python-json-logger)
   TELEMETRY_LOG_LEVEL         DEBUG, INFO, WARNING, ERROR; `--log-level` (or `-v` for DEBUG)
@@ -31,8 +32,11 @@ if TYPE_CHECKING:
     from pipeline.config import Settings
 
 LOG_FORMATS = ("text", "json")
+CHATTY = (
+    "alembic",
+)  # narrates every plugin and connection at INFO; pipeline.migrate logs one line
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(service)s[%(process)d] %(name)s: %(message)s"
 
 _context: contextvars.ContextVar[dict[str, object] | None] = contextvars.ContextVar(
     "telemetry_log_context", default=None
@@ -158,6 +162,8 @@ def setup_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(chosen)
+    for name in CHATTY:  # their INFO lines say nothing an operator needs (DEBUG shows them)
+        logging.getLogger(name).setLevel(logging.NOTSET if chosen == "DEBUG" else logging.WARNING)
 
 
 def add_log_level_argument(

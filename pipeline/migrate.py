@@ -12,6 +12,7 @@ the declared tables and the migrated schema differ, and shows the difference.
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -21,6 +22,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+log = logging.getLogger(__name__)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -46,7 +48,9 @@ def current(connection: Connection) -> str | None:
 
 def upgrade(connection: Connection) -> bool:
     """Bring the database to the newest revision; False when it already was (nothing run)."""
-    if current(connection) == head():
+    before = current(connection)
+    if before == head():
         return False
     command.upgrade(alembic_config(connection), "head")
+    log.info("app database migrated from %s to revision %s", before or "no revision", head())
     return True

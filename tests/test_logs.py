@@ -116,7 +116,7 @@ def test_text_lines_carry_the_fields_as_key_value(capsys):
         with log_context(batch="b/one.batch"):
             logging.getLogger("t").info("converted", extra={"docId": "abc"})
         line = capsys.readouterr().err.strip()
-        assert line.endswith("INFO t: converted docId=abc batch=b/one.batch")
+        assert line.endswith(f"INFO test[{os.getpid()}] t: converted docId=abc batch=b/one.batch")
     finally:
         setup_logging("test", "WARNING")
 
