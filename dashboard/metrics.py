@@ -7,8 +7,8 @@
   /__lbheartbeat__   200 while the process runs
   /__heartbeat__     200 when the database answers, else 500 (JSON body as pipeline.metrics)
 
-Endpoint labels are Flask endpoint names (a fixed set), never raw paths, so a scanner cannot
-create new series. Under gunicorn with several worker processes the counts are kept in
+Endpoint labels are Flask endpoint names (a fixed set), never raw paths, and made-up methods
+are counted as "other", so a scanner cannot create new series. Under gunicorn with several worker processes the counts are kept in
 prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by dashboard.wsgi), so
 any worker answers a scrape with the total.
 """
@@ -30,7 +30,8 @@ from pipeline.errors import ConfigError
 from pipeline.metrics import CONTENT_TYPE, new_registry, render, run_checks
 
 EXTENSION = "telemetry_metrics"
-HEALTH_PATHS = ("/metrics", "/__heartbeat__", "/__lbheartbeat__")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Method labels kept as sent; any other method a client makes up is counted as "other"."""
 
 
 def parse_networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -111,7 +112,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     def _count(response: Response) -> Response:
         started = g.pop("metrics_started", None)
         endpoint = request.endpoint or "unmatched"
-        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+        method = request.method if request.method in METHODS else "other"
+        metrics.requests.labels(endpoint, method, str(response.status_code)).inc()
         if started is not None:
             metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
         return response

@@ -54,6 +54,19 @@ def test_scrape_after_a_signed_in_page_view_counts_it_by_endpoint_and_status(app
     assert value(samples, "dashboard_request_seconds_count", endpoint="jobs.list_jobs") == 2
 
 
+def test_made_up_paths_and_methods_cannot_create_new_series(app):
+    client = app.test_client()
+    for i in range(20):
+        client.open(f"/scan/{i}", method=f"X{i}")
+    samples = parse(client.get("/metrics").get_data(as_text=True))
+    requests = {
+        labels: v for (name, labels), v in samples.items() if name == "dashboard_requests_total"
+    }
+    assert requests == {
+        frozenset({("endpoint", "unmatched"), ("method", "other"), ("status", "404")}): 20
+    }
+
+
 def test_metrics_are_refused_to_outsiders_without_the_token(app):
     client = app.test_client()
     refused = client.get("/metrics", environ_base=OUTSIDER)
