@@ -400,7 +400,9 @@ def run_service(args, settings) -> int:
     config = load_scheduler_config(sync_seconds=args.sync_seconds, grace_seconds=args.grace_seconds)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per alarm is noise
     metrics = SchedulerMetrics(make_engine(settings.database_url))
-    service = SchedulerService(settings, config, on_finished=metrics.on_finished)
+    service = SchedulerService(
+        settings, config, on_finished=metrics.on_finished, on_started=metrics.on_started
+    )
     stop = threading.Event()
 
     def _signal(signum, _frame) -> None:

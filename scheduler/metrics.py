@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
@@ -29,7 +29,20 @@ class SchedulerMetrics:
             ["state"],
             registry=self.registry,
         )
+        self.lateness = Histogram(
+            "scheduler_start_lateness_seconds",
+            "How late each run this service started began, against its scheduled time",
+            ["trigger"],
+            registry=self.registry,
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
+        )
         self.registry.register(CallbackCollector(self._from_database))
+
+    def on_started(self, run: Run) -> None:
+        """SchedulerService's `on_started` hook: observe how late `run` started."""
+        if run.started_at is not None:
+            late = (run.started_at - run.scheduled_for).total_seconds()
+            self.lateness.labels(run.trigger or "schedule").observe(max(late, 0.0))
 
     def on_finished(self, _run_id: int, outcome: RunOutcome) -> None:
         """SchedulerService's `on_finished` hook."""

@@ -77,6 +77,7 @@ class SchedulerService:
         runners: dict[str, Runner] | None = None,
         engine=None,
         on_finished: Callable[[int, RunOutcome], None] | None = None,
+        on_started: Callable[[Run], None] | None = None,
     ) -> None:
         self.settings = settings
         self.config = config or load_scheduler_config()
@@ -91,6 +92,7 @@ class SchedulerService:
         self._scheduler: BackgroundScheduler | None = None
         self._heartbeat_id: int | None = None
         self._on_finished = on_finished
+        self._on_started = on_started
         self.stopped = threading.Event()
         self._stopping = False
 
@@ -549,6 +551,8 @@ class SchedulerService:
             job.runner,
         )
         thread.start()
+        if self._on_started:
+            self._on_started(run)
 
     def _execute_logged(self, request: RunRequest, runner_kind: str, job_id: int) -> None:
         """`execute` with the run id and job name as fields of every line it logs."""

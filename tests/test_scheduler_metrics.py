@@ -30,6 +30,7 @@ def test_scrape_after_a_finished_run_shows_states_lateness_and_next_firing(
         clock=FakeClock(T0 + late),
         runners={"local": RecordingRunner()},
         on_finished=metrics.on_finished,
+        on_started=metrics.on_started,
     )
     server = MetricsServer(metrics.registry, 0, checks=metrics.checks(service.running)).start()
     base = f"http://127.0.0.1:{server.port}"
@@ -41,6 +42,20 @@ def test_scrape_after_a_finished_run_shows_states_lateness_and_next_firing(
         assert value(samples, "scheduler_runs", state=RunState.failed.value) == 0
         assert value(samples, "scheduler_runs_finished_total", state="succeeded") == 1
         assert value(samples, "scheduler_last_start_lateness_seconds", job="late") == 2400
+        assert value(samples, "scheduler_start_lateness_seconds_count", trigger="schedule") == 1
+        assert value(samples, "scheduler_start_lateness_seconds_sum", trigger="schedule") == 2400
+        assert (
+            value(
+                samples, "scheduler_start_lateness_seconds_bucket", trigger="schedule", le="900.0"
+            )
+            == 0
+        )
+        assert (
+            value(
+                samples, "scheduler_start_lateness_seconds_bucket", trigger="schedule", le="3600.0"
+            )
+            == 1
+        )
         now = dt.datetime.now(dt.UTC)
         noon = now.replace(hour=12, minute=0, second=0, microsecond=0)
         expected = noon if noon > now else noon + dt.timedelta(days=1)
