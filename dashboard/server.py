@@ -28,20 +28,25 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger(__name__)
 
 
-def prepare_multiprocess_metrics() -> tuple[str, int]:
+def prepare_multiprocess_metrics() -> tuple[str, int] | None:
     """A fresh directory for this server's metrics files, and the pid that owns it. Must run
-    before prometheus_client is imported, since it picks its value store at import time."""
+    before prometheus_client is imported, since it picks its value store at import time; when
+    something imported it already (an embedding program), each worker keeps its own counts."""
     if "prometheus_client" in sys.modules:
-        raise RuntimeError("prometheus_client was imported before the metrics directory was set")
+        log.warning("prometheus_client is loaded already: /metrics shows one worker's counts")
+        return None
     path = tempfile.mkdtemp(prefix="dashboard-metrics-")
     os.environ[MULTIPROC_ENV] = path
     return path, os.getpid()
 
 
-def cleanup_multiprocess_metrics(prepared: tuple[str, int]) -> None:
+def cleanup_multiprocess_metrics(prepared: tuple[str, int] | None) -> None:
     """Remove the directory, in the master only (a worker's exit unwinds through here too)."""
+    if prepared is None:
+        return
     path, owner = prepared
     if os.getpid() != owner:
         return
@@ -112,6 +117,3 @@ def _child_exit(_server, worker) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
-
-
-log = logging.getLogger(__name__)
