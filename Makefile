@@ -1,6 +1,6 @@
 # telemetry-pipeline: `make run` starts everything on embedded defaults, `make test` runs the suite.
 # Both install what they need first (idempotent; Debian packages via apt-get when missing:
-# redis-server, postgresql, chromium, firefox-esr, wrk, gcc, python3-venv, python3-dev).
+# redis-server, postgresql, chromium, firefox-esr, wrk, gcc, python3-venv, python3-dev, systemd).
 
 PY      ?= python3
 VENV    := .venv
@@ -17,7 +17,7 @@ setup: system-packages $(STAMP) histograms/_fast.so-stamp
 
 system-packages:
 	@missing=""; \
-	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk cc:gcc; do \
+	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk cc:gcc systemd-analyze:systemd; do \
 		bin=$${cmd%%:*}; pkg=$${cmd##*:}; \
 		command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \

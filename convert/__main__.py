@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -18,8 +19,9 @@ from convert.worker import (
     run_worker_process,
     setup_logging,
 )
-from pipeline.config import Settings, load_settings
+from pipeline.config import COMMON_SETTINGS, Settings, load_settings
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.logs import add_log_level_argument
 
 log = logging.getLogger("convert")
 
@@ -37,6 +39,27 @@ killed by signal N) before {EXIT_WORK_LEFT} before 0; {EXIT_WORK_LEFT} becomes 0
 is empty once all have ended."""
 
 
+SETTINGS_USED = (
+    *COMMON_SETTINGS,
+    "incoming_url",
+    "published_url",
+    "queue_url",
+    "database_url",
+    "histogram_cache",
+    "hg_base_url",
+    "s3_endpoint_url",
+    "sqs_endpoint_url",
+    "schema_path",
+    "max_decompressed_bytes",
+    "dedup_window_days",
+    "queue_lease_seconds",
+    "queue_max_attempts",
+    "metrics_port",
+    "metrics_host",
+    "metrics_stale_minutes",
+)
+
+
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m convert",
@@ -49,11 +72,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         ),
         epilog=(
             EXIT_STATUS + "\n\n"
-            "Effective settings (defaults < $TELEMETRY_CONFIG TOML < TELEMETRY_* environment); the\n"
-            "ones convert uses: INCOMING_URL, PUBLISHED_URL, QUEUE_URL, DATABASE_URL,\n"
-            "HISTOGRAM_CACHE, HG_BASE_URL, S3_ENDPOINT_URL, SQS_ENDPOINT_URL, SCHEMA_PATH,\n"
-            "MAX_DECOMPRESSED_BYTES, DEDUP_WINDOW_DAYS, QUEUE_LEASE_SECONDS, QUEUE_MAX_ATTEMPTS:\n"
-            + settings.describe()
+            "Effective settings convert reads (defaults < $TELEMETRY_CONFIG TOML < TELEMETRY_*\n"
+            "environment; all of them: python -m pipeline config):\n"
+            + settings.describe(SETTINGS_USED)
         ),
     )
     parser.add_argument(
@@ -113,7 +134,16 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="delay before a failed batch is retried, times its attempt number "
         "(default: 30); after TELEMETRY_QUEUE_MAX_ATTEMPTS it is dead-lettered",
     )
-    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=settings.metrics_port,
+        metavar="PORT",
+        help="serve Prometheus /metrics, /__heartbeat__ and /__lbheartbeat__ on this port "
+        "(TELEMETRY_METRICS_HOST); with --workers N, worker i on PORT+i "
+        f"(default: {settings.metrics_port}, TELEMETRY_METRICS_PORT; 0: off)",
+    )
+    add_log_level_argument(parser)
     return parser
 
 
@@ -135,6 +165,7 @@ def _options(args: argparse.Namespace) -> WorkerOptions:
         park_delay=args.park_delay,
         park_max_attempts=args.park_max_attempts,
         retry_delay=args.retry_delay,
+        metrics_port=args.metrics_port,
     )
 
 
@@ -148,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         print("--workers must be at least 1", file=sys.stderr)
         return 2
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, settings)
     options = _options(args)
     try:
         _prepare_database(settings)
@@ -166,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     children = [
         context.Process(
             target=run_worker_process,
-            args=(settings, options, args.log_level, delayed),
+            args=(settings, _for_worker(options, i), args.log_level, delayed),
             name=f"convert-{i}",
         )
         for i in range(args.workers)
@@ -192,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         log.info("drain: the queue is empty now that every worker has ended")
         return 0
     return status
+
+
+def _for_worker(options: WorkerOptions, index: int) -> WorkerOptions:
+    """Worker `index`'s options: its own metrics port, PORT+index (Prometheus scrapes each)."""
+    port = options.metrics_port + index if options.metrics_port else 0
+    return dataclasses.replace(options, metrics_port=port)
 
 
 def combined_status(codes: list[int]) -> int:

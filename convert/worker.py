@@ -27,7 +27,7 @@ from convert.histogram_tools import HistogramTools, real_tools
 from convert.record import RecordConverter
 from pipeline.config import Settings
 from pipeline.db import init_db, make_engine
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.layout import Schema, error_key
 from pipeline.queues import Message, WorkQueue, open_work_queue
 from pipeline.stats import DEFAULT_KEEP
@@ -60,6 +60,7 @@ class WorkerOptions:
     park_delay: float = 300.0
     park_max_attempts: int = 12
     retry_delay: float = 30.0
+    metrics_port: int = 0  # serve this worker's metrics and health there (0: off)
 
 
 class Heartbeat:
@@ -368,12 +369,11 @@ class Worker:
         self.engine.dispose()
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s convert[%(process)d] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str | None, settings: Settings | None = None) -> None:
+    """pipeline.logs for convert (TELEMETRY_LOG_FORMAT, TELEMETRY_LOG_LEVEL, --log-level)."""
+    from pipeline.logs import setup_logging as setup
+
+    setup("convert", level, settings=settings)
 
 
 #: Cyclic GC generation-0 threshold in worker processes (Python's default is 700).
@@ -398,12 +398,15 @@ def tune_gc() -> None:
 def run_worker(
     settings: Settings,
     options: WorkerOptions,
-    log_level: str = "INFO",
+    log_level: str | None = None,
     delayed: DelayedMessages | None = None,
 ) -> int:
     """Run one worker in this process until it stops; SIGTERM/SIGINT finish the current batch."""
-    setup_logging(log_level)
+    setup_logging(log_level, settings)
+    from convert.metrics import instrument_worker
+
     worker = Worker(settings, options, delayed=delayed)
+    instrument_worker(worker, options.metrics_port)
     tune_gc()
 
     def _stop(signum: int, _frame: object) -> None:
@@ -418,8 +421,13 @@ def run_worker(
 def run_worker_process(
     settings: Settings,
     options: WorkerOptions,
-    log_level: str,
+    log_level: str | None,
     delayed: DelayedMessages | None = None,
 ) -> None:
     """Target of each `--workers N` child process (importable, as spawn requires)."""
-    sys.exit(run_worker(settings, options, log_level, delayed))
+    try:
+        status = run_worker(settings, options, log_level, delayed)
+    except ConfigError as exc:  # one line, as the parent prints it for a single worker
+        log.error("configuration error: %s", exc)
+        status = 2
+    sys.exit(status)

@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dashboard import account, sso, throttle, web_security
 from dashboard.secret_key import load_or_create_secret_key
@@ -69,6 +70,9 @@ def create_app(
     app.config.from_prefixed_env("DASHBOARD")
     if test_config:
         app.config.update(test_config)
+    if settings.trusted_proxies:  # behind N reverse proxies: their X-Forwarded-* are the truth
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
     check_worker_config(app.config)  # before anything is written to the data directory
     if not app.config.get("SECRET_KEY"):  # none configured: the data directory's random key
         app.config["SECRET_KEY"] = load_or_create_secret_key(settings.data_dir)
@@ -84,6 +88,9 @@ def create_app(
     csrf.init_app(app)
     web_security.init_app(app)
     sso.init_app(app)
+    from dashboard import metrics
+
+    metrics.init_app(app, settings)  # /metrics, /__heartbeat__, /__lbheartbeat__
 
     from dashboard import api, auth, health, jobs, public, tokens, workers_views
 

@@ -1,7 +1,8 @@
 """`python -m dashboard`: serve the dashboard, or manage users and API tokens.
 
-python -m dashboard [--host 127.0.0.1] [--port 5000]   serve (Flask's server; use any WSGI
-                                                       server with dashboard:create_app in production)
+python -m dashboard [--host 127.0.0.1] [--port 5000] [--workers N] [--threads N]
+                                   serve through gunicorn (dashboard.server); the worker-expiry
+                                   sweep runs once, in gunicorn's master process
 python -m dashboard create-user EMAIL [--password P] [--admin]   (the first user is always an admin)
 python -m dashboard create-token EMAIL [--label L]
 """
@@ -13,11 +14,33 @@ import getpass
 import logging
 import sys
 
-from pipeline.config import load_settings
+from pipeline.config import COMMON_SETTINGS, load_settings
 from pipeline.db import check_db
 from pipeline.errors import PipelineError
+from pipeline.logs import add_log_level_argument, setup_logging
 
 log = logging.getLogger("dashboard")
+
+
+SETTINGS_USED = (
+    *COMMON_SETTINGS,
+    "database_url",
+    "code_url",
+    "public_url",
+    "published_url",
+    "s3_endpoint_url",
+    "runner",
+    "secret_key",
+    "signup_domains",
+    "smtp_url",
+    "mail_from",
+    "public_base_url",
+    "metrics_allow",
+    "metrics_token",
+    "dashboard_workers",
+    "dashboard_threads",
+    "trusted_proxies",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m dashboard",
         description="The telemetry dashboard: jobs, runs, analysis workers, published results, health.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Effective settings (environment TELEMETRY_*, or a TOML file named by TELEMETRY_CONFIG):\n"
-        + settings.describe()
+        epilog="Effective settings it reads (environment TELEMETRY_*, or a TOML file named by "
+        "TELEMETRY_CONFIG;\nall of them: python -m pipeline config):\n"
+        + settings.describe(SETTINGS_USED)
         + "\n\nDashboard-only options are DASHBOARD_* variables, e.g. DASHBOARD_WORKER_PROVIDER=ec2,\n"
         "DASHBOARD_SESSION_COOKIE_SECURE=true, DASHBOARD_WORKER_LIFETIME_HOURS=24.\n"
         "EC2 workers (DASHBOARD_WORKER_PROVIDER=ec2) need DASHBOARD_WORKER_EC2_AMI (no default;\n"
@@ -48,11 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=5000, help="port to listen on (default: %(default)s)"
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=settings.dashboard_workers,
+        metavar="N",
+        help="gunicorn worker processes (default: %(default)s, TELEMETRY_DASHBOARD_WORKERS)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=settings.dashboard_threads,
+        metavar="N",
+        help="threads per worker process (default: %(default)s, TELEMETRY_DASHBOARD_THREADS)",
+    )
+    parser.add_argument(
         "--no-expiry",
         action="store_true",
         help="do not run the worker expiry sweep in this process",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_log_level_argument(parser)
     commands = parser.add_subparsers(dest="command")
     user = commands.add_parser(
         "create-user", help="add a user (prompts for the password when --password is not given)"
@@ -133,8 +171,9 @@ def _create_token(app, args) -> int:
 
 
 def _serve(app, args) -> int:
-    from dashboard import database
+    from dashboard import create_app, database
     from dashboard.expiry import ExpirySweeper
+    from dashboard.server import DashboardServer
     from dashboard.users import count_users
 
     with app.app_context():
@@ -150,9 +189,18 @@ def _serve(app, args) -> int:
     sweeper = None if args.no_expiry else ExpirySweeper(app)
     if sweeper:
         sweeper.start()
-    log.info("dashboard listening on http://%s:%s/", args.host, args.port)
+    log.info(
+        "dashboard listening on http://%s:%s/ (gunicorn: %d workers x %d threads)",
+        args.host,
+        args.port,
+        args.workers,
+        args.threads,
+    )
+    bind = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
     try:
-        app.run(host=args.host, port=args.port, debug=False, use_reloader=False, threaded=True)
+        DashboardServer(
+            create_app, bind=bind, workers=args.workers, threads=args.threads, in_master=app
+        ).run()
     finally:
         if sweeper:
             sweeper.stop()
@@ -166,10 +214,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging("dashboard", args.log_level, settings=load_settings())
+    if args.command is None:  # serving: every gunicorn worker's metrics in one directory
+        from dashboard.server import cleanup_multiprocess_metrics, prepare_multiprocess_metrics
+
+        metrics_dir = prepare_multiprocess_metrics()
+        try:
+            return _main(args)
+        finally:
+            cleanup_multiprocess_metrics(metrics_dir)
+    return _main(args)
+
+
+def _main(args) -> int:
     from dashboard import create_app
 
     try:

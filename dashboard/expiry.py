@@ -41,6 +41,9 @@ class ExpirySweeper(threading.Thread):
 
     def run(self) -> None:
         interval = float(self.app.config["EXPIRY_INTERVAL_SECONDS"])
+        metrics = self.app.extensions.get("telemetry_metrics")
+        if metrics is not None:  # shows which process sweeps: there must be exactly one
+            metrics.expiry_sweeper.set(1)
         while not self.stop_event.is_set():
             try:
                 counts = sweep_once(self.app)

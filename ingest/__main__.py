@@ -8,8 +8,26 @@ import errno
 import logging
 import sys
 
-from pipeline.config import Settings, load_settings
+from pipeline.config import COMMON_SETTINGS, Settings, load_settings
 from pipeline.errors import PipelineError
+from pipeline.logs import add_log_level_argument, setup_logging
+
+SETTINGS_USED = (
+    *COMMON_SETTINGS,
+    "spool_dir",
+    "incoming_url",
+    "queue_url",
+    "database_url",
+    "s3_endpoint_url",
+    "sqs_endpoint_url",
+    "queue_max_attempts",
+    "max_body_bytes",
+    "spool_max_file_bytes",
+    "spool_max_age_seconds",
+    "spool_cap_bytes",
+    "spool_min_free_bytes",
+    "fsync_policy",
+)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
@@ -18,8 +36,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         description="Accept telemetry submissions over HTTP, spool them durably and upload "
         "them as batches to the incoming store, announcing each on the work queue.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="effective settings (TELEMETRY_* environment / TELEMETRY_CONFIG file):\n"
-        + settings.describe(),
+        epilog="effective settings it reads (TELEMETRY_* environment / TELEMETRY_CONFIG file; "
+        "all of them: python -m pipeline config):\n" + settings.describe(SETTINGS_USED),
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
@@ -50,7 +68,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         action="store_true",
         help="do not add accepted counts per hour to the database (TELEMETRY_DATABASE_URL)",
     )
-    parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+    add_log_level_argument(parser)
     return parser
 
 
@@ -63,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(settings).parse_args(argv)
     if args.fsync_policy:
         settings = load_settings(fsync_policy=args.fsync_policy)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    setup_logging("ingest", args.log_level, settings=settings)
 
     from ingest.app import create_app
     from ingest.server import serve

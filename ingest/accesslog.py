@@ -1,4 +1,4 @@
-"""Structured access log (one JSON object per request, with the docId) and request metrics.
+"""Structured access log (one line per request with the docId as a field) and request metrics.
 
 The line has no client address (privacy: see pipeline.client_address), at most its keyed hash.
 
@@ -13,7 +13,6 @@ limits, garbage bytes) never reaches the router, and such a request has no app.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
@@ -91,4 +90,6 @@ class JsonAccessLogger(AbstractAccessLogger):
             forwarded = request.headers.getall(FORWARDED_FOR, [])
             address = client_address(request.remote, forwarded, self.trusted_hops)
             entry["remote_hash"] = self.address_policy.kept(address)
-        self.logger.info(json.dumps(entry, separators=(",", ":")))
+        # The fields travel as fields: with TELEMETRY_LOG_FORMAT=json the line is one JSON
+        # object holding them; as text they follow the message as key=value (pipeline.logs).
+        self.logger.info("%s %s %s", request.method, entry["path"], status, extra=entry)

@@ -1,16 +1,13 @@
-"""Prometheus metrics of one ingest server, on a registry of its own.
-
-A private registry (not prometheus_client's global one) lets tests run several servers in
-one process and keeps `/metrics` to what this service reports.
-"""
+"""Prometheus metrics of one ingest server, on a registry of its own (pipeline.metrics)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import Counter, Gauge, Histogram
+
+from pipeline.metrics import CONTENT_TYPE, new_registry, render
 
 MAX_NAMESPACES = (
     50  # label values come from clients; cap them so a scanner cannot explode the series
@@ -19,10 +16,10 @@ OTHER = "other"
 
 
 class IngestMetrics:
-    content_type = CONTENT_TYPE_LATEST
+    content_type = CONTENT_TYPE
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = new_registry()
         self.requests = Counter(
             "ingest_requests",
             "HTTP requests answered, by status code and namespace",
@@ -106,7 +103,7 @@ class IngestMetrics:
         self.spool_files.set_function(depth_files)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return render(self.registry)
 
 
 METRICS_KEY = web.AppKey("metrics", IngestMetrics)

@@ -26,6 +26,7 @@ from mapreduce.tasks import StoreOpener, TaskSettings
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.layout import InputFilter, LayoutError
+from pipeline.logs import add_log_level_argument, setup_logging
 from pipeline.stores import BlobStore, open_store
 from pipeline.stores.local import LocalStore
 
@@ -161,7 +162,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="map output records a mapper buffers before sorting, combining and spilling them; "
         "bounds mapper memory (default: %(default)s)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    add_log_level_argument(parser, "WARNING")
     return parser
 
 
@@ -261,10 +262,7 @@ def main(argv: Sequence[str] | None = None, **hooks) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     args = build_parser(settings).parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging("mapreduce", args.log_level, default_level="WARNING", settings=settings)
     try:
         run_job(args, settings, **hooks)
     except JobScriptFailed as exc:

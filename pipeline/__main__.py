@@ -161,18 +161,64 @@ def run_reconcile(
     return 0
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def run_db(settings: Settings, action: str) -> int:
+    """`db current`: the database's schema revision; `db upgrade`: migrate it to the newest."""
+    from pipeline import migrate
+    from pipeline.db import check_db, init_db, make_engine
+
     try:
-        effective = load_settings().describe()
+        check_db(settings.database_url)
     except ConfigError as exc:
-        effective = f"  (configuration error: {exc})"
+        print(f"FAIL {_one_line('TELEMETRY_DATABASE_URL', exc)}", file=sys.stderr)
+        return 1
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            before = migrate.current(conn)
+        if action == "upgrade":
+            init_db(engine)  # under the start-up lock, as every service does
+            with engine.connect() as conn:
+                after = migrate.current(conn)
+            print(f"database at revision {after} (head); was {before or 'not migrated'}")
+            return 0
+    finally:
+        engine.dispose()
+    head = migrate.head()
+    if before == head:
+        print(f"{before} (head)")
+    else:
+        print(
+            f"{before or 'not migrated'} (head is {head}: `python -m pipeline db upgrade`, "
+            "or start any service, migrates it)"
+        )
+    return 0
+
+
+def run_config(settings: Settings) -> int:
+    """Every effective setting, secrets and URL passwords hidden."""
+    print(
+        "# effective settings: defaults < TELEMETRY_CONFIG file < TELEMETRY_* environment\n"
+        "# (each service's --help shows the ones it reads and its own flags)"
+    )
+    print(settings.describe())
+    return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
         description="Shared plumbing tools for the telemetry pipeline.",
-        epilog="effective settings (defaults < TELEMETRY_CONFIG file < environment):\n" + effective,
+        epilog="The effective settings: python -m pipeline config",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "config",
+        help="print every effective setting (secrets hidden)",
+        description="Print every effective setting as NAME=value: built-in defaults, then the "
+        "TOML file named by TELEMETRY_CONFIG, then TELEMETRY_* environment variables. Secrets "
+        "(TELEMETRY_SECRET_KEY, TELEMETRY_METRICS_TOKEN) and passwords in URLs show as ***.",
+    )
     check = commands.add_parser(
         "check",
         help="open every configured store, queue and database; print OK or the error for each",
@@ -231,6 +277,14 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help='print {"objects", "stranded": [keys], "reannounced"} (default: text)',
     )
+    db = commands.add_parser(
+        "db",
+        help="show the app database's schema revision, or migrate it to the newest",
+        description="The app database (TELEMETRY_DATABASE_URL) is migrated with Alembic. "
+        "Every service migrates it at start-up under a lock (one process migrates, the others "
+        "wait); `upgrade` does the same by hand, `current` shows the revision.",
+    )
+    db.add_argument("action", choices=("upgrade", "current"), help="what to do")
     return parser
 
 
@@ -247,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_dead_letters(settings, redrive=args.redrive, as_json=args.json)
     if args.command == "reconcile":
         return run_reconcile(settings, args.dry_run, args.older_than, args.json)
+    if args.command == "config":
+        return run_config(settings)
+    if args.command == "db":
+        return run_db(settings, args.action)
     return 2
 
 

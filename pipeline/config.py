@@ -14,7 +14,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pipeline.errors import ConfigError
@@ -77,11 +77,32 @@ class Settings:
     alert_recipients: str = ""  # comma-separated addresses for pipeline health alerts
     health_interval_seconds: float = 3600.0
     public_base_url: str = "http://127.0.0.1:5000"
+    # operations: metrics (see pipeline.metrics)
+    metrics_port: int = 0  # convert, scheduler, health watcher: 0 = no metrics server
+    metrics_host: str = "127.0.0.1"
+    metrics_stale_minutes: float = 60.0  # convert: incoming objects older than this are "stale"
+    # dashboard /metrics: who may scrape it (networks, comma-separated) or a bearer token
+    metrics_allow: str = "127.0.0.1/32,::1/128"
+    metrics_token: str = ""
+    # dashboard under gunicorn (dashboard.server)
+    dashboard_workers: int = 2  # worker processes
+    dashboard_threads: int = 4  # threads per worker process
+    trusted_proxies: int = 0  # reverse proxies whose X-Forwarded-* headers are trusted (ProxyFix)
+    # every service: pipeline.logs
+    log_format: str = "text"  # or json: one JSON object per line
+    log_level: str = ""  # unset: each service's default (INFO; WARNING for CLI subcommands)
 
-    def describe(self) -> str:
-        """Return `NAME=value` lines for `--help` texts and start-up logs."""
+    def describe(self, names: Iterable[str] | None = None) -> str:
+        """`NAME=value` lines (secrets hidden) for `--help` texts and `python -m pipeline
+        config`: every setting, or only `names` (the ones a service reads)."""
+        wanted = None if names is None else set(names)
+        unknown = (wanted or set()) - {field.name for field in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"not settings: {sorted(unknown)}")
         lines = []
         for field in dataclasses.fields(self):
+            if wanted is not None and field.name not in wanted:
+                continue
             value = getattr(self, field.name)
             if field.name in _SECRET_FIELDS and value:
                 value = "***"
@@ -93,12 +114,16 @@ class Settings:
         return "\n".join(lines)
 
 
+COMMON_SETTINGS = ("data_dir", "log_format", "log_level")
+"""Settings every service reads (the others are listed by each service's `--help`)."""
+
+
 def secret_key_path(data_dir: str) -> Path:
     """The file holding the generated dashboard key when TELEMETRY_SECRET_KEY is unset."""
     return Path(data_dir) / SECRET_KEY_FILE
 
 
-_SECRET_FIELDS = {"secret_key", "client_address_hash_key"}
+_SECRET_FIELDS = {"secret_key", "client_address_hash_key", "metrics_token"}
 _URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")
 
 
@@ -146,6 +171,9 @@ _POSITIVE = (
     "queue_lease_seconds",
     "queue_max_attempts",
     "stale_incoming_minutes",
+    "metrics_stale_minutes",
+    "dashboard_workers",
+    "dashboard_threads",
 )
 _NON_NEGATIVE = (
     "spool_min_free_bytes",
@@ -153,6 +181,8 @@ _NON_NEGATIVE = (
     "reconcile_interval_seconds",
     "reconcile_margin_seconds",
     "trusted_proxy_hops",
+    "metrics_port",
+    "trusted_proxies",
 )
 
 
@@ -212,6 +242,11 @@ def _with_derived_defaults(settings: Settings) -> Settings:
         "schema_path": str(Path(__file__).with_name("telemetry_schema.json")),
     }
     missing = {k: v for k, v in derived.items() if not getattr(settings, k)}
+    from pipeline.logs import check_format, check_level
+
+    check_format(settings.log_format)
+    if settings.log_level:
+        check_level(settings.log_level)
     if settings.fsync_policy not in ("always", "group", "none"):
         raise ConfigError("TELEMETRY_FSYNC_POLICY", "must be one of always, group, none")
     if settings.client_address_policy not in ("drop", "hash"):

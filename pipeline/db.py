@@ -112,19 +112,24 @@ DDL_LOCK_KEY = 0x7E1E_2013
 
 
 def init_db(engine: Engine, attempts: int = 5) -> None:
-    """Create every table declared so far (idempotent, and safe when services race).
+    """Migrate the database to the newest schema (pipeline.migrate, Alembic), then create any
+    declared table no migration knows yet; idempotent, and safe when services race.
 
     `make run` starts several services against a fresh database at once, and `create_all`
     checks and creates in separate steps, so unguarded processes trip over each other's
     tables ("already exists"). Table creation is therefore serialised: by an advisory lock on
     PostgreSQL and a lock file beside an SQLite database. A race that still happens (say, a
     process of an older version without the lock) is retried: checking again finds the table
-    and creates only what is still missing.
+    and creates only what is still missing. The migrations run under the same lock: one
+    process migrates, the others wait and then find the database current.
     """
+    from pipeline import migrate
+
     for attempt in range(attempts):
         try:
-            with _ddl_lock(engine) as bind:
-                Base.metadata.create_all(bind)
+            with _ddl_lock(engine) as bind, _transaction(bind) as conn:
+                migrate.upgrade(conn)
+                Base.metadata.create_all(conn)
             return
         except (OperationalError, ProgrammingError, IntegrityError) as exc:
             message = str(exc).lower()
@@ -158,6 +163,16 @@ def _ddl_lock(engine: Engine) -> Iterator[Engine | Connection]:
             yield engine
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _transaction(bind: Engine | Connection) -> Iterator[Connection]:
+    """A connection in a transaction: `bind` itself when it is one already (PostgreSQL's lock)."""
+    if isinstance(bind, Connection):
+        yield bind
+        return
+    with bind.begin() as conn:
+        yield conn
 
 
 def _open_lock_file(path: str) -> BinaryIO:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import load_settings
+from pipeline.logs import setup_logging
 
 log = logging.getLogger("pipeline.runall")
 STOP_GRACE_SECONDS = 20.0
@@ -41,9 +42,17 @@ class Service:
     process: subprocess.Popen | None = field(default=None, repr=False)
 
 
+def metrics_flags(port: int, workers: int) -> list[list[str]]:
+    """`--metrics-port` for convert (PORT..PORT+workers-1), the scheduler and the health watcher
+    (the next two), so that one TELEMETRY_METRICS_PORT does not make them collide; 0: off."""
+    ports = [port, port + workers, port + workers + 1] if port else [0, 0, 0]
+    return [["--metrics-port", str(p)] for p in ports]
+
+
 def build_services(args: argparse.Namespace) -> list[Service]:
     py = sys.executable
     host = args.host
+    metrics = metrics_flags(args.metrics_port, args.workers)
     return [
         Service(
             "ingest",
@@ -51,9 +60,9 @@ def build_services(args: argparse.Namespace) -> list[Service]:
             args.ingest_port,
             f"http://{host}:{args.ingest_port}/submit/telemetry/<docId>",
         ),
-        Service("convert", [py, "-m", "convert", "--workers", str(args.workers)]),
-        Service("scheduler", [py, "-m", "scheduler"]),
-        Service("health", [py, "-m", "pipeline.health"]),
+        Service("convert", [py, "-m", "convert", "--workers", str(args.workers)] + metrics[0]),
+        Service("scheduler", [py, "-m", "scheduler"] + metrics[1]),
+        Service("health", [py, "-m", "pipeline.health"] + metrics[2]),
         Service(
             "dashboard",
             [py, "-m", "dashboard", "--host", host, "--port", str(args.dashboard_port)],
@@ -210,6 +219,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--workers", type=int, default=1, help="convert worker processes (default %(default)s)"
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=settings.metrics_port,
+        metavar="PORT",
+        help="serve convert's metrics from PORT (one port per worker), then the scheduler's and "
+        "the health watcher's on the next two (default: %(default)s, TELEMETRY_METRICS_PORT; "
+        "0: off; ingest and the dashboard serve /metrics on their own ports)",
+    )
+    parser.add_argument(
         "--no-demo",
         action="store_true",
         help="do not add demo data (a few submissions and the example job) even to a new "
@@ -219,7 +237,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging("runall")
     args = parse_args(argv)
     settings = load_settings()
     env = dict(os.environ, TELEMETRY_DATA_DIR=settings.data_dir, PYTHONUNBUFFERED="1")

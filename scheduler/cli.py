@@ -28,9 +28,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from pipeline.config import load_settings
+from pipeline.config import COMMON_SETTINGS, load_settings
 from pipeline.db import check_db, init_db, make_engine, session_factory
 from pipeline.errors import PipelineError
+from pipeline.logs import add_log_level_argument, setup_logging
 from scheduler.config import load_scheduler_config
 from scheduler.errors import JobValidationError
 from scheduler.jobs import (
@@ -49,6 +50,22 @@ from scheduler.triggers import next_run_time
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 log = logging.getLogger("scheduler")
+
+
+SETTINGS_USED = (
+    *COMMON_SETTINGS,
+    "database_url",
+    "code_url",
+    "public_url",
+    "published_url",
+    "s3_endpoint_url",
+    "runner",
+    "smtp_url",
+    "mail_from",
+    "public_base_url",
+    "metrics_port",
+    "metrics_host",
+)
 
 
 def _day_of_week(text: str) -> int:
@@ -74,18 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m scheduler",
         description="Run analysis code tarballs on a schedule and publish their output. "
         "Without a subcommand, runs the scheduler service until SIGTERM or Ctrl-C.",
-        epilog="effective settings:\n" + settings.describe() + "\n" + config.describe(),
+        epilog="effective settings it reads (all of them: python -m pipeline config):\n"
+        + settings.describe(SETTINGS_USED)
+        + "\n"
+        + config.describe(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--log-level",
-        default=None,
-        help="logging level (default: INFO for the service, WARNING for subcommands)",
-    )
+    add_log_level_argument(parser, "INFO for the service, WARNING for subcommands")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--log-level", default=argparse.SUPPRESS, help="logging level (default: WARNING)"
-    )
+    add_log_level_argument(common, "WARNING", default=argparse.SUPPRESS)
     parser.add_argument(
         "--sync-seconds",
         type=float,
@@ -95,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--grace-seconds",
         type=float,
         help=f"on start, run a missed firing younger than this once; older ones are recorded missed (default: {config.grace_seconds})",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=settings.metrics_port,
+        metavar="PORT",
+        help="serve Prometheus /metrics, /__heartbeat__ and /__lbheartbeat__ on this port "
+        f"(default: {settings.metrics_port}, TELEMETRY_METRICS_PORT; 0: off)",
     )
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
 
@@ -371,11 +393,16 @@ def cmd_remove(args, settings, Session) -> int:
 
 
 def run_service(args, settings) -> int:
+    from pipeline.metrics import bind_metrics
+    from scheduler.metrics import SchedulerMetrics
     from scheduler.service import SchedulerService
 
     config = load_scheduler_config(sync_seconds=args.sync_seconds, grace_seconds=args.grace_seconds)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per alarm is noise
-    service = SchedulerService(settings, config)
+    metrics = SchedulerMetrics(make_engine(settings.database_url))
+    service = SchedulerService(
+        settings, config, on_finished=metrics.on_finished, on_started=metrics.on_started
+    )
     stop = threading.Event()
 
     def _signal(signum, _frame) -> None:
@@ -384,7 +411,12 @@ def run_service(args, settings) -> int:
 
     signal.signal(signal.SIGTERM, _signal)
     signal.signal(signal.SIGINT, _signal)
+    server = bind_metrics(
+        metrics.registry, args.metrics_port, settings.metrics_host, metrics.checks(service.running)
+    )
     service.start()
+    if server is not None:
+        server.start()  # after start(): its heartbeat checks the loop start() began
     while not stop.wait(1.0):
         pass
     service.stop()
@@ -408,9 +440,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    level = args.log_level or ("INFO" if args.subcommand is None else "WARNING")
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    default_level = "INFO" if args.subcommand is None else "WARNING"
+    setup_logging(
+        "scheduler", args.log_level, default_level=default_level, settings=load_settings()
     )
     try:
         settings = load_settings()

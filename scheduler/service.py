@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.config import Settings
 from pipeline.db import init_db, make_engine, session_factory
+from pipeline.logs import log_context
 from scheduler.clock import UTC, Clock, naive_utc
 from scheduler.config import SchedulerConfig, load_scheduler_config
 from scheduler.models import Job, Run, RunState, SchedulerHeartbeat
@@ -76,6 +77,7 @@ class SchedulerService:
         runners: dict[str, Runner] | None = None,
         engine=None,
         on_finished: Callable[[int, RunOutcome], None] | None = None,
+        on_started: Callable[[Run], None] | None = None,
     ) -> None:
         self.settings = settings
         self.config = config or load_scheduler_config()
@@ -90,6 +92,7 @@ class SchedulerService:
         self._scheduler: BackgroundScheduler | None = None
         self._heartbeat_id: int | None = None
         self._on_finished = on_finished
+        self._on_started = on_started
         self.stopped = threading.Event()
         self._stopping = False
 
@@ -105,6 +108,10 @@ class SchedulerService:
     def active_run_ids(self) -> set[int]:
         with self._lock:
             return set(self._active)
+
+    def running(self) -> bool:
+        """True between start() and stop(), while APScheduler drives the service."""
+        return self._scheduler is not None and self._scheduler.running
 
     def _busy_job_ids(self, session: Session) -> set[int]:
         with self._lock:
@@ -528,7 +535,7 @@ class SchedulerService:
         request = self.request_for(run, job)
         active = ActiveRun(run.id, job.id, request)
         thread = threading.Thread(
-            target=self.execute,
+            target=self._execute_logged,
             args=(request, job.runner, job.id),
             name=f"run-{run.id}",
             daemon=True,
@@ -544,6 +551,13 @@ class SchedulerService:
             job.runner,
         )
         thread.start()
+        if self._on_started:
+            self._on_started(run)
+
+    def _execute_logged(self, request: RunRequest, runner_kind: str, job_id: int) -> None:
+        """`execute` with the run id and job name as fields of every line it logs."""
+        with log_context(run=request.run_id, job=request.job_name):
+            self.execute(request, runner_kind, job_id)
 
     def execute(
         self, request: RunRequest, runner_kind: str, job_id: int | None = None
@@ -629,4 +643,5 @@ class SchedulerService:
             kind = job.runner
         with self._lock:
             self._active[run_id] = ActiveRun(run_id, job.id, request)
-        return self.execute(request, kind)
+        with log_context(run=request.run_id, job=request.job_name):
+            return self.execute(request, kind)

@@ -228,8 +228,8 @@ def test_check_reports_an_unusable_database(tmp_path):
     assert failure.startswith("FAIL TELEMETRY_DATABASE_URL: ")
 
 
-def test_help_shows_the_effective_settings(tmp_path):
-    result = run_check({"TELEMETRY_DATA_DIR": str(tmp_path / "var")}, "--help")
+def test_config_shows_the_effective_settings(tmp_path):
+    result = run_check({"TELEMETRY_DATA_DIR": str(tmp_path / "var")}, "config")
     assert result.returncode == 0
     assert f"TELEMETRY_DATA_DIR={tmp_path / 'var'}" in result.stdout
-    assert "check" in result.stdout
+    assert "check" in run_check({}, "--help").stdout

@@ -21,6 +21,7 @@ from ingest.server import running
 from pipeline.client_address import AddressPolicy, client_address, hash_address
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError
+from pipeline.logs import make_formatter
 from pipeline.records import Record, iter_records
 from pipeline.stores import open_store
 from tests.test_convert_support import read_all, run_convert
@@ -60,7 +61,9 @@ async def post_all(url: str, forwarded: str) -> None:
 
 
 def access_lines(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "ingest.access"]
+    """The access log's lines as TELEMETRY_LOG_FORMAT=json writes them (every field)."""
+    formatter = make_formatter("json")
+    return [formatter.format(r) for r in caplog.records if r.name == "ingest.access"]
 
 
 async def test_country_from_the_trusted_hop_and_the_address_kept_nowhere(data_dir, caplog):

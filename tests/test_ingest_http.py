@@ -471,6 +471,8 @@ def test_second_server_on_the_same_spool_exits_with_a_clear_error(data_dir):
 
 
 async def test_access_log_is_one_json_object_per_request_with_the_doc_id(data_dir, caplog):
+    from pipeline.logs import make_formatter
+
     caplog.set_level("INFO", logger="ingest.access")
     async with running(create_app(make_settings(), count_hourly=False)) as url:
         async with aiohttp.ClientSession() as session:
@@ -480,7 +482,8 @@ async def test_access_log_is_one_json_object_per_request_with_the_doc_id(data_di
                 f"{url}/submit/telemetry/{DOC}", data=b"{}", headers={"X-Big": "b" * 2000}
             ) as response:
                 assert response.status == 431
-    entries = [json.loads(r.getMessage()) for r in caplog.records if r.name == "ingest.access"]
+    as_json = make_formatter("json")
+    entries = [json.loads(as_json.format(r)) for r in caplog.records if r.name == "ingest.access"]
     assert [(e["status"], e["docId"], e.get("reason")) for e in entries] == [
         (200, DOC, None),
         (431, DOC, "header_too_large"),

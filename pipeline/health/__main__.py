@@ -18,12 +18,37 @@ import threading
 import time
 from collections.abc import Sequence
 
-from pipeline.config import hide_url_passwords, load_settings
+from pipeline.config import COMMON_SETTINGS, hide_url_passwords, load_settings
 from pipeline.db import init_db, make_engine
+from pipeline.errors import ConfigError
 from pipeline.health.alerts import evaluate
+from pipeline.health.metrics import HealthMetrics
+from pipeline.logs import add_log_level_argument, setup_logging
+from pipeline.metrics import serve_metrics
 from pipeline.reconcile import Reconciler
 
 log = logging.getLogger("pipeline.health")
+
+
+SETTINGS_USED = (
+    *COMMON_SETTINGS,
+    "database_url",
+    "queue_url",
+    "sqs_endpoint_url",
+    "queue_max_attempts",
+    "smtp_url",
+    "mail_from",
+    "alert_recipients",
+    "health_interval_seconds",
+    "public_base_url",
+    "incoming_url",
+    "queue_lease_seconds",
+    "reconcile_interval_seconds",
+    "reconcile_margin_seconds",
+    "stale_incoming_minutes",
+    "metrics_port",
+    "metrics_host",
+)
 
 
 def recipients_of(value: str) -> list[str]:
@@ -39,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "older than TELEMETRY_STALE_INCOMING_MINUTES; store and mail alerts. Every "
         "TELEMETRY_RECONCILE_INTERVAL_SECONDS (0: never) also announce again the incoming "
         "batches that no queue message names (see `python -m pipeline reconcile --help`).",
-        epilog="Effective settings:\n" + settings.describe(),
+        epilog="Effective settings it reads (all of them: python -m pipeline config):\n"
+        + settings.describe(SETTINGS_USED),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -51,10 +77,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=settings.health_interval_seconds,
         help="seconds between evaluations (default %(default)s, TELEMETRY_HEALTH_INTERVAL_SECONDS)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=settings.metrics_port,
+        metavar="PORT",
+        help="serve Prometheus /metrics, /__heartbeat__ and /__lbheartbeat__ on this port "
+        f"(default: {settings.metrics_port}, TELEMETRY_METRICS_PORT; 0: off)",
+    )
+    add_log_level_argument(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging("health", args.log_level, settings=settings)
     engine = make_engine(settings.database_url)
     init_db(engine)
+    metrics = HealthMetrics(engine)
+    try:
+        serve_metrics(metrics.registry, args.metrics_port, settings.metrics_host, metrics.checks())
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     recipients = recipients_of(settings.alert_recipients)
     if not recipients:
         log.info(
@@ -73,8 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if time.monotonic() >= next_evaluation:
                 try:
                     evaluate(engine, dt.datetime.now(dt.UTC), settings, recipients)
+                    metrics.observe(ok=True)
                 except Exception:  # noqa: BLE001 - a bad evaluation must not end the watcher
                     log.exception("health evaluation failed; trying again next interval")
+                    metrics.observe(ok=False)
                     if args.once:
                         return 1
                 next_evaluation = time.monotonic() + args.interval
