@@ -9,8 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, inspect, text
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import dashboard.models  # noqa: F401  (declares the dashboard tables on Base)
@@ -34,29 +33,9 @@ class AppState:
 
 def init_app(app: Flask, settings: Settings) -> None:
     engine = make_engine(settings.database_url)
-    init_db(engine)
-    add_missing_columns(engine)
+    init_db(engine)  # migrates (pipeline/migrations) under the start-up lock
     app.extensions["telemetry"] = AppState(settings, engine, session_factory(engine))
     app.teardown_appcontext(_close_session)
-
-
-# Columns added to tables that existing databases already have (create_all adds only whole
-# tables): (table, column, DDL type with default). Until the project has schema migrations,
-# adding them at start-up keeps an existing app.db working.
-ADDED_COLUMNS = [("dashboard_users", "session_generation", "INTEGER NOT NULL DEFAULT 0")]
-
-
-def add_missing_columns(engine: Engine) -> None:
-    for table, column, ddl in ADDED_COLUMNS:
-        if column in {c["name"] for c in inspect(engine).get_columns(table)}:
-            continue
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
-        except (OperationalError, ProgrammingError):
-            # Another process starting at the same time added it first.
-            if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
-                raise
 
 
 def state() -> AppState:
