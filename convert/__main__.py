@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 
+from convert.allow_list import AllowList
 from convert.worker import (
     EXIT_WORK_LEFT,
     DelayedMessages,
@@ -52,7 +53,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
             "Effective settings (defaults < $TELEMETRY_CONFIG TOML < TELEMETRY_* environment); the\n"
             "ones convert uses: INCOMING_URL, PUBLISHED_URL, QUEUE_URL, DATABASE_URL,\n"
             "HISTOGRAM_CACHE, HG_BASE_URL, S3_ENDPOINT_URL, SQS_ENDPOINT_URL, SCHEMA_PATH,\n"
-            "MAX_DECOMPRESSED_BYTES, DEDUP_WINDOW_DAYS, QUEUE_LEASE_SECONDS, QUEUE_MAX_ATTEMPTS:\n"
+            "MAX_DECOMPRESSED_BYTES, DEDUP_WINDOW_DAYS, QUEUE_LEASE_SECONDS, QUEUE_MAX_ATTEMPTS,\n"
+            "ALLOWED_DOC_TYPES (namespace/docType pairs published besides Firefox's own):\n"
             + settings.describe()
         ),
     )
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     options = _options(args)
     try:
+        AllowList.parse(settings.allowed_doc_types)
         _prepare_database(settings)
         _check_backends(settings)
         if args.workers == 1:

@@ -28,7 +28,7 @@ from convert.dedup import Deduplicator
 from convert.dimensions import submission_date
 from convert.outcomes import Outcome
 from convert.record import RecordConverter
-from convert.writers import PartitionWriters
+from convert.writers import DEFAULT_MAX_OPEN, PartitionWriters
 from pipeline.errors import ObjectNotFound
 from pipeline.layout import UNKNOWN, error_key
 from pipeline.queues.base import WorkQueue
@@ -78,6 +78,12 @@ class Job:
         return cls(data["key"], attempt, not_before)
 
 
+#: Records converted before their docIds are claimed and their lines written out.
+CHUNK_RECORDS = 500
+#: ... or this many bytes of output lines and input bodies, whichever comes first.
+CHUNK_BYTES = 16 * 1024 * 1024
+
+
 @dataclasses.dataclass
 class BatchReport:
     key: str
@@ -102,6 +108,24 @@ class BatchReport:
             f"lost_histograms={self.lost_histograms} objects={self.objects} "
             f"bytes={self.input_bytes} seconds={self.seconds:.3f} cpu={self.cpu_seconds:.3f}"
         )
+
+
+@dataclasses.dataclass
+class _BatchState:
+    """What one batch accumulates while its records stream through (small: counts and ids)."""
+
+    job: Job
+    object_id: str
+    report: BatchReport
+    records: int = 0
+    last_date: str | None = None
+    counts: dict[dt.datetime, collections.Counter] = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(collections.Counter)
+    )
+    lost: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    parked: bytearray = dataclasses.field(default_factory=bytearray)
+    park_reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    seen: set[str] = dataclasses.field(default_factory=set)
 
 
 class CrashPoint:
@@ -136,6 +160,7 @@ class BatchProcessor:
         pause: CrashPoint | None = None,
         tmp_dir: str | None = None,
         stats_keep: dt.timedelta = DEFAULT_KEEP,
+        max_open_files: int = DEFAULT_MAX_OPEN,
     ) -> None:
         self.incoming = incoming
         self.published = published
@@ -148,8 +173,16 @@ class BatchProcessor:
         self.pause = pause or CrashPoint(os.environ.get(TEST_PAUSE_ENV))
         self.tmp_dir = tmp_dir
         self.stats_keep = stats_keep
+        self.max_open_files = max_open_files
 
     def process(self, job: Job) -> BatchReport:
+        """Convert every record of the batch and store every output; never ack or delete.
+
+        Records stream through: each is converted, and every `CHUNK_RECORDS` records (or
+        `CHUNK_BYTES` of output) the chunk's docIds are claimed for deduplication and its lines
+        go to their writers, so a worker holds one chunk of converted output at a time, not
+        the whole batch (a batch of 8 MiB payloads used to need 8 MiB per record).
+        """
         started, started_cpu = time.monotonic(), time.process_time()
         report = BatchReport(job.key)
         try:
@@ -162,61 +195,54 @@ class BatchProcessor:
             return report
         report.input_bytes = len(data)
         object_id = object_id_for(job.key)
-        records, corrupt = _read_records(data, job.key)
-        converted: list[tuple[Record, Outcome]] = []
-        for index, record in enumerate(records, 1):
-            converted.append((record, self.converter.convert(record, object_id)))
-            self.pause.reached("records", index)
-        self._deduplicate(object_id, converted)
-        counts: dict[dt.datetime, collections.Counter] = collections.defaultdict(
-            collections.Counter
-        )
-        parked = bytearray()
-        with PartitionWriters(self.tmp_dir) as writers:
-            for record, outcome in converted:
-                if outcome.kind == oc.PARKED and job.park_attempt >= self.park_max_attempts:
-                    outcome.kind = oc.REVISION_UNAVAILABLE
-                    outcome.details += f" (still unavailable after {job.park_attempt} parkings)"
-                if outcome.kind == oc.PUBLISHED:
-                    writers.write(outcome.partition, outcome.line)
-                elif outcome.kind == oc.PARKED:
-                    parked += encode_record(
-                        record.received_ms, record.path, record.headers, record.body
-                    )
-                else:
-                    key = error_key(outcome.kind, outcome.date, object_id)
-                    writers.write(key, _error_line(job.key, record, outcome))
-                report.outcomes[outcome.kind] += 1
-                report.lost_histograms += outcome.lost_histograms
-                hour = _hour(record.received_ms)
-                counts[hour][(outcome.kind, outcome.channel, outcome.doc_type)] += 1
-            if corrupt is not None:
-                date = (
-                    converted[-1][1].date if converted else submission_date(int(time.time() * 1000))
+        state = _BatchState(job, object_id, report)
+        corrupt: CorruptBatch | None = None
+        with PartitionWriters(self.tmp_dir, self.max_open_files) as writers:
+            chunk: list[tuple[Record, Outcome]] = []
+            chunk_bytes = 0
+            try:
+                for record in iter_records(io.BytesIO(data), source=job.key):
+                    outcome = self.converter.convert(record, object_id)
+                    state.records += 1
+                    self.pause.reached("records", state.records)
+                    chunk.append((record, outcome))
+                    chunk_bytes += len(outcome.line) + len(record.body)
+                    if len(chunk) >= CHUNK_RECORDS or chunk_bytes >= CHUNK_BYTES:
+                        self._write_chunk(state, chunk, writers)
+                        chunk, chunk_bytes = [], 0
+            except CorruptBatch as exc:
+                log.error(
+                    "batch %s: %s; the rest of the batch goes to errors/%s",
+                    job.key,
+                    exc,
+                    oc.CORRUPT_BATCH,
                 )
+                corrupt = exc
+            self._write_chunk(state, chunk, writers)
+            del chunk
+            if corrupt is not None:
+                date = state.last_date or submission_date(int(time.time() * 1000))
                 writers.write(
                     error_key(oc.CORRUPT_BATCH, date, object_id),
                     _corrupt_line(job.key, data, corrupt),
                 )
                 report.outcomes[oc.CORRUPT_BATCH] += 1
-                counts[_hour(int(time.time() * 1000))][(oc.CORRUPT_BATCH, UNKNOWN, UNKNOWN)] += 1
+                now_hour = _hour(int(time.time() * 1000))
+                state.counts[now_hour][(oc.CORRUPT_BATCH, UNKNOWN, UNKNOWN)] += 1
+            del data
             finished = writers.finish()
             for done, obj in enumerate(finished, 1):
                 self.published.put_file(obj.key, obj.path)
                 self.pause.reached("uploads", done)
             report.objects = len(finished)
-        if parked:
+        if state.parked:
             report.parked_key = self._park(
-                job, object_id, bytes(parked), report.outcomes[oc.PARKED]
+                job, object_id, bytes(state.parked), report.outcomes[oc.PARKED], state.park_reasons
             )
-        report.records = len(records) + (corrupt is not None)
-        stats = [(hour, "convert", hour_counts) for hour, hour_counts in counts.items()]
-        if report.lost_histograms:
-            lost = collections.Counter()
-            for _record, outcome in converted:
-                if outcome.lost_histograms and outcome.kind == oc.PUBLISHED:
-                    lost[(oc.INVALID_HISTOGRAM, outcome.channel, outcome.doc_type)] += 1
-            stats.append((dt.datetime.now(dt.UTC), "convert_hist", lost))
+        report.records = state.records + (corrupt is not None)
+        stats = [(hour, "convert", hour_counts) for hour, hour_counts in state.counts.items()]
+        if state.lost:
+            stats.append((dt.datetime.now(dt.UTC), "convert_hist", state.lost))
         # Once per batch: a redo (failed delete or ack, crash before the ack, lost lease) has
         # the same outcomes, so its counts are already in and adding them again would double.
         if stats and not add_many_once(
@@ -227,26 +253,61 @@ class BatchProcessor:
         report.cpu_seconds = time.process_time() - started_cpu
         return report
 
-    def _deduplicate(self, object_id: str, converted: list[tuple[Record, Outcome]]) -> None:
-        ids = [o.doc_id for _r, o in converted if o.kind == oc.PUBLISHED]
+    def _write_chunk(
+        self, state: _BatchState, chunk: list[tuple[Record, Outcome]], writers: PartitionWriters
+    ) -> None:
+        """Deduplicate one chunk of converted records and hand each to its writer."""
+        job, report = state.job, state.report
+        self._deduplicate(state, chunk)
+        for record, outcome in chunk:
+            if outcome.kind == oc.PARKED and job.park_attempt >= self.park_max_attempts:
+                outcome.kind = oc.REVISION_UNAVAILABLE
+                outcome.details += f" (still unavailable after {job.park_attempt} parkings)"
+            if outcome.kind == oc.PUBLISHED:
+                writers.write(outcome.partition, outcome.line)
+            elif outcome.kind == oc.PARKED:
+                state.parked += encode_record(
+                    record.received_ms, record.path, record.headers, record.body
+                )
+                state.park_reasons[outcome.reason or "unknown"] += 1
+            else:
+                key = error_key(outcome.kind, outcome.date, state.object_id)
+                writers.write(key, _error_line(job.key, record, outcome))
+            report.outcomes[outcome.kind] += 1
+            report.lost_histograms += outcome.lost_histograms
+            if outcome.lost_histograms and outcome.kind == oc.PUBLISHED:
+                state.lost[(oc.INVALID_HISTOGRAM, outcome.channel, outcome.doc_type)] += 1
+            state.counts[_hour(record.received_ms)][
+                (outcome.kind, outcome.channel, outcome.doc_type)
+            ] += 1
+            state.last_date = outcome.date
+
+    def _deduplicate(self, state: _BatchState, chunk: list[tuple[Record, Outcome]]) -> None:
+        ids = [o.doc_id for _r, o in chunk if o.kind == oc.PUBLISHED]
         if not ids:
             return
-        owners = self.dedup.claim(object_id, ids)
-        seen: set[str] = set()
-        for _record, outcome in converted:
+        owners = self.dedup.claim(state.object_id, ids)
+        for _record, outcome in chunk:
             if outcome.kind != oc.PUBLISHED:
                 continue
-            owner = owners.get(outcome.doc_id, object_id)
-            if owner != object_id:
+            owner = owners.get(outcome.doc_id, state.object_id)
+            if owner != state.object_id:
                 outcome.details = f"first published by batch {owner}"
-            elif outcome.doc_id in seen:
+            elif outcome.doc_id in state.seen:
                 outcome.details = "repeated within this batch"
             else:
-                seen.add(outcome.doc_id)
+                state.seen.add(outcome.doc_id)
                 continue
             outcome.kind, outcome.line, outcome.partition = oc.DUPLICATE, b"", ""
 
-    def _park(self, job: Job, object_id: str, data: bytes, count: int) -> str:
+    def _park(
+        self,
+        job: Job,
+        object_id: str,
+        data: bytes,
+        count: int,
+        reasons: collections.Counter | None = None,
+    ) -> str:
         """Store the records whose revision is unavailable as a new batch and queue it later."""
         root = _PARK_GENERATION.sub("", object_id.removeprefix(PARKED_PREFIX.replace("/", "_")))
         attempt = job.park_attempt + 1
@@ -261,21 +322,17 @@ class BatchProcessor:
             "not_before": time.time() + delay,
         }
         self.queue.send(json.dumps(body))
-        log.info("batch %s: parked %d records as %s, retry in %.0fs", job.key, count, key, delay)
-        return key
-
-
-def _read_records(data: bytes, source: str) -> tuple[list[Record], CorruptBatch | None]:
-    records: list[Record] = []
-    try:
-        for record in iter_records(io.BytesIO(data), source=source):
-            records.append(record)
-    except CorruptBatch as exc:
-        log.error(
-            "batch %s: %s; the rest of the batch goes to errors/%s", source, exc, oc.CORRUPT_BATCH
+        why = ", ".join(f"{n} x {r}" for r, n in sorted((reasons or {}).items())) or "unknown"
+        log.info(
+            "batch %s: parked %d records as %s, retry in %.0fs; their Histograms.json could not "
+            "be fetched: %s",
+            job.key,
+            count,
+            key,
+            delay,
+            why,
         )
-        return records, exc
-    return records, None
+        return key
 
 
 def _hour(received_ms: int) -> dt.datetime:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from convert import outcomes as oc
+from convert.allow_list import AllowList
 from convert.decode import decoded_body
 from convert.dimensions import SubmissionPath, parse_path, raw_dimensions, submission_date
 from convert.histogram_tools import HistogramTools
@@ -28,10 +29,17 @@ SECTION = "*"  # the name histograms.convert gives a whole section of the wrong 
 class RecordConverter:
     """Decide and build the output of one record of a batch whose object id is fixed."""
 
-    def __init__(self, tools: HistogramTools, schema: Schema, max_decompressed_bytes: int) -> None:
+    def __init__(
+        self,
+        tools: HistogramTools,
+        schema: Schema,
+        max_decompressed_bytes: int,
+        allow_list: AllowList | None = None,
+    ) -> None:
         self.tools = tools
         self.schema = schema
         self.limit = max_decompressed_bytes
+        self.allow_list = allow_list or AllowList.parse()
         self._partitions: dict[tuple, tuple[str, str, str]] = {}
         self._logged_sites: set[tuple[str, str, int]] = set()
 
@@ -98,6 +106,12 @@ class RecordConverter:
             )
 
     def _convert(self, record: Record, sub: SubmissionPath, object_id: str, date: str) -> Outcome:
+        if not sub.is_telemetry and not self.allow_list.allows(sub.namespace, sub.doc_type):
+            raise RecordRejected(
+                oc.UNKNOWN_NAMESPACE,
+                f"{sub.namespace}/{sub.doc_type} is not on the allow-list "
+                "(TELEMETRY_ALLOWED_DOC_TYPES adds it)",
+            )
         data = decoded_body(record.body, record.headers, self.limit)
         try:
             payload = self.tools.loads(data)
@@ -111,7 +125,8 @@ class RecordConverter:
         if not sub.is_telemetry:
             dims = self.schema.apply(raw)
             key = namespace_key(sub.namespace, sub.doc_type, sub.doc_version, date, object_id)
-            channel, doc_type = dims["appUpdateChannel"], sanitize(sub.doc_type)
+            channel = dims["appUpdateChannel"]
+            doc_type = sanitize(self.allow_list.stats_label(sub.namespace, sub.doc_type))
             return self._published(sub.doc_id, key, payload, channel, doc_type, date)
         key, channel, doc_type = self._partition(raw, object_id)
         try:
@@ -132,13 +147,25 @@ class RecordConverter:
             ) from exc
         except self.tools.revision_unavailable as exc:
             return Outcome(
-                oc.PARKED, sub.doc_id, channel, doc_type, date, details=f"{revision}: {exc}"
+                oc.PARKED,
+                sub.doc_id,
+                channel,
+                doc_type,
+                date,
+                details=f"{revision}: {exc}",
+                reason=oc.REVISION_UNAVAILABLE,
             )
         except Exception as exc:  # noqa: BLE001 - fetching failed in a way nobody foresaw: the
             # record is not at fault, so it waits for a retry instead of becoming an error
             log.exception("unexpected failure getting %s; parking record %s", revision, sub.doc_id)
             return Outcome(
-                oc.PARKED, sub.doc_id, channel, doc_type, date, details=f"{revision}: {exc!r}"
+                oc.PARKED,
+                sub.doc_id,
+                channel,
+                doc_type,
+                date,
+                details=f"{revision}: {exc!r}",
+                reason=f"unexpected {type(exc).__name__}",
             )
         try:
             result = self.tools.convert_payload(payload, definitions)

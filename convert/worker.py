@@ -20,6 +20,7 @@ import time
 import lz4.frame
 
 from convert import outcomes as oc
+from convert.allow_list import AllowList
 from convert.batch import BatchProcessor, Job
 from convert.dedup import Deduplicator
 from convert.histogram_tools import HistogramTools, real_tools
@@ -165,6 +166,7 @@ class Worker:
             tools or real_tools(settings),
             Schema.load(settings.schema_path),
             settings.max_decompressed_bytes,
+            AllowList.parse(settings.allowed_doc_types),
         )
         self.processor = BatchProcessor(
             self.incoming,

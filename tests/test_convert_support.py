@@ -128,8 +128,9 @@ def error_entries(store: BlobStore) -> list[dict]:
 
 
 def run_convert(
-    env: Mapping[str, str], *args: str, timeout: float = 180
+    env: Mapping[str, str], *args: str, timeout: float = 180, **popen: object
 ) -> subprocess.CompletedProcess:
+    """`python -m convert ARGS` with `env` added; `popen` for e.g. a `preexec_fn` limit."""
     full_env = dict(os.environ)
     full_env.update(env)
     return subprocess.run(
@@ -139,6 +140,7 @@ def run_convert(
         capture_output=True,
         text=True,
         timeout=timeout,
+        **popen,
     )
 
 
