@@ -28,6 +28,7 @@ from convert.dedup import Deduplicator
 from convert.dimensions import submission_date
 from convert.outcomes import Outcome
 from convert.record import RecordConverter
+from convert.revalidation import MAX_DELAY, is_stash, stash_key, stash_object_id
 from convert.writers import DEFAULT_MAX_OPEN, PartitionWriters
 from pipeline.errors import ObjectNotFound
 from pipeline.layout import UNKNOWN, error_key
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 PARKED_PREFIX = "parked/"
 PARKED_SUFFIX = ".tpr"
 _PARK_GENERATION = re.compile(r"-p\d+$")
+UNVALIDATED = "unvalidated"  # stats outcome prefix (source convert_hist), + "_<reason>"
+REVALIDATED = "revalidated"  # stats outcome (source convert_hist): validated after all
 TEST_PAUSE_ENV = "TELEMETRY_CONVERT_TEST_PAUSE"  # "records:N" or "uploads:N"; tests only
 
 
@@ -93,6 +96,9 @@ class BatchReport:
     outcomes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     lost_histograms: int = 0
     parked_key: str | None = None
+    unvalidated: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    stash_key: str | None = None  # where this batch's unvalidated records wait
+    keep_incoming: bool = False  # a stash with records still waiting: keep it, it is re-queued
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     input_bytes: int = 0
@@ -105,7 +111,10 @@ class BatchReport:
             f"convert stats batch={self.key} records={self.records} "
             f"published={self.outcomes.get(oc.PUBLISHED, 0)} parked={self.outcomes.get(oc.PARKED, 0)} "
             f"errors={sum(errors.values())} {json.dumps(errors, separators=(',', ':'))} "
-            f"lost_histograms={self.lost_histograms} objects={self.objects} "
+            f"lost_histograms={self.lost_histograms} "
+            f"unvalidated={sum(self.unvalidated.values())} "
+            f"{json.dumps(dict(sorted(self.unvalidated.items())), separators=(',', ':'))} "
+            f"objects={self.objects} "
             f"bytes={self.input_bytes} seconds={self.seconds:.3f} cpu={self.cpu_seconds:.3f}"
         )
 
@@ -126,6 +135,14 @@ class _BatchState:
     parked: bytearray = dataclasses.field(default_factory=bytearray)
     park_reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     seen: set[str] = dataclasses.field(default_factory=set)
+    stash: bytearray = dataclasses.field(default_factory=bytearray)
+    waiting: int = 0  # records of a stash job still waiting for their revision
+    revalidated: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    revisions: set[str] = dataclasses.field(default_factory=set)
+
+    @property
+    def revalidating(self) -> bool:
+        return is_stash(self.job.key)
 
 
 class CrashPoint:
@@ -202,7 +219,7 @@ class BatchProcessor:
             chunk_bytes = 0
             try:
                 for record in iter_records(io.BytesIO(data), source=job.key):
-                    outcome = self.converter.convert(record, object_id)
+                    outcome = self.converter.convert(record, object_id, state.revalidating)
                     state.records += 1
                     self.pause.reached("records", state.records)
                     chunk.append((record, outcome))
@@ -239,19 +256,38 @@ class BatchProcessor:
             report.parked_key = self._park(
                 job, object_id, bytes(state.parked), report.outcomes[oc.PARKED], state.park_reasons
             )
+        if state.stash:
+            report.stash_key = self._stash(job, object_id, bytes(state.stash), report, state)
+        elif state.revalidating and state.waiting:
+            report.keep_incoming = True
+            self._requeue_stash(job, state.waiting, report)
         report.records = state.records + (corrupt is not None)
-        stats = [(hour, "convert", hour_counts) for hour, hour_counts in state.counts.items()]
-        if state.lost:
-            stats.append((dt.datetime.now(dt.UTC), "convert_hist", state.lost))
-        # Once per batch: a redo (failed delete or ack, crash before the ack, lost lease) has
-        # the same outcomes, so its counts are already in and adding them again would double.
-        if stats and not add_many_once(
-            self.engine, "convert", object_id, stats, keep=self.stats_keep
-        ):
-            log.info("batch %s: already counted in the stats by an earlier attempt", job.key)
+        self._count(state)
         report.seconds = time.monotonic() - started
         report.cpu_seconds = time.process_time() - started_cpu
         return report
+
+    def _count(self, state: _BatchState) -> None:
+        """Add the batch's counts to the stats, once per batch (see `add_many_once`).
+
+        A stash's records were counted when their batch was first converted; its passes add
+        only `revalidated` when the last record stopped waiting.
+        """
+        job, now = state.job, dt.datetime.now(dt.UTC)
+        if state.revalidating:
+            if state.waiting or not state.revalidated:
+                return
+            stats = [(now, "convert_hist", state.revalidated)]
+        else:
+            stats = [(hour, "convert", hour_counts) for hour, hour_counts in state.counts.items()]
+            if state.lost:
+                stats.append((now, "convert_hist", state.lost))
+        # Once per batch: a redo (failed delete or ack, crash before the ack, lost lease) has
+        # the same outcomes, so its counts are already in and adding them again would double.
+        if stats and not add_many_once(
+            self.engine, "convert", state.object_id, stats, keep=self.stats_keep
+        ):
+            log.info("batch %s: already counted in the stats by an earlier attempt", job.key)
 
     def _write_chunk(
         self, state: _BatchState, chunk: list[tuple[Record, Outcome]], writers: PartitionWriters
@@ -265,6 +301,7 @@ class BatchProcessor:
                 outcome.details += f" (still unavailable after {job.park_attempt} parkings)"
             if outcome.kind == oc.PUBLISHED:
                 writers.write(outcome.partition, outcome.line)
+                self._note_validation(state, record, outcome)
             elif outcome.kind == oc.PARKED:
                 state.parked += encode_record(
                     record.received_ms, record.path, record.headers, record.body
@@ -282,16 +319,41 @@ class BatchProcessor:
             ] += 1
             state.last_date = outcome.date
 
-    def _deduplicate(self, state: _BatchState, chunk: list[tuple[Record, Outcome]]) -> None:
-        ids = [o.doc_id for _r, o in chunk if o.kind == oc.PUBLISHED]
-        if not ids:
+    @staticmethod
+    def _note_validation(state: _BatchState, record: Record, outcome: Outcome) -> None:
+        """Stash, count and remember what a published record needs for its re-validation."""
+        label = (outcome.channel, outcome.doc_type)
+        if not outcome.unvalidated:
+            if state.revalidating:
+                state.revalidated[(REVALIDATED, *label)] += 1
             return
-        owners = self.dedup.claim(state.object_id, ids)
+        state.report.unvalidated[outcome.reason] += 1
+        state.lost[(f"{UNVALIDATED}_{outcome.reason}", *label)] += 1
+        state.revisions.add(outcome.details.split(": ", 1)[0])
+        if not outcome.revalidate:
+            return
+        if state.revalidating:
+            state.waiting += 1
+        else:
+            state.stash += encode_record(
+                record.received_ms, record.path, record.headers, record.body
+            )
+
+    def _deduplicate(self, state: _BatchState, chunk: list[tuple[Record, Outcome]]) -> None:
+        owners: dict[str, str] = {}
+        for owner_id in {_owner_id(state, o) for _r, o in chunk if o.kind == oc.PUBLISHED}:
+            ids = [
+                o.doc_id
+                for _r, o in chunk
+                if o.kind == oc.PUBLISHED and _owner_id(state, o) == owner_id
+            ]
+            owners.update(self.dedup.claim(owner_id, ids))
         for _record, outcome in chunk:
             if outcome.kind != oc.PUBLISHED:
                 continue
-            owner = owners.get(outcome.doc_id, state.object_id)
-            if owner != state.object_id:
+            mine = _owner_id(state, outcome)
+            owner = owners.get(outcome.doc_id, mine)
+            if owner != mine:
                 outcome.details = f"first published by batch {owner}"
             elif outcome.doc_id in state.seen:
                 outcome.details = "repeated within this batch"
@@ -299,6 +361,50 @@ class BatchProcessor:
                 state.seen.add(outcome.doc_id)
                 continue
             outcome.kind, outcome.line, outcome.partition = oc.DUPLICATE, b"", ""
+            outcome.unvalidated = outcome.revalidate = False
+
+    def _stash(
+        self, job: Job, object_id: str, data: bytes, report: BatchReport, state: _BatchState
+    ) -> str:
+        """Keep the records published unvalidated for their re-validation and queue it later."""
+        key = stash_key(object_id)
+        self.incoming.put(key, data)
+        count = sum(report.unvalidated.values())
+        delay = self._send_later(key, count, len(data), 1, self.park_delay)
+        log.warning(
+            "batch %s: published %d records unvalidated, their histograms converted with the "
+            "layouts they declare (%s; revisions %s); re-validating them from %s in %.0fs",
+            job.key,
+            count,
+            ", ".join(f"{n} x {r}" for r, n in sorted(report.unvalidated.items())),
+            ", ".join(sorted(state.revisions)[:3]) + (" ..." if len(state.revisions) > 3 else ""),
+            key,
+            delay,
+        )
+        return key
+
+    def _requeue_stash(self, job: Job, waiting: int, report: BatchReport) -> None:
+        attempt = job.park_attempt + 1
+        delay = min(self.park_delay * (2 ** min(job.park_attempt, 16)), MAX_DELAY)
+        self._send_later(job.key, waiting, report.input_bytes, attempt, delay)
+        log.warning(
+            "batch %s: %d records still unvalidated (%s); next re-validation in %.0fs",
+            job.key,
+            waiting,
+            ", ".join(f"{n} x {r}" for r, n in sorted(report.unvalidated.items())),
+            delay,
+        )
+
+    def _send_later(self, key: str, records: int, size: int, attempt: int, delay: float) -> float:
+        body = {
+            "key": key,
+            "records": records,
+            "bytes": size,
+            "park_attempt": attempt,
+            "not_before": time.time() + delay,
+        }
+        self.queue.send(json.dumps(body))
+        return delay
 
     def _park(
         self,
@@ -333,6 +439,11 @@ class BatchProcessor:
             why,
         )
         return key
+
+
+def _owner_id(state: _BatchState, outcome: Outcome) -> str:
+    """The batch id a published record claims its docId for: its object's id."""
+    return stash_object_id(state.object_id) if outcome.unvalidated else state.object_id
 
 
 def _hour(received_ms: int) -> dt.datetime:

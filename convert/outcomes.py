@@ -59,3 +59,5 @@ class Outcome:
     details: str = ""
     lost_histograms: bool = False
     reason: str = ""  # why a record was parked or published unvalidated (logs and stats)
+    unvalidated: bool = False  # published with the payload's own histogram declarations
+    revalidate: bool = False  # ... and worth validating again later (revision may come back)

@@ -17,6 +17,7 @@ from convert.decode import decoded_body
 from convert.dimensions import SubmissionPath, parse_path, raw_dimensions, submission_date
 from convert.histogram_tools import HistogramTools
 from convert.outcomes import Outcome, RecordRejected
+from convert.revalidation import DEFINITIONS_KEY, marker, stash_object_id
 from pipeline.layout import DIMENSIONS, UNKNOWN, Schema, namespace_key, published_key, sanitize
 from pipeline.records import Record
 
@@ -43,7 +44,7 @@ class RecordConverter:
         self._partitions: dict[tuple, tuple[str, str, str]] = {}
         self._logged_sites: set[tuple[str, str, int]] = set()
 
-    def convert(self, record: Record, object_id: str) -> Outcome:
+    def convert(self, record: Record, object_id: str, revalidating: bool = False) -> Outcome:
         """The outcome of one record; total: whatever goes wrong becomes an error outcome.
 
         A `RecordRejected` carries its reason code. Any other exception is a bug (or input no
@@ -54,7 +55,7 @@ class RecordConverter:
         sub: SubmissionPath | None = None
         try:
             sub = parse_path(record.path)
-            return self._convert(record, sub, object_id, date)
+            return self._convert(record, sub, object_id, date, revalidating)
         except RecordRejected as exc:
             return self._rejected(exc.reason, exc.details, record, sub, date)
         except MemoryError:
@@ -105,7 +106,9 @@ class RecordConverter:
                 exc,
             )
 
-    def _convert(self, record: Record, sub: SubmissionPath, object_id: str, date: str) -> Outcome:
+    def _convert(
+        self, record: Record, sub: SubmissionPath, object_id: str, date: str, revalidating: bool
+    ) -> Outcome:
         if not sub.is_telemetry and not self.allow_list.allows(sub.namespace, sub.doc_type):
             raise RecordRejected(
                 oc.UNKNOWN_NAMESPACE,
@@ -138,23 +141,33 @@ class RecordConverter:
                 raise RecordRejected(
                     oc.MISSING_REVISION, "payload has histograms but names no revision"
                 )
+            if payload.get("ver") == 1:
+                payload["ver"] = 2  # the compact format, as converted v1 payloads announce
             return self._published(sub.doc_id, key, payload, channel, doc_type, date)
+        unvalidated: tuple[str, str, bool] | None = None  # (reason, details, revalidate)
         try:
             definitions = self.tools.definitions(revision)
         except self.tools.unknown_revision as exc:
-            raise RecordRejected(
-                oc.MISSING_REVISION, f"no Histograms.json for {revision}: {exc}"
-            ) from exc
+            details = f"no Histograms.json for {revision}: {exc}"
+            if not revalidating or self.tools.declared_definitions is None:
+                raise RecordRejected(oc.MISSING_REVISION, details) from exc
+            # Published unvalidated already; taking it back would surprise its readers more
+            # than keeping it, marked, with the layouts it declared.
+            definitions = self.tools.declared_definitions(payload)
+            unvalidated = (oc.MISSING_REVISION, details, False)
         except self.tools.revision_unavailable as exc:
-            return Outcome(
-                oc.PARKED,
-                sub.doc_id,
-                channel,
-                doc_type,
-                date,
-                details=f"{revision}: {exc}",
-                reason=oc.REVISION_UNAVAILABLE,
-            )
+            if self.tools.declared_definitions is None:
+                return Outcome(
+                    oc.PARKED,
+                    sub.doc_id,
+                    channel,
+                    doc_type,
+                    date,
+                    details=f"{revision}: {exc}",
+                    reason=oc.REVISION_UNAVAILABLE,
+                )
+            definitions = self.tools.declared_definitions(payload)
+            unvalidated = (oc.REVISION_UNAVAILABLE, f"{revision}: {exc}", True)
         except Exception as exc:  # noqa: BLE001 - fetching failed in a way nobody foresaw: the
             # record is not at fault, so it waits for a retry instead of becoming an error
             log.exception("unexpected failure getting %s; parking record %s", revision, sub.doc_id)
@@ -183,8 +196,15 @@ class RecordConverter:
                 "invalid": [[name, reason] for name, reason in result.invalid],
                 "unknown": list(result.unknown),
             }
+        if unvalidated is not None:
+            reason, details, revalidate = unvalidated
+            converted[DEFINITIONS_KEY] = marker(reason, revision)
+            key = self._partition(raw, stash_object_id(object_id))[0]
         outcome = self._published(sub.doc_id, key, converted, channel, doc_type, date)
         outcome.lost_histograms = bool(result.invalid)
+        if unvalidated is not None:
+            outcome.unvalidated, outcome.revalidate = True, revalidate
+            outcome.reason, outcome.details = reason, details
         return outcome
 
     def _partition(self, raw: dict[str, str | None], object_id: str) -> tuple[str, str, str]:

@@ -325,7 +325,7 @@ class Worker:
                 return
         log.info("%s", report.log_line())
         try:
-            if not report.missing:
+            if not report.missing and not report.keep_incoming:
                 self.incoming.delete(job.key)
             acked = self.queue.ack(message)
         except PipelineError as exc:
