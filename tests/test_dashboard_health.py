@@ -160,3 +160,18 @@ def test_simulated_outages_show_on_the_health_page(app, data_dir):
     [drop] = [row for row in rows if row[0] == f"{channel} submissions dropped"]
     assert drop[1] == f"{stopped_at}:00 UTC"  # starts when the simulator stopped the channel
     assert drop[2] != "ongoing" and "0 submissions" in drop[3]
+
+
+def test_health_page_counts_unvalidated_and_parked_records_by_reason(app, settings):
+    engine, hour = seed(settings)
+    add_counts(
+        engine, "convert_hist", hour, {("unvalidated_revision_unavailable", "esr", "main"): 3}
+    )
+    add_counts(engine, "convert_hist", hour, {("revalidated", "esr", "main"): 2})
+    add_counts(engine, "convert", hour, {("parked", "esr", "main"): 1})
+    client = app.test_client()
+    sign_in(client, "ada@example.org")
+    html = client.get("/health").get_data(as_text=True)
+    assert re.search(r"published unvalidated \(revision unavailable\)</td><td>3<", html)
+    assert re.search(r"re-validated later</td><td>2<", html)
+    assert re.search(r"parked for a retry</td><td>1<", html)
