@@ -46,7 +46,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
             "Claim incoming batches from the work queue, validate and convert every record, and\n"
             "write it to the published store (partitioned lz4 files), the error partition\n"
             "errors/<reason>/<YYYYMMDD>/ or a parked batch that is retried later. A message is\n"
-            "acknowledged and its incoming object deleted only after every output is stored."
+            "acknowledged and its incoming object deleted only after every output is stored.\n\n"
+            "python -m convert replay --reason R [--since DATE] [--until DATE] runs the records\n"
+            "kept in errors/R/ through conversion again (see its --help)."
         ),
         epilog=(
             EXIT_STATUS + "\n\n"
@@ -146,6 +148,19 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay"]:
+        from convert import replay
+
+        try:
+            _prepare_database(settings)
+            return replay.main(argv[1:], settings)
+        except ConfigError as exc:
+            print(f"configuration error: {exc}", file=sys.stderr)
+            return 2
+        except PipelineError as exc:
+            log.error("stopping: %s", exc)
+            return 1
     args = build_parser(settings).parse_args(argv)
     if args.workers < 1:
         print("--workers must be at least 1", file=sys.stderr)

@@ -126,6 +126,7 @@ class _BatchState:
     job: Job
     object_id: str
     report: BatchReport
+    stats_source: str = "convert"
     records: int = 0
     last_date: str | None = None
     counts: dict[dt.datetime, collections.Counter] = dataclasses.field(
@@ -192,8 +193,13 @@ class BatchProcessor:
         self.stats_keep = stats_keep
         self.max_open_files = max_open_files
 
-    def process(self, job: Job) -> BatchReport:
+    def process(
+        self, job: Job, data: bytes | None = None, stats_source: str = "convert"
+    ) -> BatchReport:
         """Convert every record of the batch and store every output; never ack or delete.
+
+        `data` is the batch when it does not come from the incoming store (a replay of error
+        records); `stats_source` the stats table's source its outcomes are counted under.
 
         Records stream through: each is converted, and every `CHUNK_RECORDS` records (or
         `CHUNK_BYTES` of output) the chunk's docIds are claimed for deduplication and its lines
@@ -202,17 +208,19 @@ class BatchProcessor:
         """
         started, started_cpu = time.monotonic(), time.process_time()
         report = BatchReport(job.key)
-        try:
-            data = self.incoming.get(job.key)
-        except ObjectNotFound:
-            log.warning(
-                "batch %s: incoming object is gone (already processed); nothing to do", job.key
-            )
-            report.missing = True
-            return report
+        if data is None:
+            try:
+                data = self.incoming.get(job.key)
+            except ObjectNotFound:
+                log.warning(
+                    "batch %s: incoming object is gone (already processed); nothing to do",
+                    job.key,
+                )
+                report.missing = True
+                return report
         report.input_bytes = len(data)
         object_id = object_id_for(job.key)
-        state = _BatchState(job, object_id, report)
+        state = _BatchState(job, object_id, report, stats_source)
         corrupt: CorruptBatch | None = None
         with PartitionWriters(self.tmp_dir, self.max_open_files) as writers:
             chunk: list[tuple[Record, Outcome]] = []
@@ -279,7 +287,7 @@ class BatchProcessor:
                 return
             stats = [(now, "convert_hist", state.revalidated)]
         else:
-            stats = [(hour, "convert", hour_counts) for hour, hour_counts in state.counts.items()]
+            stats = [(hour, state.stats_source, counts) for hour, counts in state.counts.items()]
             if state.lost:
                 stats.append((now, "convert_hist", state.lost))
         # Once per batch: a redo (failed delete or ack, crash before the ack, lost lease) has
