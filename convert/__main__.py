@@ -10,6 +10,8 @@ import signal
 import sys
 import threading
 
+import tenacity
+
 from convert.allow_list import AllowList
 from convert.worker import (
     EXIT_WORK_LEFT,
@@ -20,7 +22,7 @@ from convert.worker import (
     setup_logging,
 )
 from pipeline.config import Settings, load_settings
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError, PipelineError, ServiceUnreachable
 
 log = logging.getLogger("convert")
 
@@ -28,7 +30,8 @@ EXIT_STATUS = f"""\
 Exit status:
   0  --drain: the queue is empty (dead letters aside: python -m pipeline dead-letters);
      without --drain: stopped by SIGTERM/SIGINT
-  1  a store, the queue or the database failed
+  1  a store, the queue or the database failed (at start-up: the stores or the queue still
+     unreachable after --startup-wait)
   2  configuration or usage error
   {EXIT_WORK_LEFT}  --drain ended with messages still queued that it could not claim: delayed
      retries, parked batches, batches another worker held past --drain-wait, or it was
@@ -117,6 +120,14 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="delay before a failed batch is retried, times its attempt number "
         "(default: 30); after TELEMETRY_QUEUE_MAX_ATTEMPTS it is dead-lettered",
     )
+    parser.add_argument(
+        "--startup-wait",
+        type=_seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="at start-up, how long to keep retrying stores and a queue that do not answer "
+        "(an outage, not a wrong setting) before exiting 1 (default: 300)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     return parser
 
@@ -170,9 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         AllowList.parse(settings.allowed_doc_types)
         _prepare_database(settings)
-        _check_backends(settings)
+        _wait_for_backends(settings, args.startup_wait)
         if args.workers == 1:
             return run_worker(settings, options, args.log_level)
+    except ServiceUnreachable as exc:
+        log.error("stopping: still unreachable after %.0fs: %s", args.startup_wait, exc)
+        return 1
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
@@ -184,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     children = [
         context.Process(
             target=run_worker_process,
-            args=(settings, options, args.log_level, delayed),
+            args=(settings, options, args.log_level, delayed, os.getpid()),
             name=f"convert-{i}",
         )
         for i in range(args.workers)
@@ -254,6 +268,27 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
+
+
+def _wait_for_backends(settings: Settings, wait: float) -> None:
+    """`_check_backends`, tried again while a store or the queue does not answer (an outage:
+    convert started before S3, SQS or Redis, or during their restart) for up to `wait`
+    seconds. A wrong setting is a ConfigError at once."""
+
+    def _log(state: tenacity.RetryCallState) -> None:
+        log.warning(
+            "waiting for the stores and the queue (%s); trying again in %.0fs",
+            state.outcome.exception(),
+            state.next_action.sleep,
+        )
+
+    tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(ServiceUnreachable),
+        stop=tenacity.stop_after_delay(wait),
+        wait=tenacity.wait_exponential(multiplier=0.25, max=10),
+        before_sleep=_log,
+        reraise=True,
+    )(_check_backends, settings)
 
 
 def _check_backends(settings: Settings) -> None:

@@ -5,6 +5,7 @@ One `Worker` per process, each with its own queue client, store clients and data
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import datetime as dt
 import gc
@@ -12,6 +13,7 @@ import json
 import logging
 import multiprocessing
 import multiprocessing.context
+import os
 import signal
 import sys
 import threading
@@ -420,6 +422,38 @@ def run_worker_process(
     options: WorkerOptions,
     log_level: str,
     delayed: DelayedMessages | None = None,
+    parent_pid: int | None = None,
 ) -> None:
     """Target of each `--workers N` child process (importable, as spawn requires)."""
+    if parent_pid is not None:
+        stop_with_parent(parent_pid)
     sys.exit(run_worker(settings, options, log_level, delayed))
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def stop_with_parent(parent_pid: int) -> None:
+    """Get SIGTERM when the parent `python -m convert` dies, however it dies.
+
+    A SIGKILLed parent cannot forward a signal, and its orphaned workers used to go on
+    claiming batches that no supervisor would stop. On Linux the kernel sends the signal
+    (prctl PR_SET_PDEATHSIG); elsewhere a thread watches the parent pid. SIGTERM lets the
+    worker finish the batch it holds, as at any stop.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (OSError, AttributeError):
+        threading.Thread(
+            target=_watch_parent, args=(parent_pid,), name="parent-watch", daemon=True
+        ).start()
+    if os.getppid() != parent_pid:  # it died before the request above was in place
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _watch_parent(parent_pid: int, interval: float = 1.0) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(interval)
+    os.kill(os.getpid(), signal.SIGTERM)
