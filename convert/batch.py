@@ -97,6 +97,9 @@ class BatchReport:
     lost_histograms: int = 0
     parked_key: str | None = None
     unvalidated: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    """Records published unvalidated, by reason (`revision_unavailable`, `missing_revision`)."""
+    parked_reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    """Parked records by reason (for metrics; `outcomes["parked"]` is their total)."""
     stash_key: str | None = None  # where this batch's unvalidated records wait
     keep_incoming: bool = False  # a stash with records still waiting: keep it, it is re-queued
     seconds: float = 0.0
@@ -134,7 +137,6 @@ class _BatchState:
     )
     lost: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     parked: bytearray = dataclasses.field(default_factory=bytearray)
-    park_reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     seen: set[str] = dataclasses.field(default_factory=set)
     stash: bytearray = dataclasses.field(default_factory=bytearray)
     waiting: int = 0  # records of a stash job still waiting for their revision
@@ -262,7 +264,11 @@ class BatchProcessor:
             report.objects = len(finished)
         if state.parked:
             report.parked_key = self._park(
-                job, object_id, bytes(state.parked), report.outcomes[oc.PARKED], state.park_reasons
+                job,
+                object_id,
+                bytes(state.parked),
+                report.outcomes[oc.PARKED],
+                report.parked_reasons,
             )
         if state.stash:
             report.stash_key = self._stash(job, object_id, bytes(state.stash), report, state)
@@ -314,7 +320,7 @@ class BatchProcessor:
                 state.parked += encode_record(
                     record.received_ms, record.path, record.headers, record.body
                 )
-                state.park_reasons[outcome.reason or "unknown"] += 1
+                state.report.parked_reasons[outcome.reason or "unknown"] += 1
             else:
                 key = error_key(outcome.kind, outcome.date, state.object_id)
                 writers.write(key, _error_line(job.key, record, outcome))
