@@ -134,3 +134,46 @@ def test_declared_definitions_refuse_layouts_firefox_cannot_make():
     definitions = definitions_from_payload(payload)
     assert list(definitions) == ["GOOD"]
     assert {name for name, _ in definitions.errors} == {"HUGE", "NO_TYPE", "BAD_FLAG"}
+
+
+def test_redone_batch_and_stash_publish_every_record_exactly_once(
+    data_dir, tmp_path, shared_fixtures, monkeypatch
+):
+    """A crash before the ack redoes a batch, then its stash: same objects, no second copy."""
+    from convert.batch import Job
+    from convert.worker import Worker, WorkerOptions
+    from tests.test_convert_support import seed_histogram_cache
+
+    cache = seed_histogram_cache(shared_fixtures, tmp_path / "cache")
+    esr_dir = cache / ESR_REVISION_PATH
+    shutil.move(esr_dir, tmp_path / "esr-later")  # only the idle-daily revision to begin with
+    monkeypatch.setenv("TELEMETRY_HISTOGRAM_CACHE", str(cache))
+    monkeypatch.setenv("TELEMETRY_HG_BASE_URL", "http://127.0.0.1:9")
+    ping = (shared_fixtures / "firefox/main-ping-esr153.json").read_bytes()
+    idle_body = (shared_fixtures / "payloads/idle-daily-firefox-23.0.1.json.gz").read_bytes()
+    idle_path = (shared_fixtures / "payloads/idle-daily-firefox-23.0.1.path").read_text().strip()
+    esr_id = str(uuid.uuid4())
+    esr_path = f"/submit/telemetry/{esr_id}/main/Firefox/153.7.0/esr/20261103151912"
+    gzh = {"Content-Encoding": "gzip"}
+    batch = make_batch([(idle_path, gzh, idle_body), (esr_path, gzh, gzip.compress(ping))])
+    worker = Worker(load_settings(), WorkerOptions(drain=True))
+    worker.incoming.put("b/one.tpr", batch)
+    first = worker.processor.process(Job("b/one.tpr"))
+    snapshot, stash = _documents(worker.published), worker.incoming.get("unvalidated/b_one.tpr")
+    again = worker.processor.process(Job("b/one.tpr"))  # the redo after a crash
+    assert _documents(worker.published) == snapshot
+    assert worker.incoming.get("unvalidated/b_one.tpr") == stash
+    assert first.unvalidated == again.unvalidated == {"revision_unavailable": 1}
+    assert sorted(k.rsplit(".", 2)[-2] for k in snapshot) == ["b_one", "unvalidated_b_one"]
+    worker.close()
+
+    shutil.move(tmp_path / "esr-later", esr_dir)  # the revision becomes available
+    later = Worker(load_settings(), WorkerOptions(drain=True))
+    for _ in range(2):  # processed, then redone
+        report = later.processor.process(Job("unvalidated/b_one.tpr", park_attempt=1))
+        assert not report.keep_incoming and not report.unvalidated
+        documents = _documents(later.published)
+        ids = collections.Counter(doc for docs in documents.values() for doc, _ in docs)
+        assert ids == {esr_id: 1, idle_path.split("/")[3]: 1}
+        assert not any("histogramDefinitions" in d for docs in documents.values() for _, d in docs)
+    later.close()
