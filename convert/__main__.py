@@ -102,8 +102,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         type=float,
         default=300.0,
         metavar="SECONDS",
-        help="first retry delay for records whose Histograms.json revision is "
-        "unavailable; doubles per parking (default: 300)",
+        help="first delay before records published unvalidated (their Histograms.json "
+        "revision could not be fetched) are validated again, and before parked records are "
+        "retried; doubles each time (default: 300)",
     )
     parser.add_argument(
         "--park-max-attempts",

@@ -84,7 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"reasons: {', '.join(oc.REASON_CODES)}",
     )
-    parser.add_argument("--reason", required=True, help="the error partition to replay")
+    parser.add_argument(
+        "--reason",
+        required=True,
+        choices=oc.REASON_CODES,
+        metavar="REASON",
+        help="the error partition to replay (one of the reasons below)",
+    )
     parser.add_argument(
         "--since", type=parse_day, metavar="DATE", help="first day (YYYY-MM-DD, UTC), inclusive"
     )

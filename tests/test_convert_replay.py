@@ -112,3 +112,5 @@ def test_replay_help_and_bad_dates(data_dir):
     assert result.returncode == 0 and "--reason" in result.stdout and "--since" in result.stdout
     bad = run_convert({}, "replay", "--reason", "bad_json", "--since", "yesterday")
     assert bad.returncode == 2 and "not a date" in bad.stderr
+    typo = run_convert({}, "replay", "--reason", "bad-json")
+    assert typo.returncode == 2 and "invalid choice" in typo.stderr
