@@ -1,5 +1,8 @@
 """Process one incoming batch end to end: read, convert, deduplicate, write, park, count.
 
+Records published unvalidated (their revision out of reach) are also stashed for their
+re-validation, and a stash (`unvalidated/...`) is processed like a batch: see revalidation.py.
+
 The worker (worker.py) owns the queue message; this module owns everything between reading
 the incoming object and having every output object stored. It never acknowledges nor deletes:
 the caller does both after `process` returns, so a crash anywhere in here means redelivery,

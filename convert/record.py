@@ -50,6 +50,8 @@ class RecordConverter:
         A `RecordRejected` carries its reason code. Any other exception is a bug (or input no
         rule foresaw): the record becomes `bad_payload` with the exception in its details, and
         the traceback is logged once per distinct bug site, so one record never sinks its batch.
+        `revalidating`: the record comes from a stash of records published unvalidated; one
+        whose revision turns out not to exist then stays published unvalidated.
         """
         date = submission_date(record.received_ms)
         sub: SubmissionPath | None = None
