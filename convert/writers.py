@@ -6,10 +6,10 @@ mid-batch leaves no partial object behind (the store's put is atomic besides).
 
 At most `max_open` files are open at once, whatever the number of partitions a batch touches
 (a client chooses the partition through the URL, so a batch may name thousands): the least
-recently written one is closed when another is needed, and when its partition is written
-again its lines go to a new part, a separate object whose key is the partition's key with
-`--part<N>` before `.lz4`. Records are written in batch order, so reprocessing a batch makes
-the same parts with the same keys and overwrites them, as it overwrites whole objects.
+recently written one is closed when another is needed. A partition written again after its
+file was closed gets a further lz4 frame appended to the same file, and `finish()` turns such
+a file back into the single frame every reader expects (streaming, in bounded memory), so a
+batch still makes exactly one object per partition, whatever order its records come in.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import lz4.frame
 
 #: Open lz4 writers per batch; each holds a compression context and buffers (~100 KB).
 DEFAULT_MAX_OPEN = 64
-PART_MARK = "--part"
-_SUFFIX = ".lz4"
+#: Bytes decompressed at a time when joining the frames of a reopened partition.
+REWRITE_CHUNK = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,19 +34,11 @@ class FinishedObject:
     lines: int
 
 
-def part_key(key: str, part: int) -> str:
-    """The key of part `part` (0: the partition's own key) of a partition's output."""
-    if part == 0:
-        return key
-    stem = key.removesuffix(_SUFFIX)
-    return f"{stem}{PART_MARK}{part}{_SUFFIX}"
-
-
 @dataclasses.dataclass
-class _Part:
-    key: str
+class _File:
     path: str
     lines: int = 0
+    frames: int = 0
 
 
 class PartitionWriters:
@@ -54,27 +46,28 @@ class PartitionWriters:
         self._tmp = tempfile.TemporaryDirectory(prefix="convert-", dir=directory)
         self.max_open = max(1, max_open)
         self._open: collections.OrderedDict[str, lz4.frame.LZ4FrameFile] = collections.OrderedDict()
-        self._parts: dict[str, list[_Part]] = {}
-        self._count = 0
+        self._files: dict[str, _File] = {}
 
     def write(self, key: str, line: bytes) -> None:
         handle = self._open.get(key)
         if handle is None:
-            handle = self._start_part(key)
+            handle = self._reopen(key)
         else:
             self._open.move_to_end(key)
         handle.write(line)
-        self._parts[key][-1].lines += 1
+        self._files[key].lines += 1
 
-    def _start_part(self, key: str) -> lz4.frame.LZ4FrameFile:
+    def _reopen(self, key: str) -> lz4.frame.LZ4FrameFile:
         while len(self._open) >= self.max_open:
             _evicted, old = self._open.popitem(last=False)
             old.close()
-        parts = self._parts.setdefault(key, [])
-        path = os.path.join(self._tmp.name, f"{self._count:06d}.lz4")
-        self._count += 1
-        parts.append(_Part(part_key(key, len(parts)), path))
-        handle = lz4.frame.open(path, "wb")
+        entry = self._files.get(key)
+        if entry is None:
+            entry = self._files[key] = _File(
+                os.path.join(self._tmp.name, f"{len(self._files):06d}.lz4")
+            )
+        handle = lz4.frame.open(entry.path, "ab")  # a new frame after any earlier ones
+        entry.frames += 1
         self._open[key] = handle
         return handle
 
@@ -85,12 +78,13 @@ class PartitionWriters:
     def finish(self) -> list[FinishedObject]:
         """Close every writer; the files stay until `cleanup()`. Sorted by key."""
         self._close_all()
-        finished = [
-            FinishedObject(part.key, part.path, part.lines)
-            for parts in self._parts.values()
-            for part in parts
-        ]
-        return sorted(finished, key=lambda obj: obj.key)
+        finished = []
+        for key, entry in sorted(self._files.items()):
+            if entry.frames > 1:
+                _join_frames(entry.path)
+                entry.frames = 1
+            finished.append(FinishedObject(key, entry.path, entry.lines))
+        return finished
 
     def _close_all(self) -> None:
         while self._open:
@@ -99,7 +93,7 @@ class PartitionWriters:
 
     def cleanup(self) -> None:
         self._close_all()
-        self._parts.clear()
+        self._files.clear()
         self._tmp.cleanup()
 
     def __enter__(self) -> PartitionWriters:
@@ -107,3 +101,12 @@ class PartitionWriters:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+def _join_frames(path: str) -> None:
+    """Rewrite a file of concatenated lz4 frames as one frame with the same content."""
+    joined = path + ".joined"
+    with lz4.frame.open(path, "rb") as source, lz4.frame.open(joined, "wb") as target:
+        while chunk := source.read(REWRITE_CHUNK):
+            target.write(chunk)
+    os.replace(joined, path)
