@@ -18,7 +18,7 @@ and write it to exactly one place:
   fetching the revision failed in an unforeseen way. After `--park-max-attempts` parkings such
   records go to `errors/revision_unavailable`;
 * `errors/unknown_namespace` for generic namespaces and doc types not on the allow-list
-  (convert/allow_list.py).
+  (pipeline/allow_list.py).
 
 `<id>` is derived from the incoming key, so reprocessing a batch after a crash overwrites the
 same objects and never duplicates a record. The message is acknowledged and the incoming object

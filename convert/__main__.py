@@ -12,7 +12,6 @@ import threading
 
 import tenacity
 
-from convert.allow_list import AllowList
 from convert.worker import (
     EXIT_WORK_LEFT,
     DelayedMessages,
@@ -21,6 +20,7 @@ from convert.worker import (
     run_worker_process,
     setup_logging,
 )
+from pipeline.allow_list import AllowList
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, PipelineError, ServiceUnreachable
 

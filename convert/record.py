@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from convert import outcomes as oc
-from convert.allow_list import AllowList
 from convert.decode import decoded_body
 from convert.dimensions import SubmissionPath, parse_path, raw_dimensions, submission_date
 from convert.histogram_tools import HistogramTools
 from convert.outcomes import Outcome, RecordRejected
 from convert.revalidation import DEFINITIONS_KEY, marker, stash_object_id
+from pipeline.allow_list import AllowList
 from pipeline.layout import DIMENSIONS, UNKNOWN, Schema, namespace_key, published_key, sanitize
 from pipeline.records import Record
 

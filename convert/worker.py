@@ -22,11 +22,11 @@ import time
 import lz4.frame
 
 from convert import outcomes as oc
-from convert.allow_list import AllowList
 from convert.batch import BatchProcessor, Job
 from convert.dedup import Deduplicator
 from convert.histogram_tools import HistogramTools, real_tools
 from convert.record import RecordConverter
+from pipeline.allow_list import AllowList
 from pipeline.config import Settings
 from pipeline.db import init_db, make_engine
 from pipeline.errors import PipelineError

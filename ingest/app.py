@@ -23,6 +23,7 @@ from ingest.metrics import METRICS_KEY, IngestMetrics
 from ingest.paths import MAX_PATH_BYTES, SUBMIT_PREFIX, BadSubmissionPath, parse_submission
 from ingest.spool import Spool, SpoolFull
 from ingest.uploader import Uploader
+from pipeline.allow_list import AllowList
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.queues import open_work_queue
@@ -300,7 +301,9 @@ def create_app(
     app[UPLOADER_KEY] = uploader
     app[DRAIN_TIMEOUT_KEY] = drain_timeout
     if count_hourly:
-        app[COUNTS_KEY] = HourlyCounts(settings.database_url)
+        app[COUNTS_KEY] = HourlyCounts(
+            settings.database_url, allow_list=AllowList.parse(settings.allowed_doc_types)
+        )
     app.cleanup_ctx.append(_service)
     app.router.add_route("*", SUBMIT_PREFIX + "{tail:.*}", submit)  # first: the hot path
     app.router.add_route("*", "/__heartbeat__", heartbeat)

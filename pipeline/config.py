@@ -51,7 +51,7 @@ class Settings:
     dedup_window_days: int = 7
     queue_lease_seconds: float = 300.0
     queue_max_attempts: int = 5
-    # extra namespace/docType pairs convert publishes (see convert/allow_list.py)
+    # extra namespace/docType pairs convert publishes (see pipeline/allow_list.py)
     allowed_doc_types: str = ""
     # scheduler / dashboard / mail
     runner: str = "local"

@@ -15,8 +15,8 @@ import uuid
 import lz4.frame
 
 from convert import outcomes as oc
-from convert.allow_list import AllowList
 from convert.writers import PartitionWriters
+from pipeline.allow_list import AllowList
 from pipeline.config import load_settings
 from pipeline.db import make_engine
 from pipeline.queues import open_work_queue

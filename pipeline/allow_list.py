@@ -1,4 +1,4 @@
-"""Which namespaces and document types convert publishes: what Firefox sends, plus additions.
+"""Which namespaces and document types are published: what Firefox sends, plus additions.
 
 The generic URL form `/submit/<namespace>/<docType>/<docVersion>/<docId>` lets any client
 name any namespace and document type, and each distinct pair used to become a partition of its
@@ -12,6 +12,7 @@ doc types are the `reason` dimension, which the schema already folds into OTHER)
 pings of `firefox-desktop`. `TELEMETRY_ALLOWED_DOC_TYPES` adds pairs: a comma- or
 space-separated list of `namespace/docType`, or `namespace/*` for every doc type of a
 namespace (their stats are then counted under the doc type OTHER, to keep the table small).
+Convert decides with it what to publish; ingest's hourly counts use it for their labels.
 """
 
 from __future__ import annotations
