@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             _prepare_database(settings)
             return replay.main(argv[1:], settings)
+        except ServiceUnreachable as exc:
+            log.error("stopping: %s", exc)
+            return 1
         except ConfigError as exc:
             print(f"configuration error: {exc}", file=sys.stderr)
             return 2
