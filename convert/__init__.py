@@ -9,9 +9,16 @@ and write it to exactly one place:
   `/submit/<namespace>/...` form), one `docId<TAB>json` line per record;
 * the error partition `errors/<reason_code>/<YYYYMMDD>/<id>.lz4`, one JSON line per record
   holding the raw record (base64 body, path, headers, received_ms), the reason and details;
-* a parked batch `parked/<root>-p<N>` in the incoming store, re-queued with a delay, when the
-  record's Histograms.json revision cannot be fetched right now (`revision_unavailable`). After
-  `--park-max-attempts` parkings such records go to `errors/revision_unavailable`.
+* when the record's Histograms.json revision cannot be fetched right now: published at once
+  anyway, its histograms converted with the layouts the payload declares and the record marked
+  `"histogramDefinitions": {"source": "payload", "reason": ..., "revision": ...}`; its raw
+  record waits in `unvalidated/<id>.tpr` in the incoming store and is re-validated (the same
+  object rewritten) when the revision can be had (see convert/revalidation.py);
+* a parked batch `parked/<root>-p<N>` in the incoming store, re-queued with a delay, when
+  fetching the revision failed in an unforeseen way. After `--park-max-attempts` parkings such
+  records go to `errors/revision_unavailable`;
+* `errors/unknown_namespace` for generic namespaces and doc types not on the allow-list
+  (pipeline/allow_list.py).
 
 `<id>` is derived from the incoming key, so reprocessing a batch after a crash overwrites the
 same objects and never duplicates a record. The message is acknowledged and the incoming object

@@ -11,6 +11,8 @@ import signal
 import sys
 import threading
 
+import tenacity
+
 from convert.worker import (
     EXIT_WORK_LEFT,
     DelayedMessages,
@@ -19,8 +21,9 @@ from convert.worker import (
     run_worker_process,
     setup_logging,
 )
+from pipeline.allow_list import AllowList
 from pipeline.config import COMMON_SETTINGS, Settings, load_settings
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError, PipelineError, ServiceUnreachable
 from pipeline.logs import add_log_level_argument
 
 log = logging.getLogger("convert")
@@ -29,7 +32,8 @@ EXIT_STATUS = f"""\
 Exit status:
   0  --drain: the queue is empty (dead letters aside: python -m pipeline dead-letters);
      without --drain: stopped by SIGTERM/SIGINT
-  1  a store, the queue or the database failed
+  1  a store, the queue or the database failed (at start-up: the stores or the queue still
+     unreachable after --startup-wait)
   2  configuration or usage error
   {EXIT_WORK_LEFT}  --drain ended with messages still queued that it could not claim: delayed
      retries, parked batches, batches another worker held past --drain-wait, or it was
@@ -57,6 +61,7 @@ SETTINGS_USED = (
     "metrics_port",
     "metrics_host",
     "metrics_stale_minutes",
+    "allowed_doc_types",
 )
 
 
@@ -68,7 +73,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
             "Claim incoming batches from the work queue, validate and convert every record, and\n"
             "write it to the published store (partitioned lz4 files), the error partition\n"
             "errors/<reason>/<YYYYMMDD>/ or a parked batch that is retried later. A message is\n"
-            "acknowledged and its incoming object deleted only after every output is stored."
+            "acknowledged and its incoming object deleted only after every output is stored.\n\n"
+            "python -m convert replay --reason R [--since DATE] [--until DATE] runs the records\n"
+            "kept in errors/R/ through conversion again (see its --help)."
         ),
         epilog=(
             EXIT_STATUS + "\n\n"
@@ -116,8 +123,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         type=float,
         default=300.0,
         metavar="SECONDS",
-        help="first retry delay for records whose Histograms.json revision is "
-        "unavailable; doubles per parking (default: 300)",
+        help="first delay before records published unvalidated (their Histograms.json "
+        "revision could not be fetched) are validated again, and before parked records are "
+        "retried; doubles each time (default: 300)",
     )
     parser.add_argument(
         "--park-max-attempts",
@@ -142,6 +150,14 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="serve Prometheus /metrics, /__heartbeat__ and /__lbheartbeat__ on this port "
         "(TELEMETRY_METRICS_HOST); with --workers N, worker i on PORT+i "
         f"(default: {settings.metrics_port}, TELEMETRY_METRICS_PORT; 0: off)",
+    )
+    parser.add_argument(
+        "--startup-wait",
+        type=_seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="at start-up, how long to keep retrying stores and a queue that do not answer "
+        "(an outage, not a wrong setting) before exiting 1 (default: 300)",
     )
     add_log_level_argument(parser)
     return parser
@@ -175,6 +191,22 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay"]:
+        from convert import replay
+
+        try:
+            _prepare_database(settings)
+            return replay.main(argv[1:], settings)
+        except ServiceUnreachable as exc:
+            log.error("stopping: %s", exc)
+            return 1
+        except ConfigError as exc:
+            print(f"configuration error: {exc}", file=sys.stderr)
+            return 2
+        except PipelineError as exc:
+            log.error("stopping: %s", exc)
+            return 1
     args = build_parser(settings).parse_args(argv)
     if args.workers < 1:
         print("--workers must be at least 1", file=sys.stderr)
@@ -182,10 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, settings)
     options = _options(args)
     try:
+        AllowList.parse(settings.allowed_doc_types)
         _prepare_database(settings)
-        _check_backends(settings)
+        _wait_for_backends(settings, args.startup_wait)
         if args.workers == 1:
             return run_worker(settings, options, args.log_level)
+    except ServiceUnreachable as exc:
+        log.error("stopping: still unreachable after %.0fs: %s", args.startup_wait, exc)
+        return 1
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
@@ -197,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     children = [
         context.Process(
             target=run_worker_process,
-            args=(settings, _for_worker(options, i), args.log_level, delayed),
+            args=(settings, _for_worker(options, i), args.log_level, delayed, os.getpid()),
             name=f"convert-{i}",
         )
         for i in range(args.workers)
@@ -273,6 +309,27 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
+
+
+def _wait_for_backends(settings: Settings, wait: float) -> None:
+    """`_check_backends`, tried again while a store or the queue does not answer (an outage:
+    convert started before S3, SQS or Redis, or during their restart) for up to `wait`
+    seconds. A wrong setting is a ConfigError at once."""
+
+    def _log(state: tenacity.RetryCallState) -> None:
+        log.warning(
+            "waiting for the stores and the queue (%s); trying again in %.0fs",
+            state.outcome.exception(),
+            state.next_action.sleep,
+        )
+
+    tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(ServiceUnreachable),
+        stop=tenacity.stop_after_delay(wait),
+        wait=tenacity.wait_exponential(multiplier=0.25, max=10),
+        before_sleep=_log,
+        reraise=True,
+    )(_check_backends, settings)
 
 
 def _check_backends(settings: Settings) -> None:

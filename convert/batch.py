@@ -1,5 +1,8 @@
 """Process one incoming batch end to end: read, convert, deduplicate, write, park, count.
 
+Records published unvalidated (their revision out of reach) are also stashed for their
+re-validation, and a stash (`unvalidated/...`) is processed like a batch: see revalidation.py.
+
 The worker (worker.py) owns the queue message; this module owns everything between reading
 the incoming object and having every output object stored. It never acknowledges nor deletes:
 the caller does both after `process` returns, so a crash anywhere in here means redelivery,
@@ -29,7 +32,8 @@ from convert.dimensions import submission_date
 from convert.geo import GeoLocator, mask_addresses
 from convert.outcomes import Outcome
 from convert.record import RecordConverter
-from convert.writers import PartitionWriters
+from convert.revalidation import MAX_DELAY, is_stash, stash_key, stash_object_id
+from convert.writers import DEFAULT_MAX_OPEN, PartitionWriters
 from pipeline.errors import ObjectNotFound
 from pipeline.layout import UNKNOWN, error_key
 from pipeline.queues.base import WorkQueue
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 PARKED_PREFIX = "parked/"
 PARKED_SUFFIX = ".tpr"
 _PARK_GENERATION = re.compile(r"-p\d+$")
+UNVALIDATED = "unvalidated"  # stats outcome prefix (source convert_hist), + "_<reason>"
+REVALIDATED = "revalidated"  # stats outcome (source convert_hist): validated after all
 TEST_PAUSE_ENV = "TELEMETRY_CONVERT_TEST_PAUSE"  # "records:N" or "uploads:N"; tests only
 
 
@@ -79,6 +85,12 @@ class Job:
         return cls(data["key"], attempt, not_before)
 
 
+#: Records converted before their docIds are claimed and their lines written out.
+CHUNK_RECORDS = 500
+#: ... or this many bytes of output lines and input bodies, whichever comes first.
+CHUNK_BYTES = 16 * 1024 * 1024
+
+
 @dataclasses.dataclass
 class BatchReport:
     key: str
@@ -88,6 +100,12 @@ class BatchReport:
     outcomes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     lost_histograms: int = 0
     parked_key: str | None = None
+    unvalidated: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    """Records published unvalidated, by reason (`revision_unavailable`, `missing_revision`)."""
+    parked_reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    """Parked records by reason (for metrics; `outcomes["parked"]` is their total)."""
+    stash_key: str | None = None  # where this batch's unvalidated records wait
+    keep_incoming: bool = False  # a stash with records still waiting: keep it, it is re-queued
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     input_bytes: int = 0
@@ -100,9 +118,38 @@ class BatchReport:
             f"convert stats batch={self.key} records={self.records} "
             f"published={self.outcomes.get(oc.PUBLISHED, 0)} parked={self.outcomes.get(oc.PARKED, 0)} "
             f"errors={sum(errors.values())} {json.dumps(errors, separators=(',', ':'))} "
-            f"lost_histograms={self.lost_histograms} objects={self.objects} "
+            f"lost_histograms={self.lost_histograms} "
+            f"unvalidated={sum(self.unvalidated.values())} "
+            f"{json.dumps(dict(sorted(self.unvalidated.items())), separators=(',', ':'))} "
+            f"objects={self.objects} "
             f"bytes={self.input_bytes} seconds={self.seconds:.3f} cpu={self.cpu_seconds:.3f}"
         )
+
+
+@dataclasses.dataclass
+class _BatchState:
+    """What one batch accumulates while its records stream through (small: counts and ids)."""
+
+    job: Job
+    object_id: str
+    report: BatchReport
+    stats_source: str = "convert"
+    records: int = 0
+    last_date: str | None = None
+    counts: dict[dt.datetime, collections.Counter] = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(collections.Counter)
+    )
+    lost: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    parked: bytearray = dataclasses.field(default_factory=bytearray)
+    seen: set[str] = dataclasses.field(default_factory=set)
+    stash: bytearray = dataclasses.field(default_factory=bytearray)
+    waiting: int = 0  # records of a stash job still waiting for their revision
+    revalidated: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    revisions: set[str] = dataclasses.field(default_factory=set)
+
+    @property
+    def revalidating(self) -> bool:
+        return is_stash(self.job.key)
 
 
 class CrashPoint:
@@ -138,6 +185,7 @@ class BatchProcessor:
         tmp_dir: str | None = None,
         stats_keep: dt.timedelta = DEFAULT_KEEP,
         geo: GeoLocator | None = None,
+        max_open_files: int = DEFAULT_MAX_OPEN,
     ) -> None:
         self.incoming = incoming
         self.published = published
@@ -151,106 +199,242 @@ class BatchProcessor:
         self.tmp_dir = tmp_dir
         self.stats_keep = stats_keep
         self.geo = geo or GeoLocator()
+        self.max_open_files = max_open_files
 
-    def process(self, job: Job) -> BatchReport:
+    def process(
+        self, job: Job, data: bytes | None = None, stats_source: str = "convert"
+    ) -> BatchReport:
+        """Convert every record of the batch and store every output; never ack or delete.
+
+        `data` is the batch when it does not come from the incoming store (a replay of error
+        records); `stats_source` the stats table's source its outcomes are counted under.
+
+        Records stream through: each is converted, and every `CHUNK_RECORDS` records (or
+        `CHUNK_BYTES` of output) the chunk's docIds are claimed for deduplication and its lines
+        go to their writers, so a worker holds one chunk of converted output at a time, not
+        the whole batch (a batch of 8 MiB payloads used to need 8 MiB per record).
+        """
         started, started_cpu = time.monotonic(), time.process_time()
         report = BatchReport(job.key)
-        try:
-            data = self.incoming.get(job.key)
-        except ObjectNotFound:
-            log.warning(
-                "batch %s: incoming object is gone (already processed); nothing to do", job.key
-            )
-            report.missing = True
-            return report
+        if data is None:
+            try:
+                data = self.incoming.get(job.key)
+            except ObjectNotFound:
+                log.warning(
+                    "batch %s: incoming object is gone (already processed); nothing to do",
+                    job.key,
+                )
+                report.missing = True
+                return report
         report.input_bytes = len(data)
         object_id = object_id_for(job.key)
-        records, corrupt = _read_records(data, job.key)
-        records = [self.geo.locate(record) for record in records]  # the address ends here
-        converted: list[tuple[Record, Outcome]] = []
-        for index, record in enumerate(records, 1):
-            converted.append((record, self.converter.convert(record, object_id)))
-            self.pause.reached("records", index)
-        self._deduplicate(object_id, converted)
-        counts: dict[dt.datetime, collections.Counter] = collections.defaultdict(
-            collections.Counter
-        )
-        parked = bytearray()
-        with PartitionWriters(self.tmp_dir) as writers:
-            for record, outcome in converted:
-                if outcome.kind == oc.PARKED and job.park_attempt >= self.park_max_attempts:
-                    outcome.kind = oc.REVISION_UNAVAILABLE
-                    outcome.details += f" (still unavailable after {job.park_attempt} parkings)"
-                if outcome.kind == oc.PUBLISHED:
-                    writers.write(outcome.partition, outcome.line)
-                elif outcome.kind == oc.PARKED:
-                    parked += encode_record(
-                        record.received_ms, record.path, record.headers, record.body
-                    )
-                else:
-                    key = error_key(outcome.kind, outcome.date, object_id)
-                    writers.write(key, _error_line(job.key, record, outcome))
-                report.outcomes[outcome.kind] += 1
-                report.lost_histograms += outcome.lost_histograms
-                hour = _hour(record.received_ms)
-                counts[hour][(outcome.kind, outcome.channel, outcome.doc_type)] += 1
-            if corrupt is not None:
-                date = (
-                    converted[-1][1].date if converted else submission_date(int(time.time() * 1000))
+        state = _BatchState(job, object_id, report, stats_source)
+        corrupt: CorruptBatch | None = None
+        with PartitionWriters(self.tmp_dir, self.max_open_files) as writers:
+            chunk: list[tuple[Record, Outcome]] = []
+            chunk_bytes = 0
+            try:
+                for record in iter_records(io.BytesIO(data), source=job.key):
+                    record = self.geo.locate(record)  # the client's address ends here
+                    outcome = self.converter.convert(record, object_id, state.revalidating)
+                    state.records += 1
+                    self.pause.reached("records", state.records)
+                    chunk.append((record, outcome))
+                    chunk_bytes += len(outcome.line) + len(record.body)
+                    if len(chunk) >= CHUNK_RECORDS or chunk_bytes >= CHUNK_BYTES:
+                        self._write_chunk(state, chunk, writers)
+                        chunk, chunk_bytes = [], 0
+            except CorruptBatch as exc:
+                log.error(
+                    "batch %s: %s; the rest of the batch goes to errors/%s",
+                    job.key,
+                    exc,
+                    oc.CORRUPT_BATCH,
                 )
+                corrupt = exc
+            self._write_chunk(state, chunk, writers)
+            del chunk
+            if corrupt is not None:
+                date = state.last_date or submission_date(int(time.time() * 1000))
                 writers.write(
                     error_key(oc.CORRUPT_BATCH, date, object_id),
                     _corrupt_line(job.key, data, corrupt),
                 )
                 report.outcomes[oc.CORRUPT_BATCH] += 1
-                counts[_hour(int(time.time() * 1000))][(oc.CORRUPT_BATCH, UNKNOWN, UNKNOWN)] += 1
+                now_hour = _hour(int(time.time() * 1000))
+                state.counts[now_hour][(oc.CORRUPT_BATCH, UNKNOWN, UNKNOWN)] += 1
+            del data
             finished = writers.finish()
             for done, obj in enumerate(finished, 1):
                 self.published.put_file(obj.key, obj.path)
                 self.pause.reached("uploads", done)
             report.objects = len(finished)
-        if parked:
+        if state.parked:
             report.parked_key = self._park(
-                job, object_id, bytes(parked), report.outcomes[oc.PARKED]
+                job,
+                object_id,
+                bytes(state.parked),
+                report.outcomes[oc.PARKED],
+                report.parked_reasons,
             )
-        report.records = len(records) + (corrupt is not None)
-        stats = [(hour, "convert", hour_counts) for hour, hour_counts in counts.items()]
-        if report.lost_histograms:
-            lost = collections.Counter()
-            for _record, outcome in converted:
-                if outcome.lost_histograms and outcome.kind == oc.PUBLISHED:
-                    lost[(oc.INVALID_HISTOGRAM, outcome.channel, outcome.doc_type)] += 1
-            stats.append((dt.datetime.now(dt.UTC), "convert_hist", lost))
-        # Once per batch: a redo (failed delete or ack, crash before the ack, lost lease) has
-        # the same outcomes, so its counts are already in and adding them again would double.
-        if stats and not add_many_once(
-            self.engine, "convert", object_id, stats, keep=self.stats_keep
-        ):
-            log.info("batch %s: already counted in the stats by an earlier attempt", job.key)
+        if state.stash:
+            report.stash_key = self._stash(job, object_id, bytes(state.stash), report, state)
+        elif state.revalidating and state.waiting:
+            report.keep_incoming = True
+            self._requeue_stash(job, state.waiting, report)
+        report.records = state.records + (corrupt is not None)
+        self._count(state)
         report.seconds = time.monotonic() - started
         report.cpu_seconds = time.process_time() - started_cpu
         return report
 
-    def _deduplicate(self, object_id: str, converted: list[tuple[Record, Outcome]]) -> None:
-        ids = [o.doc_id for _r, o in converted if o.kind == oc.PUBLISHED]
-        if not ids:
+    def _count(self, state: _BatchState) -> None:
+        """Add the batch's counts to the stats, once per batch (see `add_many_once`).
+
+        A stash's records were counted when their batch was first converted; its passes add
+        only `revalidated` when the last record stopped waiting.
+        """
+        job, now = state.job, dt.datetime.now(dt.UTC)
+        if state.revalidating:
+            if state.waiting or not state.revalidated:
+                return
+            stats = [(now, "convert_hist", state.revalidated)]
+        else:
+            stats = [(hour, state.stats_source, counts) for hour, counts in state.counts.items()]
+            if state.lost:
+                stats.append((now, "convert_hist", state.lost))
+        # Once per batch: a redo (failed delete or ack, crash before the ack, lost lease) has
+        # the same outcomes, so its counts are already in and adding them again would double.
+        if stats and not add_many_once(
+            self.engine, "convert", state.object_id, stats, keep=self.stats_keep
+        ):
+            log.info("batch %s: already counted in the stats by an earlier attempt", job.key)
+
+    def _write_chunk(
+        self, state: _BatchState, chunk: list[tuple[Record, Outcome]], writers: PartitionWriters
+    ) -> None:
+        """Deduplicate one chunk of converted records and hand each to its writer."""
+        job, report = state.job, state.report
+        self._deduplicate(state, chunk)
+        for record, outcome in chunk:
+            if outcome.kind == oc.PARKED and job.park_attempt >= self.park_max_attempts:
+                outcome.kind = oc.REVISION_UNAVAILABLE
+                outcome.details += f" (still unavailable after {job.park_attempt} parkings)"
+            if outcome.kind == oc.PUBLISHED:
+                writers.write(outcome.partition, outcome.line)
+                self._note_validation(state, record, outcome)
+            elif outcome.kind == oc.PARKED:
+                state.parked += encode_record(
+                    record.received_ms, record.path, record.headers, record.body
+                )
+                state.report.parked_reasons[outcome.reason or "unknown"] += 1
+            else:
+                key = error_key(outcome.kind, outcome.date, state.object_id)
+                writers.write(key, _error_line(job.key, record, outcome))
+            report.outcomes[outcome.kind] += 1
+            report.lost_histograms += outcome.lost_histograms
+            if outcome.lost_histograms and outcome.kind == oc.PUBLISHED:
+                state.lost[(oc.INVALID_HISTOGRAM, outcome.channel, outcome.doc_type)] += 1
+            state.counts[_hour(record.received_ms)][
+                (outcome.kind, outcome.channel, outcome.doc_type)
+            ] += 1
+            state.last_date = outcome.date
+
+    @staticmethod
+    def _note_validation(state: _BatchState, record: Record, outcome: Outcome) -> None:
+        """Stash, count and remember what a published record needs for its re-validation."""
+        label = (outcome.channel, outcome.doc_type)
+        if not outcome.unvalidated:
+            if state.revalidating:
+                state.revalidated[(REVALIDATED, *label)] += 1
             return
-        owners = self.dedup.claim(object_id, ids)
-        seen: set[str] = set()
-        for _record, outcome in converted:
+        state.report.unvalidated[outcome.reason] += 1
+        state.lost[(f"{UNVALIDATED}_{outcome.reason}", *label)] += 1
+        state.revisions.add(outcome.details.split(": ", 1)[0])
+        if not outcome.revalidate:
+            return
+        if state.revalidating:
+            state.waiting += 1
+        else:
+            state.stash += encode_record(
+                record.received_ms, record.path, record.headers, record.body
+            )
+
+    def _deduplicate(self, state: _BatchState, chunk: list[tuple[Record, Outcome]]) -> None:
+        owners: dict[str, str] = {}
+        for owner_id in {_owner_id(state, o) for _r, o in chunk if o.kind == oc.PUBLISHED}:
+            ids = [
+                o.doc_id
+                for _r, o in chunk
+                if o.kind == oc.PUBLISHED and _owner_id(state, o) == owner_id
+            ]
+            owners.update(self.dedup.claim(owner_id, ids))
+        for _record, outcome in chunk:
             if outcome.kind != oc.PUBLISHED:
                 continue
-            owner = owners.get(outcome.doc_id, object_id)
-            if owner != object_id:
+            mine = _owner_id(state, outcome)
+            owner = owners.get(outcome.doc_id, mine)
+            if owner != mine:
                 outcome.details = f"first published by batch {owner}"
-            elif outcome.doc_id in seen:
+            elif outcome.doc_id in state.seen:
                 outcome.details = "repeated within this batch"
             else:
-                seen.add(outcome.doc_id)
+                state.seen.add(outcome.doc_id)
                 continue
             outcome.kind, outcome.line, outcome.partition = oc.DUPLICATE, b"", ""
+            outcome.unvalidated = outcome.revalidate = False
 
-    def _park(self, job: Job, object_id: str, data: bytes, count: int) -> str:
+    def _stash(
+        self, job: Job, object_id: str, data: bytes, report: BatchReport, state: _BatchState
+    ) -> str:
+        """Keep the records published unvalidated for their re-validation and queue it later."""
+        key = stash_key(object_id)
+        self.incoming.put(key, data)
+        count = sum(report.unvalidated.values())
+        delay = self._send_later(key, count, len(data), 1, self.park_delay)
+        log.warning(
+            "batch %s: published %d records unvalidated, their histograms converted with the "
+            "layouts they declare (%s; revisions %s); re-validating them from %s in %.0fs",
+            job.key,
+            count,
+            ", ".join(f"{n} x {r}" for r, n in sorted(report.unvalidated.items())),
+            ", ".join(sorted(state.revisions)[:3]) + (" ..." if len(state.revisions) > 3 else ""),
+            key,
+            delay,
+        )
+        return key
+
+    def _requeue_stash(self, job: Job, waiting: int, report: BatchReport) -> None:
+        attempt = job.park_attempt + 1
+        delay = min(self.park_delay * (2 ** min(job.park_attempt, 16)), MAX_DELAY)
+        self._send_later(job.key, waiting, report.input_bytes, attempt, delay)
+        log.warning(
+            "batch %s: %d records still unvalidated (%s); next re-validation in %.0fs",
+            job.key,
+            waiting,
+            ", ".join(f"{n} x {r}" for r, n in sorted(report.unvalidated.items())),
+            delay,
+        )
+
+    def _send_later(self, key: str, records: int, size: int, attempt: int, delay: float) -> float:
+        body = {
+            "key": key,
+            "records": records,
+            "bytes": size,
+            "park_attempt": attempt,
+            "not_before": time.time() + delay,
+        }
+        self.queue.send(json.dumps(body))
+        return delay
+
+    def _park(
+        self,
+        job: Job,
+        object_id: str,
+        data: bytes,
+        count: int,
+        reasons: collections.Counter | None = None,
+    ) -> str:
         """Store the records whose revision is unavailable as a new batch and queue it later."""
         root = _PARK_GENERATION.sub("", object_id.removeprefix(PARKED_PREFIX.replace("/", "_")))
         attempt = job.park_attempt + 1
@@ -265,21 +449,22 @@ class BatchProcessor:
             "not_before": time.time() + delay,
         }
         self.queue.send(json.dumps(body))
-        log.info("batch %s: parked %d records as %s, retry in %.0fs", job.key, count, key, delay)
+        why = ", ".join(f"{n} x {r}" for r, n in sorted((reasons or {}).items())) or "unknown"
+        log.info(
+            "batch %s: parked %d records as %s, retry in %.0fs; their Histograms.json could not "
+            "be fetched: %s",
+            job.key,
+            count,
+            key,
+            delay,
+            why,
+        )
         return key
 
 
-def _read_records(data: bytes, source: str) -> tuple[list[Record], CorruptBatch | None]:
-    records: list[Record] = []
-    try:
-        for record in iter_records(io.BytesIO(data), source=source):
-            records.append(record)
-    except CorruptBatch as exc:
-        log.error(
-            "batch %s: %s; the rest of the batch goes to errors/%s", source, exc, oc.CORRUPT_BATCH
-        )
-        return records, exc
-    return records, None
+def _owner_id(state: _BatchState, outcome: Outcome) -> str:
+    """The batch id a published record claims its docId for: its object's id."""
+    return stash_object_id(state.object_id) if outcome.unvalidated else state.object_id
 
 
 def _hour(received_ms: int) -> dt.datetime:

@@ -24,12 +24,16 @@ class HistogramTools:
     revision_unavailable: tuple[type[BaseException], ...]
     loads: Callable[[bytes], Any]
     dumps: Callable[[Any], str | bytes]
+    declared_definitions: Callable[[dict], Any] | None = None
+    """payload -> definitions built from the layouts its histograms declare, for records whose
+    revision is unavailable; None: such records are parked instead."""
 
 
 def real_tools(settings: Settings) -> HistogramTools:
     """The histograms package wired to the configured cache directory and hg base URL."""
     from histograms import json_codec
     from histograms.convert import convert_payload, revision_of
+    from histograms.declared import definitions_from_payload
     from histograms.revision_cache import RevisionCache, RevisionUnavailable, UnknownRevision
 
     cache = RevisionCache(settings.histogram_cache, base_url=settings.hg_base_url)
@@ -41,6 +45,7 @@ def real_tools(settings: Settings) -> HistogramTools:
         revision_unavailable=(RevisionUnavailable,),
         loads=json_codec.loads,
         dumps=_dumps_with(json_codec.dumps),
+        declared_definitions=definitions_from_payload,
     )
 
 

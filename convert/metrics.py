@@ -20,6 +20,7 @@ from prometheus_client import Counter, Histogram
 
 from convert import outcomes as oc
 from convert.batch import PARKED_PREFIX, BatchReport, Job
+from convert.revalidation import is_stash
 from pipeline.config import Settings
 from pipeline.logs import log_context
 from pipeline.metrics import CallbackCollector, MetricsServer, new_registry, serve_metrics
@@ -54,6 +55,8 @@ def count_incoming(
         if key.startswith(PARKED_PREFIX):
             parked += 1
             continue
+        if is_stash(key):  # an unvalidated record's raw copy: waits for re-validation by design
+            continue
         opened = incoming_key_time(key)
         if opened is not None and opened < cutoff:
             stale += 1
@@ -72,7 +75,20 @@ class ConvertMetrics:
         )
         self.parked_records = Counter(
             "convert_parked_records",
-            "Records parked because their Histograms.json revision was unavailable",
+            "Records parked because their Histograms.json revision fetch failed unexpectedly",
+            registry=self.registry,
+        )
+        self.parked_by_reason = Counter(
+            "convert_parked_records_by_reason",
+            "Parked records by the reason their revision could not be fetched",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.unvalidated_records = Counter(
+            "convert_unvalidated_records",
+            "Records published with the histogram layouts their payload declares, by why the "
+            "revision's Histograms.json was out of reach (re-validated later)",
+            ["reason"],
             registry=self.registry,
         )
         self.batches = Counter(
@@ -102,6 +118,10 @@ class ConvertMetrics:
         for outcome, count in report.outcomes.items():
             self.records.labels(outcome).inc(count)
         self.parked_records.inc(report.outcomes.get(oc.PARKED, 0))
+        for reason, count in report.parked_reasons.items():
+            self.parked_by_reason.labels(reason).inc(count)
+        for reason, count in report.unvalidated.items():
+            self.unvalidated_records.labels(reason).inc(count)
         self.batches.labels("done").inc()
         self.batch_seconds.observe(seconds)
 
@@ -176,10 +196,10 @@ def instrument(worker: Worker, metrics: ConvertMetrics) -> None:
     process = worker.processor.process
     claim = worker.queue.claim
 
-    def timed_process(job: Job) -> BatchReport:
+    def timed_process(job: Job, *args: object, **kwargs: object) -> BatchReport:
         started = time.perf_counter()
         try:
-            report = process(job)
+            report = process(job, *args, **kwargs)
         except BaseException:
             metrics.observe_failure(time.perf_counter() - started)
             raise

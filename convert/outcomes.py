@@ -18,6 +18,7 @@ INVALID_HISTOGRAM = "invalid_histogram"
 DUPLICATE = "duplicate"
 CORRUPT_BATCH = "corrupt_batch"
 BAD_MESSAGE = "bad_message"
+UNKNOWN_NAMESPACE = "unknown_namespace"
 
 REASON_CODES = (
     CORRUPT_GZIP,
@@ -31,6 +32,7 @@ REASON_CODES = (
     DUPLICATE,
     CORRUPT_BATCH,
     BAD_MESSAGE,
+    UNKNOWN_NAMESPACE,
 )
 
 
@@ -56,3 +58,6 @@ class Outcome:
     line: bytes = b""
     details: str = ""
     lost_histograms: bool = False
+    reason: str = ""  # why a record was parked or published unvalidated (logs and stats)
+    unvalidated: bool = False  # published with the payload's own histogram declarations
+    revalidate: bool = False  # ... and worth validating again later (revision may come back)

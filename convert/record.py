@@ -17,6 +17,8 @@ from convert.dimensions import SubmissionPath, parse_path, raw_dimensions, submi
 from convert.geo import annotate
 from convert.histogram_tools import HistogramTools
 from convert.outcomes import Outcome, RecordRejected
+from convert.revalidation import DEFINITIONS_KEY, marker, stash_object_id
+from pipeline.allow_list import AllowList
 from pipeline.layout import DIMENSIONS, UNKNOWN, Schema, namespace_key, published_key, sanitize
 from pipeline.records import Record
 
@@ -29,25 +31,34 @@ SECTION = "*"  # the name histograms.convert gives a whole section of the wrong 
 class RecordConverter:
     """Decide and build the output of one record of a batch whose object id is fixed."""
 
-    def __init__(self, tools: HistogramTools, schema: Schema, max_decompressed_bytes: int) -> None:
+    def __init__(
+        self,
+        tools: HistogramTools,
+        schema: Schema,
+        max_decompressed_bytes: int,
+        allow_list: AllowList | None = None,
+    ) -> None:
         self.tools = tools
         self.schema = schema
         self.limit = max_decompressed_bytes
+        self.allow_list = allow_list or AllowList.parse()
         self._partitions: dict[tuple, tuple[str, str, str]] = {}
         self._logged_sites: set[tuple[str, str, int]] = set()
 
-    def convert(self, record: Record, object_id: str) -> Outcome:
+    def convert(self, record: Record, object_id: str, revalidating: bool = False) -> Outcome:
         """The outcome of one record; total: whatever goes wrong becomes an error outcome.
 
         A `RecordRejected` carries its reason code. Any other exception is a bug (or input no
         rule foresaw): the record becomes `bad_payload` with the exception in its details, and
         the traceback is logged once per distinct bug site, so one record never sinks its batch.
+        `revalidating`: the record comes from a stash of records published unvalidated; one
+        whose revision turns out not to exist then stays published unvalidated.
         """
         date = submission_date(record.received_ms)
         sub: SubmissionPath | None = None
         try:
             sub = parse_path(record.path)
-            return self._convert(record, sub, object_id, date)
+            return self._convert(record, sub, object_id, date, revalidating)
         except RecordRejected as exc:
             return self._rejected(exc.reason, exc.details, record, sub, date)
         except MemoryError:
@@ -98,7 +109,15 @@ class RecordConverter:
                 exc,
             )
 
-    def _convert(self, record: Record, sub: SubmissionPath, object_id: str, date: str) -> Outcome:
+    def _convert(
+        self, record: Record, sub: SubmissionPath, object_id: str, date: str, revalidating: bool
+    ) -> Outcome:
+        if not sub.is_telemetry and not self.allow_list.allows(sub.namespace, sub.doc_type):
+            raise RecordRejected(
+                oc.UNKNOWN_NAMESPACE,
+                f"{sub.namespace}/{sub.doc_type} is not on the allow-list "
+                "(TELEMETRY_ALLOWED_DOC_TYPES adds it)",
+            )
         data = decoded_body(record.body, record.headers, self.limit)
         try:
             payload = self.tools.loads(data)
@@ -113,7 +132,8 @@ class RecordConverter:
         if not sub.is_telemetry:
             dims = self.schema.apply(raw)
             key = namespace_key(sub.namespace, sub.doc_type, sub.doc_version, date, object_id)
-            channel, doc_type = dims["appUpdateChannel"], sanitize(sub.doc_type)
+            channel = dims["appUpdateChannel"]
+            doc_type = sanitize(self.allow_list.stats_label(sub.namespace, sub.doc_type))
             return self._published(sub.doc_id, key, payload, channel, doc_type, date)
         key, channel, doc_type = self._partition(raw, object_id)
         try:
@@ -125,22 +145,44 @@ class RecordConverter:
                 raise RecordRejected(
                     oc.MISSING_REVISION, "payload has histograms but names no revision"
                 )
+            if payload.get("ver") == 1:
+                payload["ver"] = 2  # the compact format, as converted v1 payloads announce
             return self._published(sub.doc_id, key, payload, channel, doc_type, date)
+        unvalidated: tuple[str, str, bool] | None = None  # (reason, details, revalidate)
         try:
             definitions = self.tools.definitions(revision)
         except self.tools.unknown_revision as exc:
-            raise RecordRejected(
-                oc.MISSING_REVISION, f"no Histograms.json for {revision}: {exc}"
-            ) from exc
+            details = f"no Histograms.json for {revision}: {exc}"
+            if not revalidating or self.tools.declared_definitions is None:
+                raise RecordRejected(oc.MISSING_REVISION, details) from exc
+            # Published unvalidated already; taking it back would surprise its readers more
+            # than keeping it, marked, with the layouts it declared.
+            definitions = self.tools.declared_definitions(payload)
+            unvalidated = (oc.MISSING_REVISION, details, False)
         except self.tools.revision_unavailable as exc:
-            return Outcome(
-                oc.PARKED, sub.doc_id, channel, doc_type, date, details=f"{revision}: {exc}"
-            )
+            if self.tools.declared_definitions is None:
+                return Outcome(
+                    oc.PARKED,
+                    sub.doc_id,
+                    channel,
+                    doc_type,
+                    date,
+                    details=f"{revision}: {exc}",
+                    reason=oc.REVISION_UNAVAILABLE,
+                )
+            definitions = self.tools.declared_definitions(payload)
+            unvalidated = (oc.REVISION_UNAVAILABLE, f"{revision}: {exc}", True)
         except Exception as exc:  # noqa: BLE001 - fetching failed in a way nobody foresaw: the
             # record is not at fault, so it waits for a retry instead of becoming an error
             log.exception("unexpected failure getting %s; parking record %s", revision, sub.doc_id)
             return Outcome(
-                oc.PARKED, sub.doc_id, channel, doc_type, date, details=f"{revision}: {exc!r}"
+                oc.PARKED,
+                sub.doc_id,
+                channel,
+                doc_type,
+                date,
+                details=f"{revision}: {exc!r}",
+                reason=f"unexpected {type(exc).__name__}",
             )
         try:
             result = self.tools.convert_payload(payload, definitions)
@@ -158,8 +200,15 @@ class RecordConverter:
                 "invalid": [[name, reason] for name, reason in result.invalid],
                 "unknown": list(result.unknown),
             }
+        if unvalidated is not None:
+            reason, details, revalidate = unvalidated
+            converted[DEFINITIONS_KEY] = marker(reason, revision)
+            key = self._partition(raw, stash_object_id(object_id))[0]
         outcome = self._published(sub.doc_id, key, converted, channel, doc_type, date)
         outcome.lost_histograms = bool(result.invalid)
+        if unvalidated is not None:
+            outcome.unvalidated, outcome.revalidate = True, revalidate
+            outcome.reason, outcome.details = reason, details
         return outcome
 
     def _partition(self, raw: dict[str, str | None], object_id: str) -> tuple[str, str, str]:

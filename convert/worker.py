@@ -5,6 +5,7 @@ One `Worker` per process, each with its own queue client, store clients and data
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import datetime as dt
 import gc
@@ -12,6 +13,7 @@ import json
 import logging
 import multiprocessing
 import multiprocessing.context
+import os
 import signal
 import sys
 import threading
@@ -25,6 +27,7 @@ from convert.dedup import Deduplicator
 from convert.geo import GeoLocator
 from convert.histogram_tools import HistogramTools, real_tools
 from convert.record import RecordConverter
+from pipeline.allow_list import AllowList
 from pipeline.config import Settings
 from pipeline.db import init_db, make_engine
 from pipeline.errors import ConfigError, PipelineError
@@ -167,6 +170,7 @@ class Worker:
             tools or real_tools(settings),
             Schema.load(settings.schema_path),
             settings.max_decompressed_bytes,
+            AllowList.parse(settings.allowed_doc_types),
         )
         self.processor = BatchProcessor(
             self.incoming,
@@ -326,7 +330,7 @@ class Worker:
                 return
         log.info("%s", report.log_line())
         try:
-            if not report.missing:
+            if not report.missing and not report.keep_incoming:
                 self.incoming.delete(job.key)
             acked = self.queue.ack(message)
         except PipelineError as exc:
@@ -423,11 +427,43 @@ def run_worker_process(
     options: WorkerOptions,
     log_level: str | None,
     delayed: DelayedMessages | None = None,
+    parent_pid: int | None = None,
 ) -> None:
     """Target of each `--workers N` child process (importable, as spawn requires)."""
+    if parent_pid is not None:
+        stop_with_parent(parent_pid)
     try:
         status = run_worker(settings, options, log_level, delayed)
     except ConfigError as exc:  # one line, as the parent prints it for a single worker
         log.error("configuration error: %s", exc)
         status = 2
     sys.exit(status)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def stop_with_parent(parent_pid: int) -> None:
+    """Get SIGTERM when the parent `python -m convert` dies, however it dies.
+
+    A SIGKILLed parent cannot forward a signal, and its orphaned workers used to go on
+    claiming batches that no supervisor would stop. On Linux the kernel sends the signal
+    (prctl PR_SET_PDEATHSIG); elsewhere a thread watches the parent pid. SIGTERM lets the
+    worker finish the batch it holds, as at any stop.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (OSError, AttributeError):
+        threading.Thread(
+            target=_watch_parent, args=(parent_pid,), name="parent-watch", daemon=True
+        ).start()
+    if os.getppid() != parent_pid:  # it died before the request above was in place
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _watch_parent(parent_pid: int, interval: float = 1.0) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(interval)
+    os.kill(os.getpid(), signal.SIGTERM)

@@ -71,6 +71,24 @@ def daily_table(engine, since: dt.datetime) -> tuple[list[str], list[tuple]]:
     return ordered, rows
 
 
+HELD_BACK_DAYS = 7
+
+
+def held_back(engine, since: dt.datetime) -> list[tuple[str, int]]:
+    """(what, count) of records convert published unvalidated, re-validated or parked since
+    `since`, by reason: the records whose histograms were not checked against their revision."""
+    totals: dict[str, int] = defaultdict(int)
+    for _hour, source, outcome, _channel, _doc_type, count in read_counts(engine, since):
+        if source == "convert_hist" and outcome.startswith("unvalidated_"):
+            reason = outcome.removeprefix("unvalidated_").replace("_", " ")
+            totals[f"published unvalidated ({reason})"] += count
+        elif source == "convert_hist" and outcome == "revalidated":
+            totals["re-validated later"] += count
+        elif source == "convert" and outcome == "parked":
+            totals["parked for a retry"] += count
+    return sorted(totals.items())
+
+
 @bp.route("/health")
 @login_required
 def show():
@@ -87,4 +105,6 @@ def show():
         channels=channels,
         rows=rows,
         days=DAYS,
+        held_back=held_back(engine, utcnow() - dt.timedelta(days=HELD_BACK_DAYS)),
+        held_back_days=HELD_BACK_DAYS,
     )

@@ -24,6 +24,7 @@ from ingest.paths import MAX_PATH_BYTES, SUBMIT_PREFIX, BadSubmissionPath, parse
 from ingest.slow_clients import BODY_TIMEOUT_REASON, ConnectionGuard, install
 from ingest.spool import Spool, SpoolFull
 from ingest.uploader import Uploader
+from pipeline.allow_list import AllowList
 from pipeline.client_address import ADDRESS_HEADER, FORWARDED_FOR, client_address
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
@@ -329,7 +330,9 @@ def create_app(
     app[UPLOADER_KEY] = uploader
     app[DRAIN_TIMEOUT_KEY] = drain_timeout
     if count_hourly:
-        app[COUNTS_KEY] = HourlyCounts(settings.database_url)
+        app[COUNTS_KEY] = HourlyCounts(
+            settings.database_url, allow_list=AllowList.parse(settings.allowed_doc_types)
+        )
     install(app, ConnectionGuard(settings.client_header_timeout_seconds, metrics))
     app.cleanup_ctx.append(_service)
     app.router.add_route("*", SUBMIT_PREFIX + "{tail:.*}", submit)  # first: the hot path

@@ -9,7 +9,8 @@ themselves are safe in the spool, only this statistic is approximate).
 Labels match what convert reports: telemetry channel and docType (`reason`) go through the
 schema (`OTHER` outside its allowed lists, `UNKNOWN` when missing), which also keeps client-chosen
 values from growing the table. Generic submissions count as channel `UNKNOWN`, docType
-`<namespace>.<docType>`.
+`<namespace>.<docType>` when the pair is on the allow-list (`pipeline.allow_list`), else `OTHER`:
+a client inventing 20,000 doc types used to add 20,000 rows an hour.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import datetime as dt
 import logging
 
 from ingest.paths import TELEMETRY, Submission
-from pipeline.layout import UNKNOWN, Schema
+from pipeline.allow_list import AllowList
+from pipeline.layout import OTHER, UNKNOWN, Schema
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,17 @@ LABEL_CACHE_SIZE = 10_000
 
 class HourlyCounts:
     def __init__(
-        self, database_url: str, *, interval: float = 60.0, schema: Schema | None = None
+        self,
+        database_url: str,
+        *,
+        interval: float = 60.0,
+        schema: Schema | None = None,
+        allow_list: AllowList | None = None,
     ) -> None:
         self.database_url = database_url
         self.interval = interval
         self._schema = schema or Schema.load()
+        self._allow_list = allow_list or AllowList.parse()
         self._counts: collections.Counter[tuple[int, str, str]] = collections.Counter()
         self._engine = None
         self._task: asyncio.Task | None = None
@@ -60,7 +68,11 @@ class HourlyCounts:
                 {"reason": submission.doc_type, "appUpdateChannel": submission.channel}
             )
             return dims["appUpdateChannel"][:MAX_LABEL], dims["reason"][:MAX_LABEL]
-        return UNKNOWN, f"{submission.namespace}.{submission.doc_type}"[:MAX_LABEL]
+        namespace, doc_type = submission.namespace, submission.doc_type or ""
+        if not self._allow_list.allows(namespace, doc_type):
+            return UNKNOWN, OTHER
+        label = self._allow_list.stats_label(namespace, doc_type)
+        return UNKNOWN, f"{namespace}.{label}"[:MAX_LABEL]
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())

@@ -18,7 +18,10 @@ import threading
 from typing import Any
 
 import boto3
+import botocore.exceptions
 from botocore.config import Config
+
+from pipeline.errors import ConfigError, ServiceUnreachable
 
 FALLBACK_REGION = "us-east-1"
 """The region used when boto3 resolves none (SQS and EC2 clients need one; S3 does not)."""
@@ -55,3 +58,18 @@ def _shared_session() -> boto3.session.Session:
         _session = boto3.session.Session()
         _session_pid = os.getpid()
     return _session
+
+
+_UNAVAILABLE_CODES = {"500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown"}
+
+
+def open_error(setting: str, problem: str, exc: Exception) -> ConfigError:
+    """The error for a store or queue that cannot be opened: ServiceUnreachable when `exc`
+    says the endpoint did not answer or is unavailable (an outage), else a ConfigError."""
+    unreachable = isinstance(
+        exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
+    ) or (
+        isinstance(exc, botocore.exceptions.ClientError)
+        and str(exc.response.get("Error", {}).get("Code", "")) in _UNAVAILABLE_CODES
+    )
+    return (ServiceUnreachable if unreachable else ConfigError)(setting, problem)

@@ -66,6 +66,8 @@ class Settings:
     reconcile_interval_seconds: float = 300.0
     reconcile_margin_seconds: float = 300.0
     stale_incoming_minutes: float = 60.0
+    # extra namespace/docType pairs convert publishes (see pipeline/allow_list.py)
+    allowed_doc_types: str = ""
     # scheduler / dashboard / mail
     runner: str = "local"
     smtp_url: str | None = None

@@ -18,6 +18,14 @@ class ConfigError(PipelineError):
         super().__init__(f"{setting}: {problem}")
 
 
+class ServiceUnreachable(ConfigError):
+    """A configured service (blob store, queue) did not answer or answered "unavailable".
+
+    Still a ConfigError for whoever only checks settings, but it may be an outage rather than
+    a wrong setting: a service starting up waits and tries again instead of giving up.
+    """
+
+
 class StoreError(PipelineError):
     """A blob store operation failed after its retries."""
 

@@ -99,7 +99,7 @@ def corpus(shared_fixtures):
                     "revision", "https://hg.mozilla.org/releases/unavailable/rev/111111111111"
                 )
             ),
-            oc.PARKED,
+            oc.PUBLISHED,  # unvalidated, with the layouts it declares; re-validated later
         ),
         ("/submit/telemetry", {}, b"{}", oc.BAD_PATH),
         ("/elsewhere/x", {}, b"{}", oc.BAD_PATH),
@@ -121,7 +121,7 @@ def test_every_bad_record_is_accounted_for_once(worker, shared_fixtures):
         data = make_batch((p, h, b) for p, h, b, _ in part)
         worker.incoming.put(key, data)
         worker.queue.send(json.dumps({"key": key, "records": len(part), "bytes": len(data)}))
-    # The parked batch (due in an hour) is still queued: the drain says so instead of 0.
+    # The stash of the unvalidated record (due in an hour) is still queued: the drain says so.
     assert worker.run() == EXIT_WORK_LEFT
 
     expected = collections.Counter(outcome for *_, outcome in first + second)
@@ -130,19 +130,24 @@ def test_every_bad_record_is_accounted_for_once(worker, shared_fixtures):
         line for key, lines in everything.items() if not key.startswith("errors/") for line in lines
     ]
     errors = error_entries(worker.published)
-    parked = [i.key for i in worker.incoming.list()]
+    waiting = [i.key for i in worker.incoming.list()]
     found = collections.Counter(e["reason"] for e in errors)
     found[oc.PUBLISHED] = len(published_lines)
-    found[oc.PARKED] = len(parked)  # one parked record, in one parked batch
     assert found == expected
-    assert parked == ["parked/in_second-p1.tpr"]
-    assert len(published_lines) + len(errors) + 1 == len(first) + len(second)
+    assert waiting == ["unvalidated/in_second.tpr"]  # kept for its re-validation
+    assert len(published_lines) + len(errors) == len(first) + len(second)
+    unvalidated = [line for line in published_lines if b'"histogramDefinitions"' in line]
+    assert len(unvalidated) == 1
 
     # errors keep the raw record, except duplicates (metadata only)
     for entry in errors:
         assert ("body" in entry) == (entry["reason"] != oc.DUPLICATE), entry["reason"]
     lost = [json.loads(line.split(b"\t", 1)[1]) for line in published_lines]
-    lost = [doc[HISTOGRAM_ERRORS_KEY] for doc in lost if HISTOGRAM_ERRORS_KEY in doc]
+    lost = [
+        doc[HISTOGRAM_ERRORS_KEY]
+        for doc in lost
+        if HISTOGRAM_ERRORS_KEY in doc and "histogramDefinitions" not in doc
+    ]
     assert len(lost) == 4  # every copy lists the two histograms its revision does not define
     assert sorted(name for doc in lost for name, _ in doc["invalid"]) == [
         "A11Y_INSTANTIATED_FLAG",
@@ -156,4 +161,5 @@ def test_every_bad_record_is_accounted_for_once(worker, shared_fixtures):
         stats[(source, outcome)] += count
     assert {o: stats[("convert", o)] for o in expected} == dict(expected)
     assert stats[("convert_hist", oc.INVALID_HISTOGRAM)] == 1
-    assert worker.queue.depth() == 1  # the parked batch, due in an hour
+    assert stats[("convert_hist", "unvalidated_revision_unavailable")] == 1
+    assert worker.queue.depth() == 1  # the stash's re-validation, due in an hour

@@ -260,3 +260,12 @@ def test_failed_delete_after_storing_leaves_the_message_for_redelivery(settings)
     assert read_all(worker.published, "idle_daily/")  # output stored
     assert worker.queue.depth() == 1  # not acknowledged: redone once the lease runs out
     assert worker.queue.claim(wait_seconds=30) is not None
+
+
+def test_parked_records_are_logged_and_reported_with_their_reason(settings, caplog):
+    worker = make_worker(settings, available=False, drain_wait=0)
+    worker.incoming.put("why.tpr", make_batch([good(), good()]))
+    with caplog.at_level("INFO", logger="convert.batch"):
+        report = worker.processor.process(Job("why.tpr"))
+    assert report.parked_reasons == {oc.REVISION_UNAVAILABLE: 2}
+    assert "could not be fetched: 2 x revision_unavailable" in caplog.text

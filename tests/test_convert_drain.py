@@ -131,8 +131,9 @@ def test_cli_workers_exit_status_reflects_work_left(data_dir):
 
 
 def test_cli_workers_know_what_their_siblings_delayed(data_dir, shared_fixtures):
-    # The batch's revision cannot be fetched (no cache, hg unreachable): it is parked with a
-    # delay. Whichever worker did not park it must not wait a lease (300 s) for it.
+    # The batch's revision cannot be fetched (no cache, hg unreachable): it is published
+    # unvalidated and its stash queued for re-validation with a delay. Whichever worker did
+    # not queue it must not wait a lease (300 s) for it.
     env = {"TELEMETRY_HG_BASE_URL": "http://127.0.0.1:9"}
     settings = settings_with(data_dir, env)
     body = (shared_fixtures / "payloads/idle-daily-firefox-23.0.1.json.gz").read_bytes()
@@ -144,7 +145,7 @@ def test_cli_workers_know_what_their_siblings_delayed(data_dir, shared_fixtures)
     result = run_convert(env, "--drain", "--workers", "2", "--park-delay", "3600")
     assert result.returncode == EXIT_WORK_LEFT, result.stderr[-3000:]
     assert time.monotonic() - started < 120
-    assert "parked 1 records" in result.stderr
+    assert "published 1 records unvalidated" in result.stderr
     assert "workers finished with exit codes [3, 3]" in result.stderr
     assert result.stderr.count(LEFT_LINE + "delayed retries or parked batches, the next due") == 2
 

@@ -253,3 +253,16 @@ def test_real_tools_fall_back_to_the_codec_for_huge_integers(settings):
     dumps = real_tools(settings).dumps
     assert json.loads(dumps({"n": 2**70})) == {"n": 2**70}
     assert json.loads(dumps({"n": 1})) == {"n": 1}
+
+
+def test_v1_payload_without_histograms_is_published_as_ver_2():
+    """Every line of a `.v2.log` object says `ver: 2`; the histogram-less v1 ping said 1."""
+    payload = {"ver": 1, "info": {"reason": "idle-daily", "appName": "Firefox"}}
+    outcome = converter().convert(record(telemetry_path(DOC), json.dumps(payload).encode()), "b1")
+    assert outcome.kind == oc.PUBLISHED
+    assert json.loads(outcome.line.split(b"\t", 1)[1])["ver"] == 2
+
+
+def test_unknown_generic_namespace_goes_to_unknown_namespace_before_decoding():
+    outcome = converter().convert(record(f"/submit/ns/dt7/1/{DOC}", b"not even json"), "b1")
+    assert outcome.kind == oc.UNKNOWN_NAMESPACE and "ns/dt7" in outcome.details

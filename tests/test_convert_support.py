@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -128,8 +129,9 @@ def error_entries(store: BlobStore) -> list[dict]:
 
 
 def run_convert(
-    env: Mapping[str, str], *args: str, timeout: float = 180
+    env: Mapping[str, str], *args: str, timeout: float = 180, **popen: object
 ) -> subprocess.CompletedProcess:
+    """`python -m convert ARGS` with `env` added; `popen` for e.g. a `preexec_fn` limit."""
     full_env = dict(os.environ)
     full_env.update(env)
     return subprocess.run(
@@ -139,6 +141,7 @@ def run_convert(
         capture_output=True,
         text=True,
         timeout=timeout,
+        **popen,
     )
 
 
@@ -252,3 +255,17 @@ class HgStub:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def maximal_record(limit: int = 8 * 1024 * 1024) -> tuple[str, dict[str, str], bytes]:
+    """A record as small as gzip allows (~8 KB) that decompresses to just under `limit`:
+    the memory amplification an unauthenticated client gets from the decompression limit."""
+    path = f"/submit/telemetry/{uuid.uuid4()}/main/Firefox/153.0/release/20260101000000"
+    return path, {"Content-Encoding": "gzip"}, _maximal_body(limit)
+
+
+@functools.lru_cache(maxsize=4)
+def _maximal_body(limit: int) -> bytes:
+    doc = {"type": "main", "payload": {"info": {}}, "pad": ""}
+    doc["pad"] = "a" * (limit - len(json.dumps(doc)) - 16)
+    return gzip.compress(json.dumps(doc).encode(), 9)

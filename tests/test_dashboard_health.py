@@ -202,3 +202,18 @@ def test_backlog_counts_are_minimums_past_the_read_budget(settings):
     backlog = read_backlog(settings, read_budget=len(record) * 3)
     assert (backlog.parked_batches, backlog.parked_records) == (2, 2)
     assert backlog.records_partial and backlog.problems == []
+
+
+def test_health_page_counts_unvalidated_and_parked_records_by_reason(app, settings):
+    engine, hour = seed(settings)
+    add_counts(
+        engine, "convert_hist", hour, {("unvalidated_revision_unavailable", "esr", "main"): 3}
+    )
+    add_counts(engine, "convert_hist", hour, {("revalidated", "esr", "main"): 2})
+    add_counts(engine, "convert", hour, {("parked", "esr", "main"): 1})
+    client = app.test_client()
+    sign_in(client, "ada@example.org")
+    html = client.get("/health").get_data(as_text=True)
+    assert re.search(r"published unvalidated \(revision unavailable\)</td><td>3<", html)
+    assert re.search(r"re-validated later</td><td>2<", html)
+    assert re.search(r"parked for a retry</td><td>1<", html)

@@ -22,6 +22,9 @@ from pipeline.records import scan
 from pipeline.stores import open_store
 
 PARKED_PREFIX = "parked/"  # where convert puts parked records (convert.batch.PARKED_PREFIX)
+# Raw copies of records already published unvalidated (convert.revalidation.STASH_PREFIX):
+# they wait for re-validation, not for conversion, so they are not part of the backlog.
+UNVALIDATED_PREFIX = "unvalidated/"
 LIST_LIMIT = 10_000  # objects listed at most per page view; more is shown as "at least"
 READ_BUDGET = 32 * 1024 * 1024  # bytes of batches read to count their records, per page view
 
@@ -71,7 +74,7 @@ def read_backlog(
         backlog.problems.append(f"cannot list TELEMETRY_INCOMING_URL: {exc}")
     else:
         backlog.truncated = len(listed) > limit
-        listed = listed[:limit]
+        listed = [info for info in listed[:limit] if not info.key.startswith(UNVALIDATED_PREFIX)]
         parked = [info for info in listed if info.key.startswith(PARKED_PREFIX)]
         pending = [info for info in listed if not info.key.startswith(PARKED_PREFIX)]
         backlog.parked_batches, backlog.parked_bytes = len(parked), sum(i.size for i in parked)

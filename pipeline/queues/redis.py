@@ -29,7 +29,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from pipeline.errors import ConfigError, QueueError
+from pipeline.errors import ConfigError, QueueError, ServiceUnreachable
 from pipeline.queues.base import Message, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -207,8 +207,12 @@ class RedisQueue(WorkQueue):
         self._redrive_first = self._redis.register_script(_REDRIVE_FIRST)
         try:
             self._redis.ping()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ServiceUnreachable(
+                setting, f"cannot reach Redis at {connect_url}: {exc}"
+            ) from exc
         except redis.RedisError as exc:
-            raise ConfigError(setting, f"cannot reach Redis at {connect_url}: {exc}") from exc
+            raise ConfigError(setting, f"cannot use Redis at {connect_url}: {exc}") from exc
 
     def _run(self, script, keys: list[str], args: list) -> object:
         try:

@@ -33,7 +33,7 @@ from typing import Any
 import botocore.exceptions
 from botocore.config import Config
 
-from pipeline.aws import default_region, make_client
+from pipeline.aws import default_region, make_client, open_error
 from pipeline.errors import ConfigError, QueueError
 from pipeline.queues.base import Message, WorkQueue
 
@@ -92,10 +92,11 @@ class SQSQueue(WorkQueue):
             self.queue_url = self._ensure_queue(name, {"RedrivePolicy": redrive})
         except _AWS_ERRORS as exc:
             unset = f"AWS ({ENDPOINT_ENV} is unset)"
-            raise ConfigError(
+            raise open_error(
                 setting,
                 f"cannot open SQS queue {name!r} at {self.endpoint_url or unset}"
                 f" in {self.region}: {exc}",
+                exc,
             ) from exc
 
     @property

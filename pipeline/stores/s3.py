@@ -24,7 +24,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from pipeline.aws import make_client
+from pipeline.aws import make_client, open_error
 from pipeline.errors import ConfigError, ObjectNotFound, PipelineError, StoreError
 from pipeline.stores.base import BlobStore, ObjectInfo, validate_key, validate_prefix
 
@@ -111,11 +111,13 @@ class S3Store(BlobStore):
             self._client.create_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as exc:
             if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                raise ConfigError(
-                    self.setting, f"cannot create bucket {self.bucket!r}: {exc}"
+                raise open_error(
+                    self.setting, f"cannot create bucket {self.bucket!r}: {exc}", exc
                 ) from exc
         except botocore.exceptions.BotoCoreError as exc:
-            raise ConfigError(self.setting, f"cannot reach S3 ({self._where()}): {exc}") from exc
+            raise open_error(
+                self.setting, f"cannot reach S3 ({self._where()}): {exc}", exc
+            ) from exc
 
     def _where(self) -> str:
         return self.endpoint_url or "AWS"
@@ -132,9 +134,13 @@ class S3Store(BlobStore):
                 ) from exc
             if code in ("403", "AccessDenied"):
                 raise ConfigError(self.setting, f"access to bucket {self.bucket!r} denied") from exc
-            raise ConfigError(self.setting, f"bucket {self.bucket!r} is unusable: {exc}") from exc
+            raise open_error(
+                self.setting, f"bucket {self.bucket!r} is unusable: {exc}", exc
+            ) from exc
         except botocore.exceptions.BotoCoreError as exc:
-            raise ConfigError(self.setting, f"cannot reach S3 ({self._where()}): {exc}") from exc
+            raise open_error(
+                self.setting, f"cannot reach S3 ({self._where()}): {exc}", exc
+            ) from exc
 
     # -- the contract ---------------------------------------------------------------------------
 
