@@ -131,7 +131,7 @@ TARBALLS = [
         "symlink outside",
         make_tarball(symlink=("link", "../../etc/passwd")),
         "code.tar.gz",
-        "links outside",
+        "symbolic link",
     ),
     ("wrong extension", make_tarball(), "code.zip", ".tar.gz or .tgz"),
     (
