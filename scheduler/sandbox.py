@@ -18,6 +18,7 @@ What the sandboxed process gets (`build_command`):
 - read-write: `home` at `SandboxSpec.home_target` (default /job, also the working directory)
   and a private /tmp (the `tmp` directory given, or a tmpfs);
 - `read_only`/`read_write` extra binds (the published store at /data/published, ...);
+- a private /proc (only the sandbox's processes), a minimal /dev and a writable /dev/shm;
 - nothing else: no other part of the data directory, no /home, /root, /run, /var, /sys;
   `hide` paths (the data directory) get an empty tmpfs if they lie under a bound directory;
 - resource limits (`Limits`, applied with prlimit before bwrap starts, so they are inherited
@@ -33,7 +34,6 @@ Public API (kept small: the scheduler's local runner and the analysis workers us
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import shutil
 import signal
@@ -205,7 +205,9 @@ def build_command(spec: SandboxSpec, argv: Sequence[str]) -> list[str]:
     for path in _project_dirs():
         if not any(_under(path, done) for done in bound):
             bind("--ro-bind", path, path)
-    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    # A private /dev (null, zero, random, tty, ...) with a writable /dev/shm: Python's
+    # multiprocessing needs shared memory.
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
     if spec.tmp is None:
         cmd += ["--tmpfs", "/tmp"]
     else:
@@ -234,7 +236,9 @@ def build_command(spec: SandboxSpec, argv: Sequence[str]) -> list[str]:
     return cmd + list(argv)
 
 
-@functools.lru_cache(maxsize=8)
+_WORKS: set[tuple[str, bool]] = set()
+
+
 def _probe(bwrap: str, root: bool) -> str | None:
     path = _host_bwrap(bwrap)
     if path is None:
@@ -265,8 +269,15 @@ def _probe(bwrap: str, root: bool) -> str | None:
 def available(bwrap: str = "bwrap") -> str | None:
     """None when a sandbox can be set up on this machine, else the reason it cannot (one line).
 
-    Tries a real sandboxed `id -u` once per bwrap path (cached)."""
-    return _probe(bwrap, _as_root())
+    Tries a real sandboxed `id -u`; a success is remembered per bwrap path, a failure is
+    tried again next time (the operator may install bubblewrap without a restart)."""
+    key = (bwrap, _as_root())
+    if key in _WORKS:
+        return None
+    problem = _probe(*key)
+    if problem is None:
+        _WORKS.add(key)
+    return problem
 
 
 def prepare_home(path: Path) -> None:

@@ -260,3 +260,31 @@ def test_without_a_sandbox_admins_and_the_unsafe_opt_out_still_run(settings, con
     )
     outcome = LocalRunner(settings, missing).execute(req)
     assert outcome.state == RunState.succeeded, outcome.reason
+
+
+def test_the_readme_mapreduce_examples_publish_as_a_scheduled_job(settings, runner, public):
+    """The README's aggregate jobs, run as a job over the published store, pass the guard."""
+    from pathlib import Path
+
+    from mapreduce import synthetic
+
+    synthetic.generate(open_store(settings.published_url), 300_000, files=4)
+    examples = Path(__file__).resolve().parent.parent / "mapreduce" / "examples"
+    files = {f"ex/{p.name}": p.read_text() for p in examples.iterdir() if p.is_file()}
+    command = (
+        "set -e; mkdir -p output; "
+        "python -m mapreduce.job ex/simple_counter.py -f ex/simple_counter_filter.json "
+        "-o output/counts.txt; "
+        "python -m mapreduce.job ex/osdistribution.py -f ex/osdistribution_filter.json "
+        "-o output/os.txt; "
+        "python -m mapreduce.job ex/histogram_aggregate.py "
+        "-f ex/histogram_aggregate_filter.json -r 2 -o output/gc_ms.txt"
+    )
+    outcome = runner.execute(request(settings, command, files=files, timeout=300))
+    assert outcome.state == RunState.succeeded, (outcome.reason, outcome.log_tail)
+    assert sorted(outcome.published_files) == [
+        "demo/data/counts.txt",
+        "demo/data/gc_ms.txt",
+        "demo/data/os.txt",
+    ]
+    assert public.get("demo/data/counts.txt").strip()
