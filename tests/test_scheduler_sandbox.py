@@ -16,14 +16,12 @@ from pipeline.stores import open_store
 from scheduler.jobs import store_tarball
 from scheduler.models import RunState
 from scheduler.runners.local import LocalRunner
-from scheduler.sandbox import available
 from tests.test_scheduler_local_runner import request, tarball
 
 SECRET = "s3cr3t-do-not-publish-7f3a"
 
-pytestmark = pytest.mark.skipif(
-    available() is not None, reason=f"no sandbox on this machine: {available()}"
-)
+# No skip when bubblewrap is missing: `make setup` installs it, and CI must exercise the real
+# sandbox (without it, every run here is refused, as the fail-closed test shows).
 
 
 @pytest.fixture
