@@ -28,7 +28,20 @@ What the sandboxed process gets (`build_command`):
 
 Public API (kept small: the scheduler's local runner and the analysis workers use it):
 `SandboxSpec`, `Limits`, `available(bwrap) -> reason | None`, `build_command(spec, argv)`,
-`start(spec, argv, **popen_kwargs) -> Popen` and `stop(proc, grace_seconds)`.
+`prepare_home(path)`, `start(spec, argv, **popen_kwargs) -> Popen`, `stop(proc, grace)` and
+`kill(proc)`.
+
+A long-lived service in the sandbox, e.g. an analysis worker's sshd serving one user:
+
+    prepare_home(home)                      # owned by the sandbox uid when we are root
+    spec = SandboxSpec(home=home, home_target="/home/analyst", network=True,
+                       read_only=((passwd_file, "/etc/passwd"), (sshd_dir, "/etc/ssh/worker")))
+    proc = start(spec, ["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/worker/sshd_config"])
+    ...
+    stop(proc)                              # everything started in it ends with it
+
+(`network=True` shares the host's network so the daemon's port is reachable; an extra bind on
+/etc/passwd, bound after the default one, replaces it, e.g. to give uid 65534 that home.)
 """
 
 from __future__ import annotations
