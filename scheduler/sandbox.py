@@ -195,9 +195,10 @@ def build_command(spec: SandboxSpec, argv: Sequence[str]) -> list[str]:
         elif os.path.isdir(path):
             cmd += ["--ro-bind", path, path]
             bound.append(path)
+    cmd += ["--perms", "0755", "--dir", "/etc"]  # else bwrap makes it 0700: unreadable
     for name in ETC_FILES:
         cmd += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    made: set[str] = set()
+    made: set[str] = {"/etc"}
 
     def bind(flag: str, source: str, target: str) -> None:
         # bwrap would copy the modes of the source's parents (0700 /root, a private data

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import subprocess
 import threading
 
 import pytest
@@ -60,7 +61,8 @@ def test_job_runs_as_an_unprivileged_user_without_network(settings, runner, publ
     accepted = threading.Event()
     threading.Thread(target=lambda: (listener.accept(), accepted.set()), daemon=True).start()
     command = (
-        "id -u > output/uid; id -g >> output/uid; "
+        "id -u > output/uid; id -g >> output/uid; whoami > output/name; "
+        "test -r /etc/ssl/certs/ca-certificates.crt && echo readable > output/certs; "
         f"python -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 2)' "
         "> output/net 2>&1; echo $? >> output/net"
     )
@@ -68,6 +70,8 @@ def test_job_runs_as_an_unprivileged_user_without_network(settings, runner, publ
     listener.close()
     assert outcome.state == RunState.succeeded, outcome.reason
     assert public.get("demo/data/uid").split() == [b"65534", b"65534"]
+    assert public.get("demo/data/name") == b"nobody\n"  # /etc is readable, the system's
+    assert public.get("demo/data/certs") == b"readable\n"
     assert public.get("demo/data/net").split()[-1] != b"0"
     assert not accepted.is_set()
 
@@ -286,3 +290,49 @@ def test_the_readme_mapreduce_examples_publish_as_a_scheduled_job(settings, runn
         "demo/data/os.txt",
     ]
     assert public.get("demo/data/counts.txt").strip()
+
+
+def test_a_long_lived_daemon_runs_in_the_sandbox_and_stop_ends_it(tmp_path):
+    """What the analysis workers build on: a server with its own home and /etc/passwd entry,
+    reachable on the host's network, gone (with its children) after stop()."""
+    import urllib.request
+
+    from scheduler import sandbox
+    from tests.test_scheduler_local_runner import processes_running, wait_until
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "index.html").write_text("served from the sandbox")
+    passwd = tmp_path / "passwd"
+    passwd.write_text("analyst:x:65534:65534::/home/analyst:/bin/bash\n")
+    sandbox.prepare_home(home)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spec = sandbox.SandboxSpec(
+        home=home,
+        home_target="/home/analyst",
+        network=True,
+        read_only=((str(passwd), "/etc/passwd"),),
+    )
+    script = f"(sleep 3031 &); whoami > who; exec python3 -m http.server {port} --bind 127.0.0.1"
+    proc = sandbox.start(
+        spec, ["bash", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/index.html"
+
+        def serving() -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return response.read() == b"served from the sandbox"
+            except OSError:
+                return False
+
+        assert wait_until(serving)
+        assert (home / "who").read_text().strip() == "analyst"
+        assert processes_running("sleep 3031")
+    finally:
+        sandbox.stop(proc, grace_seconds=1)
+    assert wait_until(lambda: not processes_running("sleep 3031"))
+    assert proc.poll() is not None
