@@ -167,3 +167,19 @@ def test_an_output_directory_that_is_a_link_is_refused(tmp_path):
     assert staged == [] and "symbolic link" in refusals[0].reason
     with pytest.raises(OutputMissing):
         stage_directory(job, "missing", tmp_path / "staging3", 1000)
+
+
+def test_the_json_shape_survives_every_chunk_boundary():
+    """Strings, escapes and brackets split at any byte between two reads."""
+    from scheduler.publish_scan import _JsonShape
+
+    hit = (
+        b'{"a": "x\\"y\\\\", "\\u0069nfo": {"q": "]}"}, "pad": "'
+        + b"z" * 100
+        + b'", "histograms": [1]}'
+    )
+    miss = b'{"a": "info\\":", "b": ["histograms", ":"], "info": 1}'
+    for doc, expected in ((hit, True), (miss, False)):
+        for cut in range(len(doc) + 1):
+            shape = _JsonShape()
+            assert (shape.feed(doc[:cut]) or shape.feed(doc[cut:])) is expected, cut
