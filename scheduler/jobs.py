@@ -255,6 +255,12 @@ def _claim_name(session: Session, name: str, owner: str) -> None:
     session.delete(reserved)
 
 
+def reserved_name_owner(session: Session, name: str) -> str | None:
+    """Who a deleted job's name is reserved to (None: not reserved)."""
+    reserved = session.get(ReservedName, name)
+    return reserved.owner if reserved is not None else None
+
+
 def release_job_name(session: Session, name: str) -> bool:
     """An admin's act: let anyone use a deleted job's name again; False if it was not reserved."""
     reserved = session.get(ReservedName, name)
