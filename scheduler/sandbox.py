@@ -145,11 +145,13 @@ def _project_dirs() -> list[str]:
     """The project's package directories (an editable install imports them from the source
     tree) and the Python environment (venv and base installation), all read-only."""
     root = Path(__file__).resolve().parent.parent
-    packages = [
-        str(child)
-        for child in sorted(root.iterdir())
-        if child.is_dir() and (child / "__init__.py").is_file() and child.name != "tests"
-    ]
+    packages = []
+    for child in sorted(root.iterdir()):
+        try:
+            if child.name != "tests" and (child / "__init__.py").is_file():
+                packages.append(str(child))
+        except OSError:  # unreadable: not ours to show
+            continue
     prefixes = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
     prefixes.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
     return packages + sorted(prefixes)
