@@ -137,6 +137,7 @@ def test_published_store_is_readable_at_the_documented_path(settings, runner, pu
         ("rmdir output; ln -s /data/published output", "symbolic link"),
         ("rmdir output; mkdir real; ln -s real output; echo x > real/f", "symbolic link"),
         ("mkfifo output/fifo", "FIFO"),
+        ("cd output; for i in $(seq 40); do mkdir d; cd d; done; echo x > f", "nested deeper"),
         (
             "python -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"output/sock\")'",
             "socket",
@@ -149,6 +150,7 @@ def test_published_store_is_readable_at_the_documented_path(settings, runner, pu
         "output-symlink",
         "output-symlink-inside",
         "fifo",
+        "deep",
         "socket",
     ],
 )
