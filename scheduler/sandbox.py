@@ -65,7 +65,7 @@ SCHEMA_DIR = "/data/schema"
 
 # System directories bound read-only when they exist (symlinks, as on merged-/usr systems, are
 # recreated as symlinks).
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # The /etc entries a job needs: users and groups (for `id`, Python's getpass), name resolution,
 # TLS roots, time zone, the dynamic loader's cache, alternatives (e.g. /usr/bin/awk).
 ETC_FILES = (
