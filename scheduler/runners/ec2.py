@@ -25,8 +25,9 @@ The command's environment on the instance (nothing else from cloud-init's is inh
   TELEMETRY_PUBLIC_URL, TELEMETRY_HG_BASE_URL, TELEMETRY_S3_ENDPOINT_URL when set and not
   `file://` (a place on the service's machine). No credentials and no secrets: the user-data
   can be read by anyone who may describe the instance, and by the job itself.
-As with the local runner, a process that leaves the group on purpose (`setsid`) is not
-followed; the instance's shutdown ends it.
+A process that leaves the group on purpose (`setsid`) is not followed (the local runner's
+PID namespace has no equivalent here); the instance's shutdown ends it, and whatever it does
+to the output meanwhile is judged by the service's guard on the staged copies.
 The service polls the instance; when it is gone it reads the staged result. At
 timeout + `ec2_boot_allowance_seconds` it terminates the instance itself and records why.
 Instances are tagged JobName, RunId, Owner.
