@@ -181,3 +181,21 @@ def test_a_renamed_jobs_old_name_stays_reserved_too(session):
     update_job(session, job, name="renamed")
     with pytest.raises(JobValidationError):
         create_job(session, **{**VALID, "owner": "mallory@example.com"})
+
+
+def test_owner_is_admin_reads_the_dashboards_users(session):
+    """Only admins' jobs may run unsandboxed where no sandbox can be set up."""
+    from dashboard.models import User
+    from scheduler.jobs import owner_is_admin
+
+    init_db(session.get_bind())  # now with the dashboard's tables
+    session.add_all(
+        [
+            User(email="root@example.com", password_hash="x", is_admin=True),
+            User(email="ana@example.com", password_hash="x", is_admin=False),
+        ]
+    )
+    session.commit()
+    assert owner_is_admin(session, "root@example.com") is True
+    assert owner_is_admin(session, "ana@example.com") is False
+    assert owner_is_admin(session, "nobody@example.com") is False
