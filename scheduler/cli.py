@@ -393,12 +393,26 @@ def cmd_release_name(args, settings, Session) -> int:
     return 0
 
 
+def _log_sandbox(config) -> None:
+    """Say at start-up whether local runs will be sandboxed (and what happens if not)."""
+    from scheduler.sandbox import available
+
+    problem = available(config.sandbox_bwrap)
+    if problem is None:
+        log.info("local runs execute in a bubblewrap sandbox")
+    elif config.unsafe_no_sandbox:
+        log.warning("no sandbox (%s): local runs execute UNSANDBOXED (UNSAFE_NO_SANDBOX)", problem)
+    else:
+        log.warning("no sandbox (%s): local runs of non-admins' jobs will be refused", problem)
+
+
 def run_service(args, settings) -> int:
     from scheduler.service import SchedulerService
 
     config = load_scheduler_config(sync_seconds=args.sync_seconds, grace_seconds=args.grace_seconds)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per alarm is noise
     service = SchedulerService(settings, config)
+    _log_sandbox(config)
     stop = threading.Event()
 
     def _signal(signum, _frame) -> None:
