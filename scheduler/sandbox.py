@@ -353,14 +353,18 @@ def terminate(proc: subprocess.Popen) -> None:
 
 
 def kill(proc: subprocess.Popen) -> None:
-    """Kill the sandbox: SIGKILL to bwrap's session; --die-with-parent then kills the PID
-    namespace's init, and the kernel every process left in the namespace."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        _signal(proc.pid, signal.SIGKILL)
+    """Kill the sandbox: SIGKILL to bwrap's process group (and to every process below it);
+    --die-with-parent then kills the PID namespace's init, and the kernel every process left
+    in the namespace. Once bwrap has exited and been reaped there is nothing left to kill (it
+    exits only after the namespace's init) and its pid may belong to someone else: no signal."""
+    if proc.poll() is not None:
+        return
     for pid in _descendants(proc.pid):
         _signal(pid, signal.SIGKILL)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # safe: the group leader is not reaped yet
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def stop(proc: subprocess.Popen, grace_seconds: float = 10.0) -> int | None:
