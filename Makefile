@@ -1,6 +1,7 @@
 # telemetry-pipeline: `make run` starts everything on embedded defaults, `make test` runs the suite.
 # Both install what they need first (idempotent; Debian packages via apt-get when missing:
-# redis-server, postgresql, chromium, firefox-esr, wrk, gcc, python3-venv, python3-dev, systemd).
+# redis-server, postgresql, chromium, firefox-esr, wrk, gcc, python3-venv, python3-dev, systemd,
+# bubblewrap).
 
 PY      ?= python3
 VENV    := .venv
@@ -17,7 +18,7 @@ setup: system-packages $(STAMP) histograms/_fast.so-stamp
 
 system-packages:
 	@missing=""; \
-	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk cc:gcc systemd-analyze:systemd; do \
+	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk cc:gcc systemd-analyze:systemd bwrap:bubblewrap; do \
 		bin=$${cmd%%:*}; pkg=$${cmd##*:}; \
 		command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
@@ -28,7 +29,7 @@ system-packages:
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq $$missing; \
 	fi
 
 $(STAMP): pyproject.toml setup.py

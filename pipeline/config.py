@@ -93,6 +93,12 @@ class Settings:
     # every service: pipeline.logs
     log_format: str = "text"  # or json: one JSON object per line
     log_level: str = ""  # unset: each service's default (INFO; WARNING for CLI subcommands)
+    # The only AWS credentials a scheduled job gets (as AWS_*), to read an s3:// published
+    # store; give them a read-only policy. The service's own AWS_* are never passed to jobs.
+    job_aws_access_key_id: str = ""
+    job_aws_secret_access_key: str = ""
+    job_aws_session_token: str = ""
+    job_aws_region: str = ""
 
     def describe(self, names: Iterable[str] | None = None) -> str:
         """`NAME=value` lines (secrets hidden) for `--help` texts and `python -m pipeline
@@ -125,7 +131,13 @@ def secret_key_path(data_dir: str) -> Path:
     return Path(data_dir) / SECRET_KEY_FILE
 
 
-_SECRET_FIELDS = {"secret_key", "client_address_hash_key", "metrics_token"}
+_SECRET_FIELDS = {
+    "secret_key",
+    "client_address_hash_key",
+    "metrics_token",
+    "job_aws_secret_access_key",
+    "job_aws_session_token",
+}
 _URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")
 
 

@@ -271,7 +271,7 @@ def test_unreadable_store_directory_names_the_setting(tmp_path, monkeypatch):
     root = tmp_path / "store"
     root.mkdir()
     monkeypatch.setattr(local.os, "access", lambda path, mode: Path(path) != root)
-    with pytest.raises(ConfigError, match="TELEMETRY_PUBLIC_URL: .*not readable and writable"):
+    with pytest.raises(ConfigError, match="TELEMETRY_PUBLIC_URL: .*not readable"):
         open_store(f"file://{root}", setting="TELEMETRY_PUBLIC_URL")
 
 
@@ -280,3 +280,26 @@ def test_file_where_the_store_directory_should_be_names_the_setting(tmp_path):
     blocker.write_text("")
     with pytest.raises(ConfigError, match="TELEMETRY_PUBLIC_URL: .*not a directory"):
         open_store(f"file://{blocker}", setting="TELEMETRY_PUBLIC_URL")
+
+
+def test_local_store_never_follows_symbolic_links(tmp_path):
+    """A link planted in a store (the public store is served to anyone) exposes nothing."""
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("private")
+    root = tmp_path / "store"
+    store = open_store(f"file://{root}")
+    store.put("job/data/real.txt", b"public")
+    (root / "job" / "data" / "link.txt").symlink_to(outside / "secret.txt")
+    (root / "job" / "data" / "etcdir").symlink_to(outside)
+    (root / "other").symlink_to(outside)
+    assert [info.key for info in store.list("")] == ["job/data/real.txt"]
+    assert list(store.list_prefixes("")) == ["job/"]
+    for key in ("job/data/link.txt", "job/data/etcdir/secret.txt", "other/secret.txt"):
+        assert not store.exists(key)
+        with pytest.raises(ObjectNotFound):
+            store.get(key)
+    with pytest.raises(StoreError, match="symbolic link"):
+        store.put("other/planted.txt", b"x")
+    assert not (outside / "planted.txt").exists()
+    assert store.get("job/data/real.txt") == b"public"
