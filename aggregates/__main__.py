@@ -10,7 +10,6 @@ Exit status: 0 done, 1 the computation failed, 2 usage or configuration error.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import os
 import sys
@@ -19,17 +18,7 @@ from pathlib import Path
 
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.system_jobs import AGGREGATES_JOB, check_date
-
-
-def date_range(first: str, last: str) -> list[str]:
-    start = dt.datetime.strptime(check_date(first), "%Y%m%d")
-    end = dt.datetime.strptime(check_date(last), "%Y%m%d")
-    if end < start:
-        raise ValueError(f"--to ({last}) is before --from ({first})")
-    return [
-        (start + dt.timedelta(days=i)).strftime("%Y%m%d") for i in range((end - start).days + 1)
-    ]
+from pipeline.system_jobs import AGGREGATES_JOB, date_range
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -74,7 +74,7 @@ def create_app(
     database.init_app(app, settings)
     csrf.init_app(app)
 
-    from dashboard import api, auth, health, jobs, public, tokens, workers_views
+    from dashboard import api, auth, health, jobs, public, telemetry, tokens, workers_views
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(jobs.bp)
@@ -83,6 +83,7 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(tokens.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(telemetry.bp)
     csrf.exempt(api.bp)  # the API authenticates every request with a bearer token, not a cookie
 
     from dashboard import formatting

@@ -36,6 +36,17 @@ def check_date(value: str) -> str:
     return compact
 
 
+def date_range(first: str, last: str) -> list[str]:
+    """Every date from `first` to `last` inclusive, as YYYYMMDD (ValueError when reversed)."""
+    start = dt.datetime.strptime(check_date(first), "%Y%m%d")
+    end = dt.datetime.strptime(check_date(last), "%Y%m%d")
+    if end < start:
+        raise ValueError(f"the range ends ({last}) before it starts ({first})")
+    return [
+        (start + dt.timedelta(days=i)).strftime("%Y%m%d") for i in range((end - start).days + 1)
+    ]
+
+
 def write_rerun_request(
     public: BlobStore, first: str, last: str, now: dt.datetime, job_name: str = AGGREGATES_JOB
 ) -> str:

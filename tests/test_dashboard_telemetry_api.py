@@ -1,0 +1,155 @@
+"""The aggregates API answers the real Firefox 23 submission with exactly its histograms, on the
+bucket bounds of the reference layout; filters, ranges, evolution and errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from aggregates import jobrun
+from dashboard import create_app
+from histograms.buckets import KIND_CODES
+from histograms.convert import convert_payload
+from histograms.definitions import load_definitions
+from mapreduce.synthetic import write_partition
+from pipeline.stores import open_store
+from pipeline.system_jobs import AGGREGATES_JOB
+
+REVISION_DIR = "histograms/releases/mozilla-release/a55c55edf302"
+DIMS = {
+    "reason": "idle_daily",
+    "appName": "Firefox",
+    "appUpdateChannel": "release",
+    "appVersion": "23.0.1",
+    "appBuildID": "20130814063812",
+    "submission_date": "20261201",
+}
+
+
+def publish_job_output(output: Path, public) -> None:
+    """What the scheduler does after a successful run of the system job."""
+    for path in output.rglob("*"):
+        if path.is_file():
+            public.put(f"{AGGREGATES_JOB}/data/{path.relative_to(output)}", path.read_bytes())
+
+
+@pytest.fixture
+def firefox23(settings, shared_fixtures, tmp_path):
+    """The real idle-daily payload converted and published twice (two dates), aggregated."""
+    shutil.copytree(
+        shared_fixtures / "histograms/releases",
+        Path(settings.histogram_cache) / "releases",
+        dirs_exist_ok=True,
+    )
+    raw = json.loads(
+        gzip.decompress(
+            (shared_fixtures / "payloads/idle-daily-firefox-23.0.1.json.gz").read_bytes()
+        )
+    )
+    definitions = load_definitions(shared_fixtures / REVISION_DIR / "Histograms.json")
+    converted = convert_payload(raw, definitions).payload
+    published = open_store(settings.published_url)
+    line = json.dumps(converted)
+    write_partition(published, DIMS, "a", [("00000000-0000-4000-8000-000000000001", line)])
+    later = dict(DIMS, submission_date="20261202", appBuildID="20130815000000")
+    write_partition(published, later, "b", [("00000000-0000-4000-8000-000000000002", line)])
+    write_partition(published, later, "c", [("00000000-0000-4000-8000-000000000003", line)])
+    output = tmp_path / "output"
+    assert jobrun.run(settings, output, AGGREGATES_JOB, mappers=1) == ["20261201", "20261202"]
+    publish_job_output(output, open_store(settings.public_url))
+    return raw
+
+
+@pytest.fixture
+def client(settings):
+    return create_app(settings, {"AGGREGATES_SYNC_SECONDS": 0}).test_client()
+
+
+def test_histograms_of_the_real_payload_match_the_reference_layout(
+    firefox23, client, shared_fixtures
+):
+    reference = json.loads((shared_fixtures / "histograms/a55c55edf302.buckets.json").read_text())
+    checked = 0
+    for name, histogram in firefox23["histograms"].items():
+        expected = reference["histograms"].get(name)
+        if expected is None:
+            continue  # not in the revision (or a layout the reference leaves out)
+        response = client.get(
+            f"/telemetry/api/v1/histogram?metric={name}&channel=release&version=23.0.1"
+            "&dates=20261201"
+        )
+        assert response.status_code == 200, (name, response.get_json())
+        answer = response.get_json()
+        counts = [histogram["values"].get(str(bound), 0) for bound in expected["buckets"]]
+        assert answer["metric"] == name
+        assert answer["buckets"] == expected["buckets"], name
+        assert KIND_CODES[answer["kind"]] == int(expected["kind"]), name
+        assert answer["counts"] == counts, name
+        assert answer["submissions"] == 1
+        assert answer["sum"] == histogram["sum"], name
+        checked += 1
+    assert checked > 250  # nearly all of the payload's 328 histograms
+
+
+def test_dates_versions_and_dimensions_select_and_sum(firefox23, client):
+    gc = firefox23["histograms"]["GC_MS"]
+    url = "/telemetry/api/v1/histogram?metric=GC_MS&channel=release&version=23.0.1"
+    assert client.get(url).get_json()["submissions"] == 3
+    assert client.get(url + "&dates=20261201..20261202").get_json()["sum"] == 3 * gc["sum"]
+    assert client.get(url + "&dates=20261202").get_json()["submissions"] == 2
+    assert client.get(url + "&os=WINNT&build_id=20130815000000").get_json()["submissions"] == 2
+    assert client.get(url + "&os=Darwin").status_code == 404
+    assert client.get(url.replace("version=23.0.1", "version=20..30")).status_code == 200
+    uptime = client.get(url.replace("GC_MS", "SIMPLE_MEASURES_UPTIME")).get_json()
+    assert uptime["submissions"] == 3 and uptime["sum"] == 3 * 123
+
+
+def test_filters_list_what_the_aggregates_hold(firefox23, client):
+    filters = client.get("/telemetry/api/v1/filters").get_json()
+    assert filters["channels"] == ["release"]
+    assert filters["versions"] == {"release": ["23.0.1"]}
+    assert filters["dimensions"]["os"] == ["WINNT"]
+    assert filters["dimensions"]["build_id"] == ["20130814063812", "20130815000000"]
+    assert filters["dates"] == ["20261201", "20261202"]
+    described = {m["name"]: m["description"] for m in filters["metrics"]}
+    assert described["GC_MS"] == "Time spent running JS GC (ms)"
+
+
+def test_evolution_has_one_point_per_build_and_per_date(firefox23, client):
+    base = "/telemetry/api/v1/evolution?metric=GC_MS&channel=release"
+    by_build = client.get(base).get_json()
+    assert [p["build_id"] for p in by_build["points"]] == ["20130814063812", "20130815000000"]
+    assert [p["submissions"] for p in by_build["points"]] == [1, 2]
+    first, second = by_build["points"]
+    assert first["percentiles"] == second["percentiles"]  # the same payload: no shift
+    assert second["regression"] is None
+    by_date = client.get(base + "&by=submission_date&version=23.0.1").get_json()
+    assert [p["submission_date"] for p in by_date["points"]] == ["20261201", "20261202"]
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("histogram?channel=release&version=1", "metric is required"),
+        ("histogram?metric=GC_MS&version=1", "channel is required"),
+        ("histogram?metric=GC_MS&channel=release", "version is required"),
+        ("histogram?metric=GC_MS&channel=release&version=1&dates=2026-13-01", "dates"),
+        ("evolution?metric=GC_MS&channel=release&by=week", "by must be"),
+    ],
+)
+def test_bad_queries_get_400_with_the_reason(client, query, message):
+    response = client.get(f"/telemetry/api/v1/{query}")
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+
+
+def test_api_and_pages_need_no_sign_in(client):
+    assert client.get("/telemetry/api/v1/filters").status_code == 200
+    for page in ("/telemetry/dist", "/telemetry/evo"):
+        response = client.get(page)
+        assert response.status_code == 200
+        assert "<script>" not in response.get_data(as_text=True)  # CSP-ready: files only
