@@ -8,14 +8,17 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := redis-server chromium firefox-esr wrk
 PYTEST_ARGS ?=
+# The dashboard's chart library, vendored from the npm registry at build time (no CDN at run time).
+VENDOR  := dashboard/static/vendor
+CHARTJS_VERSION := 4.6.1
 
 .PHONY: setup system-packages run test bench lint format clean
 
-setup: system-packages $(STAMP) histograms/_fast.so-stamp
+setup: system-packages $(STAMP) histograms/_fast.so-stamp $(VENDOR)/chart.umd.min.js
 
 system-packages:
 	@missing=""; \
-	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk cc:gcc; do \
+	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk cc:gcc npm:npm; do \
 		bin=$${cmd%%:*}; pkg=$${cmd##*:}; \
 		command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
@@ -40,6 +43,13 @@ histograms/_fast.so-stamp: histograms/_fast.pyx $(STAMP)
 	$(BIN)/python setup.py -q build_ext --inplace
 	$(BIN)/python -c "import histograms._fast" || { echo "the Cython hot loop did not build (see above)"; exit 1; }
 	touch $@
+
+# Idempotent: npm installs the pinned version into build/npm once; the copy is gitignored.
+$(VENDOR)/chart.umd.min.js: Makefile
+	npm install --silent --no-audit --no-fund --no-save --prefix build/npm chart.js@$(CHARTJS_VERSION)
+	mkdir -p $(VENDOR)
+	cp build/npm/node_modules/chart.js/dist/chart.umd.min.js $@.tmp && mv $@.tmp $@
+	cp build/npm/node_modules/chart.js/LICENSE.md $(VENDOR)/chart.js.LICENSE.md
 
 run: setup
 	$(BIN)/python -m pipeline.runall

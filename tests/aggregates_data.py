@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import bisect
+import gzip
 import json
+import shutil
 from collections.abc import Iterable
+from pathlib import Path
 
 from hypothesis import strategies as st
 
+from aggregates import jobrun
 from histograms.buckets import exponential_buckets
+from histograms.convert import convert_payload
+from histograms.definitions import load_definitions
 from mapreduce.synthetic import write_partition
 from pipeline.demo import seed_revision
+from pipeline.stores import open_store
 from pipeline.stores.base import BlobStore
+from pipeline.system_jobs import AGGREGATES_JOB
 
 REVISION = "https://hg.mozilla.org/mozilla-central/rev/00000000a66e"
 HISTOGRAMS_JSON = {
@@ -144,3 +152,46 @@ def expected_rows(records: Iterable[dict]) -> dict[tuple, list]:
             if r["content_gc"] is not None:
                 add((*dims, "content/GC_MS"), compact(r["content_gc"])[10], r["content_gc"])
     return out
+
+
+REVISION_DIR = "histograms/releases/mozilla-release/a55c55edf302"
+FIREFOX23_DIMS = {
+    "reason": "idle_daily",
+    "appName": "Firefox",
+    "appUpdateChannel": "release",
+    "appVersion": "23.0.1",
+    "appBuildID": "20130814063812",
+    "submission_date": "20261201",
+}
+
+
+def publish_job_output(output: Path, public: BlobStore, job: str = AGGREGATES_JOB) -> None:
+    """What the scheduler does after a successful run of the system job."""
+    for path in output.rglob("*"):
+        if path.is_file():
+            public.put(f"{job}/data/{path.relative_to(output)}", path.read_bytes())
+
+
+def publish_firefox23(settings, shared_fixtures: Path, tmp_path: Path) -> dict:
+    """Convert the real Firefox 23 payload, publish it once on 20261201 and twice (another
+    build) on 20261202, run the aggregates job and publish its output; returns the raw payload."""
+    shutil.copytree(
+        shared_fixtures / "histograms/releases",
+        Path(settings.histogram_cache) / "releases",
+        dirs_exist_ok=True,
+    )
+    body = (shared_fixtures / "payloads/idle-daily-firefox-23.0.1.json.gz").read_bytes()
+    raw = json.loads(gzip.decompress(body))
+    definitions = load_definitions(shared_fixtures / REVISION_DIR / "Histograms.json")
+    line = json.dumps(convert_payload(raw, definitions).payload)
+    published = open_store(settings.published_url)
+    write_partition(
+        published, FIREFOX23_DIMS, "a", [("00000000-0000-4000-8000-000000000001", line)]
+    )
+    later = dict(FIREFOX23_DIMS, submission_date="20261202", appBuildID="20130815000000")
+    write_partition(published, later, "b", [("00000000-0000-4000-8000-000000000002", line)])
+    write_partition(published, later, "c", [("00000000-0000-4000-8000-000000000003", line)])
+    output = tmp_path / "aggregates-output"
+    assert jobrun.run(settings, output, AGGREGATES_JOB, mappers=1) == ["20261201", "20261202"]
+    publish_job_output(output, open_store(settings.public_url))
+    return raw

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tempfile
-from pathlib import Path
 
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
@@ -24,6 +23,7 @@ from tests.aggregates_data import (
     HISTOGRAMS_JSON,
     expected_rows,
     publish,
+    publish_job_output,
     record_strategy,
     seed,
 )
@@ -88,13 +88,6 @@ def _totals(document) -> dict[str, int]:
     return out
 
 
-def _publish_output(output: Path, public, job: str) -> None:
-    """What the scheduler does after a successful run: every output file to <job>/data/."""
-    for path in output.rglob("*"):
-        if path.is_file():
-            public.put(f"{job}/data/{path.relative_to(output)}", path.read_bytes())
-
-
 def test_redoing_a_day_replaces_it(settings, tmp_path):
     seed(settings.histogram_cache)
     published, public = open_store(settings.published_url), open_store(settings.public_url)
@@ -111,7 +104,7 @@ def test_redoing_a_day_replaces_it(settings, tmp_path):
     out = tmp_path / "run1"
     assert jobrun.run(settings, out, "agg", now=now, mappers=1) == ["20261201", "20261202"]
     assert _totals(decode_day((out / "days/20261201.json.gz").read_bytes()))["GC_MS"] == 2
-    _publish_output(out, public, "agg")
+    publish_job_output(out, public, "agg")
     assert cache.sync() == ["20261201", "20261202"]
     assert cache.histogram("GC_MS", "release", ["23.0.1"])["submissions"] == 3
 
@@ -124,7 +117,7 @@ def test_redoing_a_day_replaces_it(settings, tmp_path):
     later = now + dt.timedelta(hours=1)
     assert jobrun.run(settings, out, "agg", now=later, mappers=1) == ["20261201"]
     assert _totals(decode_day((out / "days/20261201.json.gz").read_bytes()))["GC_MS"] == 3
-    _publish_output(out, public, "agg")
+    publish_job_output(out, public, "agg")
     assert cache.sync() == ["20261201"]
     histogram = cache.histogram("GC_MS", "release", ["23.0.1"])
     assert histogram["submissions"] == 4  # 3 + 1, not 2 + 3 + 1
@@ -138,7 +131,7 @@ def test_redoing_a_day_replaces_it(settings, tmp_path):
     assert jobrun.run(settings, out, "agg", now=later + dt.timedelta(minutes=2), mappers=1) == [
         "20261202"
     ]
-    _publish_output(out, public, "agg")
+    publish_job_output(out, public, "agg")
     assert cache.sync() == ["20261202"]
     assert cache.histogram("GC_MS", "release", ["23.0.1"])["submissions"] == 4
     shutil.rmtree(out)

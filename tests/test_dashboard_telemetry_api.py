@@ -3,65 +3,19 @@ bucket bounds of the reference layout; filters, ranges, evolution and errors."""
 
 from __future__ import annotations
 
-import gzip
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
-from aggregates import jobrun
 from dashboard import create_app
 from histograms.buckets import KIND_CODES
-from histograms.convert import convert_payload
-from histograms.definitions import load_definitions
-from mapreduce.synthetic import write_partition
-from pipeline.stores import open_store
-from pipeline.system_jobs import AGGREGATES_JOB
-
-REVISION_DIR = "histograms/releases/mozilla-release/a55c55edf302"
-DIMS = {
-    "reason": "idle_daily",
-    "appName": "Firefox",
-    "appUpdateChannel": "release",
-    "appVersion": "23.0.1",
-    "appBuildID": "20130814063812",
-    "submission_date": "20261201",
-}
-
-
-def publish_job_output(output: Path, public) -> None:
-    """What the scheduler does after a successful run of the system job."""
-    for path in output.rglob("*"):
-        if path.is_file():
-            public.put(f"{AGGREGATES_JOB}/data/{path.relative_to(output)}", path.read_bytes())
+from tests.aggregates_data import publish_firefox23
 
 
 @pytest.fixture
 def firefox23(settings, shared_fixtures, tmp_path):
-    """The real idle-daily payload converted and published twice (two dates), aggregated."""
-    shutil.copytree(
-        shared_fixtures / "histograms/releases",
-        Path(settings.histogram_cache) / "releases",
-        dirs_exist_ok=True,
-    )
-    raw = json.loads(
-        gzip.decompress(
-            (shared_fixtures / "payloads/idle-daily-firefox-23.0.1.json.gz").read_bytes()
-        )
-    )
-    definitions = load_definitions(shared_fixtures / REVISION_DIR / "Histograms.json")
-    converted = convert_payload(raw, definitions).payload
-    published = open_store(settings.published_url)
-    line = json.dumps(converted)
-    write_partition(published, DIMS, "a", [("00000000-0000-4000-8000-000000000001", line)])
-    later = dict(DIMS, submission_date="20261202", appBuildID="20130815000000")
-    write_partition(published, later, "b", [("00000000-0000-4000-8000-000000000002", line)])
-    write_partition(published, later, "c", [("00000000-0000-4000-8000-000000000003", line)])
-    output = tmp_path / "output"
-    assert jobrun.run(settings, output, AGGREGATES_JOB, mappers=1) == ["20261201", "20261202"]
-    publish_job_output(output, open_store(settings.public_url))
-    return raw
+    """The real idle-daily payload converted, published three times (two dates), aggregated."""
+    return publish_firefox23(settings, shared_fixtures, tmp_path)
 
 
 @pytest.fixture
