@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -85,13 +86,13 @@ def run(
     index = read_index(public, job_name)
     if dates is None:
         dates = dates_to_compute(sources, index, read_rerun_requests(public, job_name))
+    output_dir.mkdir(parents=True, exist_ok=True)  # empty when nothing is due: nothing replaced
     if not dates:
         log.info("aggregates are up to date (%d dates)", len(index["days"]))
         return []
     log.info("computing the aggregates of %d date(s): %s", len(dates), ", ".join(dates))
     computed = aggregate_days(settings, dates, **job_options)
     stamp = utc_stamp(now or dt.datetime.now(dt.UTC))
-    output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "days").mkdir(exist_ok=True)
     for date in dates:
         day = computed[date]
@@ -103,7 +104,5 @@ def run(
         }
         if day.skipped:
             log.info("%s: submissions of metrics left out: %s", date, day.skipped)
-    import json
-
     (output_dir / INDEX_NAME).write_text(json.dumps(index, sort_keys=True, indent=1))
     return dates
