@@ -127,7 +127,8 @@ def resolve(
 ) -> dict[str, DayAggregate]:
     """Job output groups -> one DayAggregate per submission date."""
     days: dict[str, DayAggregate] = {}
-    for key, metrics in groups:
+    for key, value in groups:
+        metrics = value[1]  # ("m", {metric#length: vector}), see merge_metric_maps
         date, revision, *dims = key
         day = days.get(date) or days.setdefault(date, DayAggregate(date))
         info = definitions_for(revision)
@@ -185,8 +186,8 @@ def run_job(
     scheduler: str | None = None,
     work_dir: str | None = None,
     bucket: str | None = None,
-) -> list[tuple[list, dict]]:
-    """Run the job script over the dates' published partitions; return its groups."""
+) -> tuple[list[tuple[list, dict]], Any]:
+    """Run the job script over the dates' published partitions; return (groups, JobSummary)."""
     from mapreduce.job import build_parser
     from mapreduce.job import run_job as run_mapreduce
 
@@ -217,8 +218,8 @@ def run_job(
         if scheduler:
             argv += ["--scheduler", scheduler]
         args = build_parser(settings).parse_args(argv)
-        run_mapreduce(args, settings)
-        return list(read_output(output))
+        summary = run_mapreduce(args, settings)
+        return list(read_output(output)), summary
 
 
 def aggregate_days(
@@ -232,7 +233,7 @@ def aggregate_days(
         from histograms.revision_cache import RevisionCache
 
         definitions_for = revision_info_from_cache(RevisionCache.from_settings(settings))
-    groups = run_job(settings, dates, **job_options)
+    groups, _summary = run_job(settings, dates, **job_options)
     days = resolve(groups, definitions_for)
     for date in dates:
         days.setdefault(date, DayAggregate(date))

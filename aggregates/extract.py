@@ -77,67 +77,95 @@ def record_dimensions(record: Mapping[str, Any], path_dims: list[str]) -> tuple[
     )
 
 
-def histogram_vector(compact: list) -> list[int] | None:
-    """``[1, sum, counts...]`` of one compact histogram, None when it is not one."""
-    if not isinstance(compact, list) or len(compact) <= STATISTICS:
-        return None
-    total = compact[-STATISTICS]
-    vector = [1, total if isinstance(total, int | float) and total >= 0 else 0]
-    vector.extend(compact[:-STATISTICS])
-    return vector
-
-
-def simple_vector(value: int | float) -> list:
-    """A simple measure as a one-submission histogram in SIMPLE_LAYOUT."""
-    vector = [1, value] + [0] * SIMPLE_BUCKETS
-    index = max(0, bisect.bisect_right(SIMPLE_LAYOUT, value) - 1)
-    vector[2 + index] = 1
-    return vector
-
-
-def _plain(section: Any, prefix: str) -> Iterator[tuple[str, list]]:
+def _plain(section: Any, prefix: str, out: dict[str, Any]) -> None:
     if isinstance(section, dict):
-        for name, compact in section.items():
-            vector = histogram_vector(compact)
-            if vector is not None:
-                yield prefix + name, vector
+        if prefix:
+            for name, compact in section.items():
+                out[prefix + name] = compact
+        else:
+            out.update(section)
 
 
-def _keyed(section: Any, prefix: str) -> Iterator[tuple[str, list]]:
+def _keyed(section: Any, prefix: str, out: dict[str, Any]) -> None:
     if isinstance(section, dict):
         for name, by_key in section.items():
             if isinstance(by_key, dict):
                 for key, compact in by_key.items():
-                    vector = histogram_vector(compact)
-                    if vector is not None:
-                        yield f"{prefix}{name}[{key}]", vector
+                    out[f"{prefix}{name}[{key}]"] = compact
 
 
-def _simple(section: Any) -> Iterator[tuple[str, list]]:
-    if isinstance(section, dict):
-        for name, value in section.items():
-            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-                yield SIMPLE_PREFIX + name.upper(), simple_vector(value)
+def _simple(section: Any) -> dict[str, Any]:
+    if not isinstance(section, dict):
+        return {}
+    return {
+        SIMPLE_PREFIX + name.upper(): value
+        for name, value in section.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    }
 
 
-def record_metrics(record: Mapping[str, Any]) -> Iterator[tuple[str, list]]:
-    """Every (metric name, vector) of one published record, v1 and v4 alike."""
+def record_sections(record: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """({metric: compact histogram}, {metric: simple measure value}) of one published record.
+
+    Nothing is copied or checked here (the mapper's hot path): `merge_metric_maps` validates
+    while it sums, and skips what is not a compact histogram.
+    """
     inner = record.get("payload")
     if isinstance(inner, dict):
-        yield from _plain(inner.get("histograms"), "")
-        yield from _keyed(inner.get("keyedHistograms"), "")
+        compact: dict[str, Any] = {}
+        _plain(inner.get("histograms"), "", compact)
+        _keyed(inner.get("keyedHistograms"), "", compact)
         processes = inner.get("processes")
         if isinstance(processes, dict):
             for process, section in processes.items():
                 if not isinstance(section, dict):
                     continue
                 prefix = "" if process == OTHER_PROCESS_PARENT else f"{process}/"
-                yield from _plain(section.get("histograms"), prefix)
-                yield from _keyed(section.get("keyedHistograms"), prefix)
-        yield from _simple(inner.get("simpleMeasurements"))
-    else:
-        yield from _plain(record.get("histograms"), "")
-        yield from _simple(record.get("simpleMeasurements"))
+                _plain(section.get("histograms"), prefix, compact)
+                _keyed(section.get("keyedHistograms"), prefix, compact)
+        return compact, _simple(inner.get("simpleMeasurements"))
+    histograms = record.get("histograms")
+    return (histograms if isinstance(histograms, dict) else {}), _simple(
+        record.get("simpleMeasurements")
+    )
+
+
+def simple_vector(values: list) -> list:
+    """Simple measures of several submissions as `[n, sum, counts...]` in SIMPLE_LAYOUT."""
+    counts = [0] * SIMPLE_BUCKETS
+    for value in values:
+        counts[max(0, bisect.bisect_right(SIMPLE_LAYOUT, value) - 1)] += 1
+    return [len(values), sum(values), *counts]
+
+
+def _is_compact(compact: Any) -> bool:
+    return (
+        type(compact) is list
+        and len(compact) > STATISTICS
+        and all(type(x) is int or type(x) is float for x in compact)
+    )
+
+
+def compact_vectors(arrays: list) -> list[list]:
+    """Compact histograms of one metric -> `[n, sum, counts...]` per layout (array length).
+
+    The common case (all valid, one length) is summed column by column in C; anything else
+    takes the slow path that drops what is not a compact histogram and splits by length.
+    """
+    try:
+        columns = [sum(column) for column in zip(*arrays, strict=True)]
+        if len(columns) > STATISTICS:
+            total = sum(a[-STATISTICS] for a in arrays if a[-STATISTICS] > 0)
+            return [[len(arrays), total, *columns[:-STATISTICS]]]
+    except (TypeError, ValueError):
+        pass
+    by_length: dict[int, list] = {}
+    for compact in arrays:
+        if _is_compact(compact):
+            by_length.setdefault(len(compact), []).append(compact)
+    if len(by_length) == 1 and len(next(iter(by_length.values()))) == len(arrays):
+        return []  # all valid and one length, yet failed above: nothing sensible to add
+    return [vector for group in by_length.values() for vector in compact_vectors(group)]
 
 
 def revision_of(record: Mapping[str, Any]) -> str:
@@ -160,17 +188,40 @@ def add_vectors(vectors: list[list]) -> list:
     return [sum(column) for column in zip(*vectors, strict=True)]
 
 
-def merge_metric_maps(maps: Iterator[Mapping[str, list]]) -> dict[str, list]:
-    """Sum many {metric: vector} maps; vectors of another length than the first are dropped
-    into `<metric>#<length>` so that a changed layout never mixes with the old one."""
-    collected: dict[str, list[list]] = {}
-    for metrics in maps:
-        for name, vector in metrics.items():
-            bucket = collected.get(name)
-            if bucket is None:
-                collected[name] = [vector]
-            elif len(bucket[0]) == len(vector):
-                bucket.append(vector)
-            else:
-                collected.setdefault(f"{name}#{len(vector)}", []).append(vector)
-    return {name: add_vectors(vectors) for name, vectors in collected.items()}
+def merge_metric_maps(values: Iterator[tuple]) -> tuple[str, dict[str, list]]:
+    """Sum map values — `("r", compact, simple)` of one record, or `("m", {metric: vector})`
+    already merged — into one `("m", {metric: [submissions, sum, counts...]})`.
+
+    Arrays of another length than the metric's first are kept apart as `<metric>#<length>`,
+    so a changed layout never mixes with the old one; anything that is not a compact
+    histogram is left out.
+    """
+    raw: dict[str, list] = {}
+    simple: dict[str, list] = {}
+    merged: dict[str, list[list]] = {}
+    for value in values:
+        if value[0] == "r":
+            for name, compact in value[1].items():
+                arrays = raw.get(name)
+                if arrays is None:
+                    raw[name] = [compact]
+                else:
+                    arrays.append(compact)
+            for name, number in value[2].items():
+                simple.setdefault(name, []).append(number)
+        else:
+            for name, vector in value[1].items():
+                merged.setdefault(name, []).append(vector)
+    for name, arrays in raw.items():
+        for vector in compact_vectors(arrays):
+            merged.setdefault(f"{name}#{len(vector)}", []).append(vector)
+    for name, numbers in simple.items():
+        merged.setdefault(f"{name}#{SIMPLE_BUCKETS + 2}", []).append(simple_vector(numbers))
+    out: dict[str, list] = {}
+    for qualified, vectors in merged.items():
+        name = qualified.split("#", 1)[0]
+        for vector in vectors:
+            key = f"{name}#{len(vector)}"
+            existing = out.get(key)
+            out[key] = vector if existing is None else add_vectors([existing, vector])
+    return "m", out
