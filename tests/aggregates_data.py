@@ -165,6 +165,20 @@ FIREFOX23_DIMS = {
 }
 
 
+ESR_REVISION_PATH = "releases/mozilla-esr153/a9effd9e521653405f0ffd311e8edf90bde92237"
+
+
+def seed_esr_revision(cache_dir: str, shared_fixtures: Path) -> Path:
+    """The ESR 153 ping's revision served by the fixtures' modern Histograms.json (as the
+    convert tests do: the exact file of that revision is not among the fixtures)."""
+    target = Path(cache_dir) / ESR_REVISION_PATH / "Histograms.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(
+        shared_fixtures / "histograms/enterprise-firefox-72a855fe/Histograms.json", target
+    )
+    return target
+
+
 def publish_job_output(output: Path, public: BlobStore, job: str = AGGREGATES_JOB) -> None:
     """What the scheduler does after a successful run of the system job."""
     for path in output.rglob("*"):

@@ -107,3 +107,52 @@ def test_api_and_pages_need_no_sign_in(client):
         response = client.get(page)
         assert response.status_code == 200
         assert "<script>" not in response.get_data(as_text=True)  # CSP-ready: files only
+
+
+def test_keyed_and_child_process_histograms_of_the_real_esr_ping(
+    settings, shared_fixtures, tmp_path
+):
+    """The real ESR 153 `main` ping: parent, keyed (`NAME[key]`) and content-process
+    (`content/NAME`) histograms each answer exactly their values on their layout."""
+    from aggregates import jobrun
+    from histograms.convert import convert_payload
+    from histograms.definitions import load_definitions
+    from mapreduce.synthetic import write_partition
+    from pipeline.stores import open_store
+    from pipeline.system_jobs import AGGREGATES_JOB
+    from tests.aggregates_data import publish_job_output, seed_esr_revision
+
+    definitions = load_definitions(seed_esr_revision(settings.histogram_cache, shared_fixtures))
+    ping = json.loads((shared_fixtures / "firefox/main-ping-esr153.json").read_text())
+    dims = {
+        "reason": "main", "appName": "Firefox", "appUpdateChannel": "esr",
+        "appVersion": "153.7.0", "appBuildID": "20261103151912", "submission_date": "20261201",
+    }  # fmt: skip
+    line = json.dumps(convert_payload(ping, definitions).payload)
+    write_partition(open_store(settings.published_url), dims, "x", [("d0c1d", line)])
+    output = tmp_path / "out"
+    jobrun.run(settings, output, AGGREGATES_JOB, mappers=1)
+    publish_job_output(output, open_store(settings.public_url))
+    client = create_app(settings, {"AGGREGATES_SYNC_SECONDS": 0}).test_client()
+
+    payload = ping["payload"]
+    cases = [(name, h) for name, h in payload["histograms"].items()]
+    cases += [
+        (f"{name}[{key}]", h)
+        for name, by_key in payload["keyedHistograms"].items()
+        for key, h in by_key.items()
+    ]
+    cases += [(f"content/{n}", h) for n, h in payload["processes"]["content"]["histograms"].items()]
+    # the stand-in revision does not define every histogram: those are left out, as convert does
+    cases = [(n, h) for n, h in cases if n.split("/")[-1].split("[")[0] in definitions]
+    assert any("[" in name for name, _ in cases) and any("/" in name for name, _ in cases)
+    for name, histogram in cases:
+        base = name.split("/")[-1].split("[")[0]
+        answer = client.get(
+            "/telemetry/api/v1/histogram",
+            query_string={"metric": name, "channel": "esr", "version": "153.7.0"},
+        ).get_json()
+        assert answer["buckets"] == list(definitions[base].buckets), name
+        values = histogram["values"]
+        assert answer["counts"] == [values.get(str(b), 0) for b in answer["buckets"]], name
+        assert (answer["submissions"], answer["sum"]) == (1, histogram["sum"]), name
