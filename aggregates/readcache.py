@@ -185,6 +185,7 @@ class AggregateCache:
                 )
             ]
             dates = [d for (d,) in db.execute("SELECT date FROM days ORDER BY date")]
+            (updated,) = db.execute("SELECT MAX(computed_at) FROM days").fetchone()
         for values in (*versions.values(), *dimensions.values()):
             values.sort(key=sort_key)
         return {
@@ -192,6 +193,7 @@ class AggregateCache:
             "versions": versions,
             "dimensions": {d: dimensions.get(d, []) for d in FILTER_DIMENSIONS},
             "dates": dates,
+            "updated": updated,
             "metrics": metrics,
         }
 

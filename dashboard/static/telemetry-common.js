@@ -58,6 +58,8 @@ window.TM = (function () {
       fillSelect(select, filters.dimensions[select.dataset.dimension] || []);
     }
     for (const select of form.querySelectorAll("select[data-dates]")) fillSelect(select, filters.dates);
+    const updated = document.getElementById("tm-updated");
+    if (updated && filters.updated) updated.textContent = `Aggregates computed ${filters.updated.slice(0, 16).replace("T", " ")} UTC by the daily telemetry-aggregates job.`;
   }
 
   function describe(filters, metric) {
