@@ -133,7 +133,7 @@ def resolve(
         day = days.get(date) or days.setdefault(date, DayAggregate(date))
         info = definitions_for(revision)
         for qualified, vector in metrics.items():
-            metric = qualified.split("#", 1)[0]
+            metric = qualified.rsplit("#", 1)[0]
             if metric.startswith(SIMPLE_PREFIX):
                 layout = Layout(SIMPLE_KIND, SIMPLE_LAYOUT)
                 day.descriptions.setdefault(

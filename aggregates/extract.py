@@ -176,9 +176,9 @@ def revision_of(record: Mapping[str, Any]) -> str:
 
 
 def base_name(metric: str) -> str:
-    """The Histograms.json name behind a qualified metric (`content/X[key]` -> `X`)."""
-    name = metric.rsplit("/", 1)[-1] if "/" in metric.split("[", 1)[0] else metric
-    return name.split("[", 1)[0]
+    """The Histograms.json name behind a qualified metric (`content/X[key]` -> `X`); keys may
+    hold any character, so only the part before `[` is looked at."""
+    return metric.split("[", 1)[0].rsplit("/", 1)[-1]
 
 
 def add_vectors(vectors: list[list]) -> list:
@@ -219,7 +219,7 @@ def merge_metric_maps(values: Iterator[tuple]) -> tuple[str, dict[str, list]]:
         merged.setdefault(f"{name}#{SIMPLE_BUCKETS + 2}", []).append(simple_vector(numbers))
     out: dict[str, list] = {}
     for qualified, vectors in merged.items():
-        name = qualified.split("#", 1)[0]
+        name = qualified.rsplit("#", 1)[0]
         for vector in vectors:
             key = f"{name}#{len(vector)}"
             existing = out.get(key)

@@ -61,6 +61,14 @@ def _list(name: str, required: bool = False) -> list[str] | None:
     return values
 
 
+def _one(name: str) -> str:
+    """A single required value, taken whole (keyed metric names may contain commas)."""
+    value = request.args.get(name, "").strip()
+    if not value:
+        raise QueryError(f"{name} is required")
+    return value
+
+
 def _versions(channel: str, required: bool) -> list[str] | None:
     raw = request.args.get("version", "").strip()
     if ".." in raw:
@@ -125,8 +133,7 @@ def api_filters():
 
 @bp.route("/api/v1/histogram")
 def api_histogram():
-    metric = _list("metric", True)[0]
-    channel = _list("channel", True)[0]
+    metric, channel = _one("metric"), _one("channel")
     versions = _versions(channel, True)
     found = cache().histogram(metric, channel, versions, _where(), _dates())
     if found is None:
@@ -137,8 +144,7 @@ def api_histogram():
 
 @bp.route("/api/v1/evolution")
 def api_evolution():
-    metric = _list("metric", True)[0]
-    channel = _list("channel", True)[0]
+    metric, channel = _one("metric"), _one("channel")
     by = request.args.get("by", "build_id")
     found = cache().evolution(metric, channel, _versions(channel, False), by, _where(), _dates())
     if found is None:

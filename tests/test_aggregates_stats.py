@@ -4,7 +4,7 @@ regression hint."""
 from __future__ import annotations
 
 from aggregates import stats
-from aggregates.extract import merge_metric_maps, record_sections
+from aggregates.extract import base_name, merge_metric_maps, record_sections
 
 
 def test_merge_sums_and_keeps_other_layouts_and_junk_apart():
@@ -64,3 +64,10 @@ def test_regression_hint_needs_a_shift_beyond_the_median_error():
     assert stats.regression_hint(point(before, many), point(after, many))["shift"] == 10.0
     assert stats.regression_hint(point(before, few), point(after, few)) is None
     assert stats.regression_hint(point(before, many), point(before, many)) is None
+
+
+def test_keys_with_any_character_keep_their_metric():
+    name = "content/K[a#b,c/d[e]"
+    assert base_name(name) == "K" and base_name("K") == "K" and base_name("gpu/X") == "X"
+    _, merged = merge_metric_maps(iter([("r", {name: [1, 2, 3, -1, -1, -1, -1]}, {})]))
+    assert merged == {f"{name}#4": [1, 3, 1, 2]}
