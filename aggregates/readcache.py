@@ -68,6 +68,7 @@ class AggregateCache:
         self.min_sync_seconds = min_sync_seconds
         self._lock = threading.Lock()
         self._synced_at = -1e18
+        self._refresher: threading.Thread | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(SCHEMA)
@@ -83,6 +84,33 @@ class AggregateCache:
             db.close()
 
     # -- loading ---------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Bring the cache up to date before a query without making the query wait for it.
+
+        While the cache is empty (a new dashboard) the first query loads synchronously, so it
+        shows data; afterwards a due check runs in a background thread, because loading a big
+        day takes seconds and no request should pay that. `min_sync_seconds <= 0` (tests)
+        always loads synchronously.
+        """
+        if self.min_sync_seconds <= 0 or self._empty():
+            self.sync()
+            return
+        if time.monotonic() - self._synced_at < self.min_sync_seconds:
+            return
+        if self._refresher is None or not self._refresher.is_alive():
+            self._refresher = threading.Thread(target=self._sync_logged, daemon=True)
+            self._refresher.start()
+
+    def _sync_logged(self) -> None:
+        try:
+            self.sync()
+        except Exception:  # noqa: BLE001 - a background refresh must not die silently
+            log.exception("refreshing the aggregates cache from %s failed", self.public)
+
+    def _empty(self) -> bool:
+        with self._connect() as db:
+            return db.execute("SELECT 1 FROM days LIMIT 1").fetchone() is None
 
     def sync(self, force: bool = False) -> list[str]:
         """Load every date whose published aggregates are newer than the cache's; returns them."""
@@ -170,7 +198,7 @@ class AggregateCache:
 
     def filters(self) -> dict[str, Any]:
         """Channels, their versions, every dimension's values, metrics with descriptions."""
-        self.sync()
+        self.refresh()
         with self._connect() as db:
             versions: dict[str, list[str]] = {}
             for channel, version in db.execute("SELECT channel, version FROM channel_versions"):
@@ -262,7 +290,7 @@ class AggregateCache:
         dates: Sequence[str] | None = None,
     ) -> dict[str, Any] | None:
         """The summed histogram of a selection, or None when nothing matches."""
-        self.sync()
+        self.refresh()
         rows = self._rows(
             metric, channel, versions, where or {}, dates, "layout, submissions, sum, counts"
         )
@@ -306,7 +334,7 @@ class AggregateCache:
         """One point per build ID or submission date: submissions, mean, percentiles, hints."""
         if by not in ("build_id", "submission_date"):
             raise QueryError("by must be build_id or submission_date")
-        self.sync()
+        self.refresh()
         column = "build_id" if by == "build_id" else "date"
         rows = self._rows(
             metric,

@@ -137,3 +137,28 @@ def test_redoing_a_day_replaces_it(settings, tmp_path):
     shutil.rmtree(out)
     # ... and only once
     assert jobrun.run(settings, out, "agg", now=later + dt.timedelta(minutes=3), mappers=1) == []
+
+
+def test_a_filled_cache_refreshes_in_the_background(settings, tmp_path):
+    """Only the very first query waits for loading; later ones never wait for a new day."""
+    seed(settings.histogram_cache)
+    published, public = open_store(settings.published_url), open_store(settings.public_url)
+    base = {
+        "v4": False, "date": "20261201", "channel": "release", "version": "23.0.1",
+        "build_id": "20261101000000", "os": "WINNT", "gc": [1] * 10, "flag": [0, 1, 0],
+        "keyed": {}, "content_gc": None, "uptime": 10,
+    }  # fmt: skip
+    publish(published, [base], "first")
+    jobrun.run(settings, tmp_path / "run1", "agg", mappers=1)
+    publish_job_output(tmp_path / "run1", public, "agg")
+    cache = AggregateCache(public, tmp_path / "cache.db", "agg", min_sync_seconds=1e-9)
+    assert cache.histogram("GC_MS", "release", ["23.0.1"])["submissions"] == 1  # synchronous
+
+    publish(published, [dict(base, date="20261202")], "second")
+    jobrun.run(settings, tmp_path / "run2", "agg", mappers=1)
+    publish_job_output(tmp_path / "run2", public, "agg")
+    cache.refresh()
+    refresher = cache._refresher
+    assert refresher is not None  # the load went to a thread
+    refresher.join(30)
+    assert cache.histogram("GC_MS", "release", ["23.0.1"])["submissions"] == 2
