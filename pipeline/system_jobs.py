@@ -32,7 +32,10 @@ def check_date(value: str) -> str:
     compact = value.replace("-", "")
     if not DATE.match(compact):
         raise ValueError(f"not a date (YYYYMMDD or YYYY-MM-DD): {value!r}")
-    dt.datetime.strptime(compact, "%Y%m%d")
+    try:
+        dt.datetime.strptime(compact, "%Y%m%d")
+    except ValueError:
+        raise ValueError(f"not a calendar date: {value!r}") from None
     return compact
 
 
