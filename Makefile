@@ -1,6 +1,6 @@
 # telemetry-pipeline: `make run` starts everything on embedded defaults, `make test` runs the suite.
 # Both install what they need first (idempotent; Debian packages via apt-get when missing:
-# redis-server, postgresql, chromium, firefox-esr, wrk, gcc, python3-venv, python3-dev).
+# redis-server, postgresql, chromium, firefox-esr, wrk, gcc, python3-venv, python3-dev, npm).
 
 PY      ?= python3
 VENV    := .venv

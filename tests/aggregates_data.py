@@ -12,6 +12,8 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from aggregates import jobrun
+from aggregates.compute import DayAggregate
+from aggregates.dayfile import day_path, encode_day
 from histograms.buckets import exponential_buckets
 from histograms.convert import convert_payload
 from histograms.definitions import load_definitions
@@ -209,3 +211,18 @@ def publish_firefox23(settings, shared_fixtures: Path, tmp_path: Path) -> dict:
     assert jobrun.run(settings, output, AGGREGATES_JOB, mappers=1) == ["20261201", "20261202"]
     publish_job_output(output, open_store(settings.public_url))
     return raw
+
+
+def publish_builds(settings, counts_by_build: dict[str, tuple[int, list[int]]]) -> None:
+    """Day files (published as the system job would) of one metric PAGE_LOAD_MS on nightly with the given (submissions, counts) per build ID."""
+    day = DayAggregate("20261201")
+    layout = day.layout_id("linear", tuple(range(0, 200, 10)))
+    for build, (submissions, counts) in counts_by_build.items():
+        dims = ("nightly", "150.0a1", build, "main", "Firefox", "Linux", "6.1", "x86-64")
+        day.rows[(*dims, "PAGE_LOAD_MS", layout)] = [submissions, 0, *counts]
+    public = open_store(settings.public_url)
+    public.put(
+        f"{AGGREGATES_JOB}/data/{day_path(day.date)}", encode_day(day, "2026-12-02T01:00:00Z")
+    )
+    index = {"format": 1, "days": {day.date: {"computed_at": "2026-12-02T01:00:00Z"}}}
+    public.put(f"{AGGREGATES_JOB}/data/index.json", json.dumps(index).encode())

@@ -9,7 +9,7 @@ import pytest
 
 from dashboard import create_app
 from histograms.buckets import KIND_CODES
-from tests.aggregates_data import publish_firefox23
+from tests.aggregates_data import publish_builds, publish_firefox23
 
 
 @pytest.fixture
@@ -156,3 +156,23 @@ def test_keyed_and_child_process_histograms_of_the_real_esr_ping(
         values = histogram["values"]
         assert answer["counts"] == [values.get(str(b), 0) for b in answer["buckets"]], name
         assert (answer["submissions"], answer["sum"]) == (1, histogram["sum"]), name
+
+
+def test_evolution_flags_an_implausible_median_shift_between_builds(settings, client):
+    spread = [50] * 20
+    shifted = [0, 0, *([50] * 18)]  # the same shape two buckets up
+    publish_builds(
+        settings,
+        {
+            "20261101000000": (10_000, spread),
+            "20261102000000": (10_000, spread),
+            "20261103000000": (10_000, shifted),  # a regression
+            "20261104000000": (4, spread),  # few submissions: a shift this size is plausible
+        },
+    )
+    points = client.get(
+        "/telemetry/api/v1/evolution?metric=PAGE_LOAD_MS&channel=nightly"
+    ).get_json()["points"]
+    flagged = [p["build_id"] for p in points if p["regression"]]
+    assert flagged == ["20261103000000"]
+    assert points[2]["regression"]["shift"] == 10.0

@@ -12,7 +12,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from dashboard import create_app
-from tests.aggregates_data import publish_firefox23
+from tests.aggregates_data import publish_builds, publish_firefox23
 
 pytestmark = pytest.mark.browser
 
@@ -109,3 +109,38 @@ def test_evolution_draws_one_point_per_build_and_keeps_its_state(site, page):
     expect(chart).to_have_attribute("data-points", "2")
     expect(page.locator("select[name=by]")).to_have_value("submission_date")
     expect(page.locator("input[name=metric]")).to_have_value("SIMPLE_MEASURES_UPTIME")
+
+
+@pytest.fixture
+def regression_site(settings):
+    if not Path(CHROMIUM).exists() or not VENDORED.exists():
+        pytest.skip("needs Debian chromium and the vendored chart library (make setup)")
+    spread, shifted = [50] * 20, [0, 0, *([50] * 18)]
+    publish_builds(
+        settings, {"20261101000000": (10_000, spread), "20261102000000": (10_000, shifted)}
+    )
+    app = create_app(settings, {"AGGREGATES_SYNC_SECONDS": 0})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def test_regression_hint_links_to_a_comparison_of_the_two_builds(regression_site, page):
+    from playwright.sync_api import expect
+
+    page.goto(f"{regression_site}/telemetry/evo?metric=PAGE_LOAD_MS&channel=nightly")
+    hint = page.locator("#tm-hints li")
+    expect(hint).to_contain_text(
+        "Median up from 100 to 110 between 20261101000000 and 20261102000000"
+    )
+    hint.locator("a:has-text('compare two builds')").click()
+    expect(page.locator("#tm-chart")).to_have_attribute("data-bars", "20")
+    rows = page.locator("#tm-stats tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("build_id=20261101000000")
+    expect(rows.nth(1)).to_contain_text("build_id=20261102000000")
