@@ -7,6 +7,7 @@ import datetime as dt
 import shutil
 import tempfile
 
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
@@ -162,3 +163,19 @@ def test_a_filled_cache_refreshes_in_the_background(settings, tmp_path):
     assert refresher is not None  # the load went to a thread
     refresher.join(30)
     assert cache.histogram("GC_MS", "release", ["23.0.1"])["submissions"] == 2
+
+
+def test_the_dask_engine_gives_the_same_aggregates(settings):
+    """The same job script on a real dask.distributed LocalCluster (worker processes)."""
+    pytest.importorskip("dask.distributed")
+    seed(settings.histogram_cache)
+    record = {
+        "v4": True, "date": "20261201", "channel": "release", "version": "24.0",
+        "build_id": "20261101000000", "os": "Linux", "gc": list(range(10)), "flag": [0, 2, 1],
+        "keyed": {"a": [0, 1, 0, 0, 0]}, "content_gc": [0] * 9 + [3], "uptime": 5,
+    }  # fmt: skip
+    records = [record, dict(record, os="WINNT", v4=False), dict(record, uptime=700)]
+    publish(open_store(settings.published_url), records)
+    local = aggregate_days(settings, ["20261201"], mappers=1)
+    on_dask = aggregate_days(settings, ["20261201"], engine="dask", mappers=2)
+    assert as_comparable(on_dask) == as_comparable(local) == expected_rows(records)
