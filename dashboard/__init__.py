@@ -41,6 +41,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "WORKER_EC2_SSH_USER": "ubuntu",
     "WORKER_EC2_ENDPOINT_URL": "",  # unset: AWS's own EC2 endpoint (set for moto or a private one)
     "EXPIRY_INTERVAL_SECONDS": 60,
+    "AGGREGATES_JOB": "telemetry-aggregates",  # whose published day files /telemetry shows
+    "AGGREGATES_SYNC_SECONDS": 10,  # how often the read cache checks the published index
 }
 
 

@@ -42,8 +42,8 @@ def cache() -> AggregateCache:
         found = AggregateCache(
             runlogs.public_store(settings),
             os.path.join(settings.data_dir, "aggregates-cache.db"),
-            current_app.config.get("AGGREGATES_JOB", AGGREGATES_JOB),
-            min_sync_seconds=float(current_app.config.get("AGGREGATES_SYNC_SECONDS", 10)),
+            current_app.config.get("AGGREGATES_JOB") or AGGREGATES_JOB,
+            min_sync_seconds=float(current_app.config["AGGREGATES_SYNC_SECONDS"]),
         )
         current_app.extensions["telemetry_aggregates"] = found
     return found
