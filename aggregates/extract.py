@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from histograms.buckets import exponential_buckets
+from histograms.convert import revision_of as _revision_of
 
 STATISTICS = 5  # trailing statistics in a compact histogram
 SIMPLE_PREFIX = "SIMPLE_MEASURES_"
@@ -168,11 +169,9 @@ def compact_vectors(arrays: list) -> list[list]:
     return [vector for group in by_length.values() for vector in compact_vectors(group)]
 
 
-def revision_of(record: Mapping[str, Any]) -> str:
+def revision_of(record: dict[str, Any]) -> str:
     """The Histograms.json revision a record's layouts belong to ('' when it names none)."""
-    from histograms.convert import revision_of as _revision_of
-
-    return _revision_of(dict(record)) or ""
+    return _revision_of(record) or ""
 
 
 def base_name(metric: str) -> str:
