@@ -51,7 +51,8 @@ def page():
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+        # a phone-sized viewport: the views must work there
+        page = browser.new_page(viewport={"width": 390, "height": 844}, accept_downloads=True)
         page.set_default_timeout(20_000)
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -91,6 +92,16 @@ def test_distribution_picks_a_metric_and_the_permalink_restores_it(site, page, r
         "() => Chart.getChart(document.getElementById('tm-chart')).data.datasets.length"
     )
     assert chart_data == 2  # the overlay is drawn too
+
+    with page.expect_download() as download:
+        page.click("#tm-csv")
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0].startswith("bucket_lower_bound,count release 23.0.1")
+    assert len(lines) == 1 + len(reference["CYCLE_COLLECTOR"]["buckets"])
+    with page.expect_download() as download:
+        page.click("#tm-json")
+    shown = json.loads(Path(download.value.path()).read_text())
+    assert [h["metric"] for h in shown] == ["CYCLE_COLLECTOR", "CYCLE_COLLECTOR"]
 
 
 def test_evolution_draws_one_point_per_build_and_keeps_its_state(site, page):
