@@ -39,9 +39,10 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 # The Cython hot loop, built in place so the editable install picks it up.
-histograms/_fast.so-stamp: histograms/_fast.pyx $(STAMP)
+histograms/_fast.so-stamp: histograms/_fast.pyx aggregates/_scan.pyx $(STAMP)
 	$(BIN)/python setup.py -q build_ext --inplace
 	$(BIN)/python -c "import histograms._fast" || { echo "the Cython hot loop did not build (see above)"; exit 1; }
+	$(BIN)/python -c "import aggregates._scan" || { echo "the aggregates scanner did not build (see above)"; exit 1; }
 	touch $@
 
 # Idempotent: npm installs the pinned version into build/npm once; the copy is gitignored.
@@ -70,4 +71,5 @@ format: setup
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) build *.egg-info histograms/_fast.*.so histograms/_fast.c histograms/_fast.so-stamp
+	rm -rf $(VENV) build *.egg-info histograms/_fast.*.so histograms/_fast.c histograms/_fast.so-stamp \
+		aggregates/_scan.*.so aggregates/_scan.c

@@ -12,6 +12,7 @@ simple measurements, which the 2014 dashboards showed as histograms too.
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -187,8 +188,28 @@ def add_vectors(vectors: list[list]) -> list:
     return [sum(column) for column in zip(*vectors, strict=True)]
 
 
+def _number(value: float) -> int | float:
+    """The scanner sums in doubles: whole numbers go back to int, as the general path has them."""
+    return int(value) if value.is_integer() else value
+
+
+def _add_into(total: array, other: array) -> None:
+    """total += other elementwise (the pure-Python stand-in of the scanner's add_into)."""
+    if len(total) != len(other):
+        raise ValueError("arrays of different lengths")
+    for index, value in enumerate(other):
+        total[index] += value
+
+
+try:
+    from aggregates._scan import add_into
+except ImportError:  # not built: ("b", ...) values are never produced then anyway
+    add_into = _add_into
+
+
 def merge_metric_maps(values: Iterator[tuple]) -> tuple[str, dict[str, list]]:
-    """Sum map values — `("r", compact, simple)` of one record, or `("m", {metric: vector})`
+    """Sum map values — `("r", compact, simple)` of one record, `("b", (names, lengths),
+    array, simple)` of one record read by the native scanner, or `("m", {metric: vector})`
     already merged — into one `("m", {metric: [submissions, sum, counts...]})`.
 
     Arrays of another length than the metric's first are kept apart as `<metric>#<length>`,
@@ -198,6 +219,7 @@ def merge_metric_maps(values: Iterator[tuple]) -> tuple[str, dict[str, list]]:
     raw: dict[str, list] = {}
     simple: dict[str, list] = {}
     merged: dict[str, list[list]] = {}
+    scanned: dict[tuple, list] = {}  # (names, lengths) -> [records, summed array]
     for value in values:
         if value[0] == "r":
             for name, compact in value[1].items():
@@ -208,9 +230,26 @@ def merge_metric_maps(values: Iterator[tuple]) -> tuple[str, dict[str, list]]:
                     arrays.append(compact)
             for name, number in value[2].items():
                 simple.setdefault(name, []).append(number)
+        elif value[0] == "b":
+            signature, values_array, numbers = value[1], value[2], value[3]
+            entry = scanned.get(signature)
+            if entry is None:
+                scanned[signature] = [1, array("d", values_array)]
+            else:
+                entry[0] += 1
+                add_into(entry[1], values_array)
+            for name, number in numbers.items():
+                simple.setdefault(name, []).append(number)
         else:
             for name, vector in value[1].items():
                 merged.setdefault(name, []).append(vector)
+    for (names, lengths), (submissions, total) in scanned.items():
+        offset = 0
+        for name, length in zip(names, lengths, strict=True):
+            vector = [submissions, _number(total[offset + length])]
+            vector.extend(_number(x) for x in total[offset : offset + length])
+            merged.setdefault(f"{name}#{length + 2}", []).append(vector)
+            offset += length + 1
     for name, arrays in raw.items():
         for vector in compact_vectors(arrays):
             merged.setdefault(f"{name}#{len(vector)}", []).append(vector)
