@@ -8,6 +8,8 @@ architecture, keep the bucket lower bounds and kind, and count submissions.
 Modules, in the order data flows through them:
 
 ``extract``      pure: one published record -> its dimensions and per-metric vectors
+``_scan``        optional Cython fast path of the mapper: compact histograms read straight from
+                 the record's text (falls back to ``extract``'s orjson path, same results)
 ``job_script``   the MapReduce job script (map/combine/reduce) built on ``extract``
 ``compute``      runs that script for some submission dates on the configured engine and
                  resolves bucket layouts and descriptions from each revision's Histograms.json

@@ -11,6 +11,9 @@ straight from its JSON text into one flat array of doubles, without building Pyt
 * `rest`: the record's JSON with those histogram sections cut out, for orjson to read the few
   small fields the mapper needs.
 
+Values are doubles: whole numbers are exact up to 2**53, far above any count or per-spill sum
+a client sends; `extract.merge_metric_maps` turns them back into ints.
+
 None means "use the general path" (orjson for everything): anything the fast path does not
 handle exactly as that path does (an escaped name, a non-number in an array, a duplicate name,
 a number too long for 64 bits, malformed JSON) falls back, so both give the same aggregates.
