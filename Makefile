@@ -1,7 +1,7 @@
 # telemetry-pipeline: `make run` starts everything on embedded defaults, `make test` runs the suite.
 # Both install what they need first (idempotent; Debian packages via apt-get when missing:
 # redis-server, postgresql, chromium, firefox-esr, wrk, gcc, python3-venv, python3-dev, systemd,
-# bubblewrap).
+# bubblewrap, npm).
 
 PY      ?= python3
 VENV    := .venv
@@ -11,14 +11,17 @@ APT_PKGS := redis-server chromium firefox-esr wrk
 PYTEST_ARGS ?=
 # flags for `make run` (python -m pipeline.runall --help), e.g. ARGS="--no-demo --ingest-port 8081"
 ARGS ?=
+# The dashboard's chart library, vendored from the npm registry at build time (no CDN at run time).
+VENDOR  := dashboard/static/vendor
+CHARTJS_VERSION := 4.6.1
 
 .PHONY: setup system-packages run test bench lint format clean
 
-setup: system-packages $(STAMP) histograms/_fast.so-stamp
+setup: system-packages $(STAMP) histograms/_fast.so-stamp $(VENDOR)/chart.umd.min.js
 
 system-packages:
 	@missing=""; \
-	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk cc:gcc systemd-analyze:systemd bwrap:bubblewrap; do \
+	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk cc:gcc systemd-analyze:systemd bwrap:bubblewrap npm:npm; do \
 		bin=$${cmd%%:*}; pkg=$${cmd##*:}; \
 		command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
@@ -39,10 +42,18 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 # The Cython hot loop, built in place so the editable install picks it up.
-histograms/_fast.so-stamp: histograms/_fast.pyx $(STAMP)
+histograms/_fast.so-stamp: histograms/_fast.pyx aggregates/_scan.pyx $(STAMP)
 	$(BIN)/python setup.py -q build_ext --inplace
 	$(BIN)/python -c "import histograms._fast" || { echo "the Cython hot loop did not build (see above)"; exit 1; }
+	$(BIN)/python -c "import aggregates._scan" || { echo "the aggregates scanner did not build (see above)"; exit 1; }
 	touch $@
+
+# Idempotent: npm installs the pinned version into build/npm once; the copy is gitignored.
+$(VENDOR)/chart.umd.min.js: Makefile
+	npm install --silent --no-audit --no-fund --no-save --prefix build/npm chart.js@$(CHARTJS_VERSION)
+	mkdir -p $(VENDOR)
+	cp build/npm/node_modules/chart.js/dist/chart.umd.min.js $@.tmp && mv $@.tmp $@
+	cp build/npm/node_modules/chart.js/LICENSE.md $(VENDOR)/chart.js.LICENSE.md
 
 run: setup
 	$(BIN)/python -m pipeline.runall $(ARGS)
@@ -63,4 +74,5 @@ format: setup
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) build *.egg-info histograms/_fast.*.so histograms/_fast.c histograms/_fast.so-stamp
+	rm -rf $(VENV) build *.egg-info histograms/_fast.*.so histograms/_fast.c histograms/_fast.so-stamp \
+		aggregates/_scan.*.so aggregates/_scan.c

@@ -29,9 +29,13 @@ def extensions() -> list:
         return []
     from setuptools import Extension
 
-    # Named explicitly so the module is always `histograms._fast`, whatever the tree looks like.
+    # Named explicitly so the modules are always `histograms._fast` and `aggregates._scan`,
+    # whatever the tree looks like (the aggregates' mapper falls back to orjson without it).
     return cythonize(
-        [Extension("histograms._fast", ["histograms/_fast.pyx"])],
+        [
+            Extension("histograms._fast", ["histograms/_fast.pyx"]),
+            Extension("aggregates._scan", ["aggregates/_scan.pyx"]),
+        ],
         compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
         quiet=True,
     )

@@ -51,6 +51,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     **account.DEFAULT_CONFIG,
     **sso.DEFAULT_CONFIG,
     **throttle.DEFAULT_CONFIG,
+    "AGGREGATES_JOB": "telemetry-aggregates",  # whose published day files /telemetry shows
+    "AGGREGATES_SYNC_SECONDS": 10,  # how often the read cache checks the published index
 }
 
 
@@ -92,7 +94,7 @@ def create_app(
 
     metrics.init_app(app, settings)  # /metrics, /__heartbeat__, /__lbheartbeat__
 
-    from dashboard import api, auth, health, jobs, public, tokens, workers_views
+    from dashboard import api, auth, health, jobs, public, telemetry, tokens, workers_views
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(jobs.bp)
@@ -101,6 +103,7 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(tokens.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(telemetry.bp)
     csrf.exempt(api.bp)  # the API authenticates every request with a bearer token, not a cookie
     from dashboard import admin
 

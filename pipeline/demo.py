@@ -2,7 +2,9 @@
 
 Where the real Mozilla fixtures are beside the checkout (`../shared/fixtures`, or
 TELEMETRY_SHARED_FIXTURES), their Histograms.json is seeded into the revision cache and the
-real Firefox 23 submission is posted. Otherwise a small generated v4 `main` ping is posted,
+real Firefox 23 submission is posted, with the real ESR 153 `main` ping (its revision is served
+by the modern Histograms.json of the fixtures, as the tests do, since the exact file of that
+revision is not among them). Otherwise a small generated v4 `main` ping is posted,
 with a matching demo Histograms.json seeded under a revision that exists only locally.
 The generated pings are marked as demo data by their build ID, `demo`, so they are published
 under `main/Firefox/esr/153.7.0/demo.<date>...` and a filter on appBuildID tells them apart.
@@ -25,6 +27,7 @@ from pipeline.config import Settings
 
 log = logging.getLogger("pipeline.demo")
 DEMO_BUILD_ID = "demo"
+ESR_REVISION_PATH = "releases/mozilla-esr153/a9effd9e521653405f0ffd311e8edf90bde92237"
 DEMO_REVISION = "https://hg.mozilla.org/mozilla-central/rev/0000000000de"
 DEMO_HISTOGRAMS = {
     "GC_MS": {
@@ -131,6 +134,17 @@ def send_demo_submissions(settings: Settings, ingest_url: str) -> int:
         payload = fixtures / "payloads" / "idle-daily-firefox-23.0.1.json.gz"
         path = (fixtures / "payloads" / "idle-daily-firefox-23.0.1.path").read_text().strip()
         submissions.append((path, payload.read_bytes()))
+        esr_ping = fixtures / "firefox" / "main-ping-esr153.json"
+        modern = fixtures / "histograms" / "enterprise-firefox-72a855fe" / "Histograms.json"
+        if esr_ping.is_file() and modern.is_file():
+            target = Path(settings.histogram_cache) / ESR_REVISION_PATH / "Histograms.json"
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(modern, target)
+            ping = json.loads(esr_ping.read_text())
+            build = ping["application"]["buildId"]
+            esr_path = f"/submit/telemetry/{uuid.uuid4()}/main/Firefox/153.7.0/esr/{build}?v=4"
+            submissions.append((esr_path, gzip.compress(json.dumps(ping).encode())))
     seed_revision(settings.histogram_cache, DEMO_REVISION, json.dumps(DEMO_HISTOGRAMS).encode())
     submissions.extend(demo_ping() for _ in range(3))
     accepted = sum(_post(ingest_url, path, body) == 200 for path, body in submissions)

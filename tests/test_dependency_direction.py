@@ -1,7 +1,8 @@
 """DESIGN's dependency direction, checked on every import statement of every package.
 
 `dashboard` → `scheduler` → plumbing; `convert` → `histograms` → plumbing; `ingest`,
-`mapreduce` → plumbing. The plumbing package imports no service, and the edge never parses.
+`mapreduce` → plumbing; `aggregates` → `histograms`, `mapreduce` → plumbing, and the dashboard
+reads the aggregates through `aggregates`. The plumbing package imports no service, and the edge never parses.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SERVICES = {"ingest", "convert", "mapreduce", "scheduler", "dashboard", "histograms"}
+SERVICES = {"ingest", "convert", "mapreduce", "scheduler", "dashboard", "histograms", "aggregates"}
 ALLOWED = {
     "pipeline": set(),
     "histograms": set(),
@@ -20,7 +21,8 @@ ALLOWED = {
     "mapreduce": set(),
     "convert": {"histograms"},
     "scheduler": set(),
-    "dashboard": {"scheduler"},
+    "aggregates": {"histograms", "mapreduce"},
+    "dashboard": {"scheduler", "aggregates"},
 }
 
 

@@ -128,6 +128,16 @@ def test_one_command_runs_the_pipeline_and_stops_cleanly(tmp_path, shared_fixtur
             f"http://127.0.0.1:{dashboard_port}/public/published-summary/data/", timeout=30
         ) as response:
             assert "summary.json" in response.read().decode()
+
+        # The aggregates system job ran over the demo data: /telemetry shows real histograms.
+        index_path = data_dir / "public" / "telemetry-aggregates" / "data" / "index.json"
+        wait_for(index_path.exists, 180, "the aggregates system job's index")
+        query = "metric=GC_MS&channel=release&version=23.0.1"
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{dashboard_port}/telemetry/api/v1/histogram?{query}", timeout=30
+        ) as response:
+            answer = json.loads(response.read())
+        assert answer["submissions"] >= 1 and sum(answer["counts"]) > 0
     finally:
         code = stop_runall(process, signal.SIGINT, log_path)
     output = log_path.read_text()

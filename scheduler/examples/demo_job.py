@@ -5,6 +5,9 @@ own (the plumbing package imports no service). On a data directory without a job
 `published-summary` it schedules the example (daily at 12:00 UTC), waits until the converter
 has published something, and asks for one run now, so the public output page of a new
 installation is not empty. A job of that name that already exists is left as its user left it.
+
+It also creates the `telemetry-aggregates` system job when missing and, once the demo data
+has settled, runs it, so /telemetry/dist and /telemetry/evo show real distributions at once.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pipeline.stores import open_store
 from scheduler.examples.build import TARBALL
 from scheduler.jobs import create_job, request_run_now, store_tarball
 from scheduler.models import Job
+from scheduler.system_jobs import ensure_aggregates_job
 
 log = logging.getLogger("scheduler.examples.demo_job")
 DEMO_JOB = "published-summary"
@@ -62,6 +66,36 @@ def _wait_for_published_data(settings: Settings, wait_seconds: float) -> None:
         time.sleep(1.0)
 
 
+def _wait_until_settled(settings: Settings, quiet_seconds: float, wait_seconds: float) -> None:
+    """Wait until nothing new has been published for `quiet_seconds` (at most `wait_seconds`)."""
+    published = open_store(settings.published_url, endpoint_url=settings.s3_endpoint_url)
+    deadline = time.monotonic() + wait_seconds
+    seen, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = sum(1 for _ in published.list(""))
+        if count != seen:
+            seen, quiet_since = count, time.monotonic()
+        elif count and time.monotonic() - quiet_since >= quiet_seconds:
+            return
+        time.sleep(1.0)
+
+
+def schedule_aggregates(settings: Settings, wait_seconds: float = 90.0) -> bool:
+    """Create the aggregates system job when missing and run it once the demo data settled."""
+    engine = make_engine(settings.database_url)
+    try:
+        init_db(engine)
+        sessions = session_factory(engine)
+        job, created = ensure_aggregates_job(settings, sessions)
+        if created:
+            _wait_until_settled(settings, quiet_seconds=8.0, wait_seconds=wait_seconds)
+            with sessions() as session:
+                request_run_now(session, job)
+        return created
+    finally:
+        engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m scheduler.examples.demo_job",
@@ -76,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if not schedule_demo_job(load_settings(), args.wait_seconds):
+    settings = load_settings()
+    if not schedule_demo_job(settings, args.wait_seconds):
         log.info("a job named %s exists already: left as it is", DEMO_JOB)
+    if schedule_aggregates(settings, args.wait_seconds):
+        log.info("created and ran the aggregates system job for /telemetry/dist and /evo")
     return 0
 
 
