@@ -56,21 +56,29 @@ def read(
     MapReduce job without --strict does.
     """
     chosen = as_filter(input_filter, source)
-    opened = _open(store)
     count = 0
-    for info in list_matching(opened, chosen):
+    for key, dims, text in read_text(chosen, store=store):
+        if doc_id is not None and key != doc_id:
+            continue
+        if limit is not None and count >= limit:
+            return
+        record = json.loads(text)
+        if chosen.source == ERRORS:
+            _add_body_text(record)
+        count += 1
+        yield key, dims, record
+
+
+def read_text(
+    input_filter: InputFilter, *, store: BlobStore | str | None = None
+) -> Iterator[tuple[str, dict[str, str], str]]:
+    """Yield `(key, dims, json_text)` for every selected record, unparsed (for bulk copies)."""
+    opened = _open(store)
+    for info in list_matching(opened, input_filter):
         tree, dims = source_dimensions(info.key)
         with opened.open(info.key) as stream:
             for key, text in read_records(stream, FileStats(info.key), keyed=tree != ERRORS):
-                if doc_id is not None and key != doc_id:
-                    continue
-                if limit is not None and count >= limit:
-                    return
-                record = json.loads(text)
-                if tree == ERRORS:
-                    _add_body_text(record)
-                count += 1
-                yield key, dict(dims), record
+                yield key, dict(dims), text
 
 
 def _open(store: BlobStore | str | None) -> BlobStore:
