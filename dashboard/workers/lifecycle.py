@@ -60,7 +60,7 @@ def launch(
     session.add(worker)
     session.commit()
     try:
-        result = provider.launch(worker.id, name, owner, ssh_public_key)
+        result = provider.launch(worker.id, name, owner, ssh_public_key, worker.expires_at)
     except WorkerProviderError as exc:
         worker.state = WorkerState.failed.value
         worker.reason = str(exc)
@@ -93,11 +93,22 @@ def refresh(session: Session, provider: WorkerProvider, worker: Worker) -> None:
 
 
 def extend(
-    session: Session, worker: Worker, by: dt.timedelta, now: dt.datetime | None = None
+    session: Session,
+    provider: WorkerProvider,
+    worker: Worker,
+    by: dt.timedelta,
+    now: dt.datetime | None = None,
 ) -> None:
-    """Push the kill time `by` later (from now if it has already passed) and re-arm the warning."""
+    """Push the kill time `by` later (from now if it has already passed) and re-arm the warning.
+
+    The machine is told first (an EC2 worker stops itself after its kill time); when that
+    fails, WorkerProviderError is raised and nothing changes.
+    """
     now = now or utcnow()
-    worker.expires_at = max(worker.expires_at, now) + by
+    expires_at = max(worker.expires_at, now) + by
+    if worker.instance_id:
+        provider.extend(worker.instance_id, expires_at)
+    worker.expires_at = expires_at
     worker.warned_at = None
     session.commit()
     log.info("worker %s extended until %s", worker.id, utc(worker.expires_at))

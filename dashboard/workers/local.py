@@ -7,6 +7,7 @@ enter it. Terminating deletes the workspace (like terminating an instance delete
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import shlex
 import shutil
@@ -42,7 +43,14 @@ class LocalProvider(WorkerProvider):
         lines.append('PS1="(worker) $PS1"')
         return "\n".join(lines) + "\n"
 
-    def launch(self, worker_id: int, name: str, owner: str, ssh_public_key: str) -> LaunchResult:
+    def launch(
+        self,
+        worker_id: int,
+        name: str,
+        owner: str,
+        ssh_public_key: str,
+        expires_at: dt.datetime | None = None,
+    ) -> LaunchResult:
         workspace = self.root / f"{worker_id}-{name}"
         try:
             workspace.mkdir(parents=True, exist_ok=False)
