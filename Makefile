@@ -1,6 +1,6 @@
 # telemetry-pipeline: `make run` starts everything on embedded defaults, `make test` runs the suite.
 # Both install what they need first (idempotent; Debian packages via apt-get when missing:
-# redis-server, postgresql, chromium, firefox-esr, wrk, gcc, python3-venv, python3-dev).
+# redis-server, postgresql, chromium, firefox-esr, wrk, gcc, python3-venv, python3-dev, bubblewrap).
 
 PY      ?= python3
 VENV    := .venv
@@ -15,7 +15,7 @@ setup: system-packages $(STAMP) histograms/_fast.so-stamp
 
 system-packages:
 	@missing=""; \
-	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk cc:gcc; do \
+	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk cc:gcc bwrap:bubblewrap; do \
 		bin=$${cmd%%:*}; pkg=$${cmd##*:}; \
 		command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
@@ -26,7 +26,7 @@ system-packages:
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq $$missing; \
 	fi
 
 $(STAMP): pyproject.toml setup.py

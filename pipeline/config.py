@@ -62,6 +62,12 @@ class Settings:
     alert_recipients: str = ""  # comma-separated addresses for pipeline health alerts
     health_interval_seconds: float = 3600.0
     public_base_url: str = "http://127.0.0.1:5000"
+    # The only AWS credentials a scheduled job gets (as AWS_*), to read an s3:// published
+    # store; give them a read-only policy. The service's own AWS_* are never passed to jobs.
+    job_aws_access_key_id: str = ""
+    job_aws_secret_access_key: str = ""
+    job_aws_session_token: str = ""
+    job_aws_region: str = ""
 
     def describe(self) -> str:
         """Return `NAME=value` lines for `--help` texts and start-up logs."""
@@ -83,7 +89,7 @@ def secret_key_path(data_dir: str) -> Path:
     return Path(data_dir) / SECRET_KEY_FILE
 
 
-_SECRET_FIELDS = {"secret_key"}
+_SECRET_FIELDS = {"secret_key", "job_aws_secret_access_key", "job_aws_session_token"}
 _URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")
 
 

@@ -40,6 +40,19 @@ class SchedulerConfig:
     keep_work_dirs: bool = False
     # Lines of the run log quoted in failure emails.
     mail_log_lines: int = 20
+    # The sandbox of local runs (scheduler.sandbox): the bubblewrap binary, whether jobs may
+    # use the network, and per-process limits (0 = no limit; processes counts every process
+    # of the sandbox's uid).
+    sandbox_bwrap: str = "bwrap"
+    sandbox_network: bool = False
+    sandbox_memory_bytes: int = 4 * 1024**3
+    sandbox_processes: int = 512
+    sandbox_file_bytes: int = 1024**3
+    sandbox_cpu_seconds: int = 6 * 3600
+    # UNSAFE: when no sandbox can be set up, run non-admins' local jobs anyway, unsandboxed,
+    # with the service's rights (they can then read its secrets and every user's data).
+    # Off: such runs are refused with the reason on the run.
+    unsafe_no_sandbox: bool = False
     # EC2 runner.
     ec2_endpoint_url: str = ""
     ec2_region: str = ""
