@@ -1,6 +1,7 @@
 # telemetry-pipeline: `make run` starts everything on embedded defaults, `make test` runs the suite.
 # Both install what they need first (idempotent; Debian packages via apt-get when missing:
-# redis-server, postgresql, chromium, firefox-esr, wrk, gcc, python3-venv, python3-dev, bubblewrap).
+# redis-server, postgresql, chromium, firefox-esr, wrk, gcc, python3-venv, python3-dev, bubblewrap,
+# openssh-server).
 
 PY      ?= python3
 VENV    := .venv
@@ -15,7 +16,7 @@ setup: system-packages $(STAMP) histograms/_fast.so-stamp
 
 system-packages:
 	@missing=""; \
-	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk cc:gcc bwrap:bubblewrap; do \
+	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk cc:gcc bwrap:bubblewrap /usr/sbin/sshd:openssh-server; do \
 		bin=$${cmd%%:*}; pkg=$${cmd##*:}; \
 		command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \

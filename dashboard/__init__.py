@@ -36,6 +36,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "WORKER_LIFETIME_HOURS": 24,
     "WORKER_EXTEND_HOURS": 24,
     "WORKER_WARN_BEFORE_MINUTES": 60,
+    # The address local workers' sshd listen on and their SSH command names.
+    "WORKER_LOCAL_SSH_HOST": "127.0.0.1",
     "WORKER_EC2_AMI": "",  # no default; required with the ec2 provider (create_app refuses)
     # The instance profile (name or ARN) giving workers read-only access to the published
     # store; no default, required with the ec2 provider (create_app refuses).

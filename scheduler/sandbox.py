@@ -178,6 +178,9 @@ def build_command(spec: SandboxSpec, argv: Sequence[str]) -> list[str]:
         elif os.path.isdir(path):
             cmd += ["--ro-bind", path, path]
             bound.append(path)
+    # Made first and traversable: bwrap running as root would otherwise create /etc as 0700
+    # for the first file bound into it, and the sandbox uid could read none of them.
+    cmd += ["--perms", "0755", "--dir", "/etc"]
     for name in ETC_FILES:
         cmd += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     made: set[str] = set()

@@ -36,6 +36,15 @@ from tests.servers import free_port
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def stop_local_workers():
+    """Local workers are real sandboxes with an sshd: none outlives its test."""
+    yield
+    from dashboard.workers.local import stop_all
+
+    stop_all()
+
+
 def public_key(kind: str = "ed25519", comment: str = "ada@laptop") -> str:
     private = {
         "ed25519": lambda: ed25519.Ed25519PrivateKey.generate(),
@@ -133,12 +142,13 @@ def test_launching_a_local_worker_shows_state_command_and_kill_time(app, client,
         < worker.expires_at - before
         <= dt.timedelta(hours=24, minutes=1)
     )
-    workspace = Path(worker.address)
+    workspace = Path(worker.instance_id)
     assert workspace.parent == Path(settings.data_dir) / "workers"
-    assert "TELEMETRY_DATA_DIR" in (workspace / "env.sh").read_text()
-    assert (workspace / "authorized_keys").read_text().startswith("ssh-ed25519 ")
+    assert (workspace / "ssh" / "authorized_keys").read_text().startswith("ssh-ed25519 ")
+    port = worker.address.rsplit(":", 1)[1]
+    assert worker.connect_command == f"ssh -p {port} worker@127.0.0.1"
     html = client.get("/workers").get_data(as_text=True)
-    assert f"cd {workspace} &amp;&amp; bash --rcfile env.sh" in html
+    assert worker.connect_command in html
     assert worker.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC") in html
     assert "Extend 24 h" in html and "Kill" in html
 
@@ -195,7 +205,7 @@ def test_kill_terminates_and_removes_the_workspace(app, client):
     client.post(f"/workers/{worker.id}/kill", data={"csrf_token": csrf_token(client, "/workers")})
     [after] = workers(app)
     assert after.state == "terminated" and "killed by ada@example.org" in after.reason
-    assert not Path(worker.address).exists()
+    assert not Path(worker.instance_id).exists()
     assert (
         client.post(
             f"/workers/{worker.id}/extend", data={"csrf_token": csrf_token(client, "/workers")}
@@ -247,7 +257,7 @@ def test_an_admin_sees_and_acts_on_another_users_worker_a_normal_user_gets_404(a
     assert killed.status_code == 302
     [after] = workers(app)
     assert after.state == "terminated" and after.reason == "killed by root@example.org"
-    assert not Path(worker.address).exists()
+    assert not Path(worker.instance_id).exists()
     assert "killed by root@example.org" in client.get("/workers").get_data(as_text=True)
 
 
@@ -288,7 +298,7 @@ def test_expiry_sweep_warns_an_hour_before_then_terminates(settings, smtp_server
     }
     [after] = workers(app)
     assert after.state == "terminated" and after.reason == "expired"
-    assert not Path(worker.address).exists()
+    assert not Path(worker.instance_id).exists()
     messages = smtp_server.wait_for(2)
     assert "was terminated" in messages[1]["Subject"]
 

@@ -18,7 +18,7 @@ def get_provider(name: str, settings: Settings, config: Mapping[str, Any]) -> Wo
     if name == "local":
         from dashboard.workers.local import LocalProvider
 
-        return LocalProvider(settings)
+        return LocalProvider(settings, listen=config.get("WORKER_LOCAL_SSH_HOST") or "127.0.0.1")
     if name == "ec2":
         from dashboard.workers.ec2 import EC2Provider
 
