@@ -178,7 +178,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
 def open_input_store(args: argparse.Namespace, settings: Settings) -> BlobStore:
     if args.local_only:
         return LocalStore(f"file://{args.data_dir}", args.data_dir, setting="--data-dir")
-    return open_store(args.bucket, setting="--bucket", endpoint_url=settings.s3_endpoint_url)
+    return open_store(
+        args.bucket, setting="--bucket", endpoint_url=settings.s3_endpoint_url, read_only=True
+    )
 
 
 def make_runner(args: argparse.Namespace) -> Runner:

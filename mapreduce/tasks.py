@@ -50,7 +50,9 @@ class StoreOpener:
     endpoint_url: str | None = None
 
     def __call__(self) -> BlobStore:
-        return open_store(self.url, setting="--bucket", endpoint_url=self.endpoint_url)
+        return open_store(
+            self.url, setting="--bucket", endpoint_url=self.endpoint_url, read_only=True
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -204,7 +204,9 @@ def build_command(spec: SandboxSpec, argv: Sequence[str]) -> list[str]:
     for path in _project_dirs():
         if not any(_under(path, done) for done in bound):
             bind("--ro-bind", path, path)
-    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    # A writable /dev/shm: multiprocessing (MapReduce's local engine) keeps its shared
+    # counters there, and bwrap's own /dev/shm belongs to root.
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
     if spec.tmp is None:
         cmd += ["--tmpfs", "/tmp"]
     else:

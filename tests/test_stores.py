@@ -269,3 +269,23 @@ def test_file_where_the_store_directory_should_be_names_the_setting(tmp_path):
     blocker.write_text("")
     with pytest.raises(ConfigError, match="TELEMETRY_PUBLIC_URL: .*not a directory"):
         open_store(f"file://{blocker}", setting="TELEMETRY_PUBLIC_URL")
+
+
+def test_a_read_only_directory_opens_for_readers_only(tmp_path, monkeypatch):
+    """The published data is mounted read-only in sandboxes; MapReduce opens it read_only."""
+    import os
+
+    import pipeline.stores.local as local
+
+    root = tmp_path / "store"
+    open_store(f"file://{root}").put("a/b.lz4", b"data")
+    real_access = os.access
+    monkeypatch.setattr(
+        local.os,
+        "access",
+        lambda path, mode: real_access(path, mode) and not (Path(path) == root and mode & os.W_OK),
+    )
+    with pytest.raises(ConfigError, match="not readable and writable"):
+        open_store(f"file://{root}", setting="TELEMETRY_PUBLISHED_URL")
+    store = open_store(f"file://{root}", setting="TELEMETRY_PUBLISHED_URL", read_only=True)
+    assert store.get("a/b.lz4") == b"data"

@@ -24,10 +24,16 @@ _FILE_MODE = 0o644
 
 
 class LocalStore(BlobStore):
-    def __init__(self, url: str, root: str, setting: str = "store URL") -> None:
+    def __init__(
+        self, url: str, root: str, setting: str = "store URL", *, read_only: bool = False
+    ) -> None:
         self.url = url
         self.setting = setting
         self.root = Path(root)
+        if read_only and self.root.is_dir():
+            if not os.access(self.root, os.R_OK | os.X_OK):
+                raise ConfigError(setting, f"directory {self.root} is not readable")
+            return
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except FileExistsError as exc:
