@@ -14,6 +14,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def test_ssh_in_and_run_a_mapreduce_example_over_published_data(app, published, 
     )
     lines = again.stdout.splitlines()
     assert lines[:4] == ["worker", str(sandbox.SANDBOX_UID), "/home/worker", str(len(expected))]
-    assert lines[4].startswith(str(Path(os.sys.executable).parent))
+    assert lines[4].startswith(str(Path(sys.executable).parent))
     # mapreduce.cat works too, on the same read-only data.
     cat = ssh(worker, key, "python -m mapreduce.cat --limit 1; touch /data/published/x")
     assert cat.stdout.count("\n") == 1 and '"dimensions"' in cat.stdout
@@ -225,3 +226,75 @@ def test_warning_mail_extend_and_expiry(app, tmp_path, caplog):
     assert sweep_once(app, extended.expires_at + dt.timedelta(minutes=1))["terminated"] == 1
     assert alive(pids) == set()
     assert not Path(worker.instance_id).exists()
+
+
+def test_the_readme_analyst_walkthrough(app, settings, published, tmp_path):
+    """README "Analysts": launch by API, SSH in, run a job, package it, copy it out, schedule it."""
+    from dashboard.api_tokens import create_token
+    from dashboard.models import User
+
+    key = KeyPair(tmp_path, "ada")
+    with app.app_context():
+        user = database.db().scalar(select(User).where(User.email == "ada@example.org"))
+        _token, secret = create_token(database.db(), user, "walkthrough")
+    api = app.test_client()
+    bearer = {"Authorization": f"Bearer {secret}"}
+    reply = api.post(
+        "/api/workers", json={"name": "scratch", "ssh_public_key": key.public}, headers=bearer
+    )
+    assert reply.status_code == 201, reply.get_json()
+    worker = worker_named(app, "scratch")
+    assert reply.get_json()["worker"]["connect_command"] == worker.connect_command
+    session = "\n".join(
+        [
+            "set -e",
+            "python -m mapreduce.cat --limit 2 | wc -l",
+            "python -m mapreduce.job examples/osdistribution.py "
+            "-f examples/osdistribution_filter.json -o os.txt",
+            "mkdir -p myjob && cp examples/osdistribution.py examples/osdistribution_filter.json myjob/",
+            "cat > myjob/run.sh <<'SH'",
+            'python -m mapreduce.job osdistribution.py -f osdistribution_filter.json -o "$OUTPUT_DIR/os.txt"',
+            "SH",
+            "tar czf myjob.tar.gz -C myjob .",
+        ]
+    )
+    result = ssh(worker, key, session)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "2"
+    port = worker.address.rsplit(":", 1)[1]
+    tarball = tmp_path / "myjob.tar.gz"
+    copy = subprocess.run(
+        ["scp", "-i", str(key.path), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"]
+        + ["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-F", "/dev/null"]
+        + ["-P", port, "worker@127.0.0.1:myjob.tar.gz", str(tarball)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert copy.returncode == 0, copy.stderr
+    answer_in_worker = ssh(worker, key, "cat os.txt").stdout
+    fields = {
+        "name": "os-daily",
+        "command": "bash run.sh",
+        "output_dir": "output",
+        "frequency": "daily",
+        "hour": "6",
+        "timeout_minutes": "60",
+    }
+    with tarball.open("rb") as upload:
+        created = api.post(
+            "/api/jobs",
+            data={**fields, "tarball": (upload, "myjob.tar.gz")},
+            headers=bearer,
+            content_type="multipart/form-data",
+        )
+    assert created.status_code == 201, created.get_json()
+    run = subprocess.run(
+        [sys.executable, "-m", "scheduler", "run-now", "os-daily", "--wait"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    public = open_store(settings.public_url)
+    assert public.get("os-daily/data/os.txt").decode() == answer_in_worker
