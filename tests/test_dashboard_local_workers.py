@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import types
 from collections import Counter
 from pathlib import Path
 
@@ -298,3 +299,35 @@ def test_the_readme_analyst_walkthrough(app, settings, published, tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     public = open_store(settings.public_url)
     assert public.get("os-daily/data/os.txt").decode() == answer_in_worker
+
+
+def test_a_worker_whose_sandbox_ended_is_cleaned_up_by_the_sweep(app, tmp_path, caplog):
+    key = KeyPair(tmp_path, "ada")
+    worker = launch(app, "ada@example.org", key, "crashed")
+    pids = sandbox_pids(worker)
+    sandbox.kill(
+        types.SimpleNamespace(pid=int((Path(worker.instance_id) / "sshd.pid").read_text()))
+    )
+    with caplog.at_level(logging.INFO, logger="pipeline.mail"):
+        assert sweep_once(app)["terminated"] == 1
+    with app.app_context():
+        after = database.db().get(Worker, worker.id)
+        assert after.state == "terminated" and "stopped by itself" in after.reason
+    assert "subject=Worker crashed has stopped" in caplog.text
+    assert alive(pids) == set() and not Path(worker.instance_id).exists()
+
+
+def test_a_worker_started_by_another_dashboard_process_is_killed_by_pid(app, tmp_path):
+    from dashboard.workers import local
+
+    key = KeyPair(tmp_path, "ada")
+    worker = launch(app, "ada@example.org", key, "elsewhere")
+    pids = sandbox_pids(worker)
+    with local._lock:  # this process forgets it, as a second gunicorn worker never knew it
+        proc = local._running.pop(worker.instance_id)
+    assert sweep_once(app)["terminated"] == 0  # still running: found by its pid file
+    client = app.test_client()
+    sign_in(client, "ada@example.org")
+    client.post(f"/workers/{worker.id}/kill", data={"csrf_token": csrf_token(client, "/workers")})
+    proc.wait(10)  # reap it (this test process is its parent after all)
+    assert alive(pids) == set() and not Path(worker.instance_id).exists()

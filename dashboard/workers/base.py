@@ -35,6 +35,10 @@ class WorkerProvider(abc.ABC):
     ) -> LaunchResult:
         """Start a machine the owner can reach with `ssh_public_key`, due to end at `expires_at`."""
 
+    def is_gone(self, instance_id: str) -> bool:
+        """True when the machine ended without being terminated here; default: never known."""
+        return False
+
     def extend(self, instance_id: str, expires_at: dt.datetime) -> None:
         """Tell the machine its new kill time (for one that stops itself); default: nothing."""
         return None

@@ -131,6 +131,20 @@ def kill(
     log.info("worker %s terminated: %s", worker.id, reason)
 
 
+def _gone(provider_for: ProviderFor, worker: Worker) -> str:
+    """Why an active worker's machine is no longer there ("" while it is, or if unknown)."""
+    if worker.state != WorkerState.running.value or not worker.instance_id:
+        return ""
+    try:
+        gone = provider_for(worker.provider).is_gone(worker.instance_id)
+    except WorkerProviderError as exc:
+        log.warning("worker %s: cannot tell whether it still runs: %s", worker.id, exc)
+        return ""
+    if gone:
+        return "stopped by itself (its machine or the dashboard process that ran it ended)"
+    return ""
+
+
 def expire_workers(
     sessions: sessionmaker,
     settings: Settings,
@@ -138,7 +152,8 @@ def expire_workers(
     now: dt.datetime,
     warn_before: dt.timedelta = dt.timedelta(hours=1),
 ) -> dict[str, int]:
-    """Warn owners whose workers expire within `warn_before`, terminate those past expiry.
+    """Warn owners whose workers expire within `warn_before`, terminate those past expiry,
+    and clean up after workers whose machine ended by itself.
 
     Returns {"warned": n, "terminated": n, "errors": n}. A failed termination stays active
     and is retried by the next sweep.
@@ -148,7 +163,23 @@ def expire_workers(
     with sessions() as session:
         workers = list(session.scalars(select(Worker).where(Worker.state.in_(active))))
         for worker in workers:
-            if worker.expires_at <= now:
+            gone = _gone(provider_for, worker)
+            if gone and worker.expires_at > now:
+                try:
+                    kill(session, provider_for(worker.provider), worker, gone, now)
+                except WorkerProviderError as exc:
+                    session.rollback()
+                    counts["errors"] += 1
+                    log.error("worker %s: cleaning up after it ended failed: %s", worker.id, exc)
+                    continue
+                counts["terminated"] += 1
+                send_mail(
+                    settings,
+                    worker.owner,
+                    f"Worker {worker.name} has stopped",
+                    f"Your analysis worker {worker.name} {gone}.\n",
+                )
+            elif worker.expires_at <= now:
                 try:
                     kill(session, provider_for(worker.provider), worker, "expired", now)
                 except WorkerProviderError as exc:

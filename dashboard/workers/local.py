@@ -252,6 +252,15 @@ class LocalProvider(WorkerProvider):
                 )
             time.sleep(0.05)
 
+    def is_gone(self, instance_id: str) -> bool:
+        """The sandbox ended by itself (its sshd died, or the dashboard that ran it stopped)."""
+        workspace = Path(instance_id)
+        with _lock:
+            proc = _running.get(str(workspace))
+        if proc is not None:
+            return proc.poll() is not None
+        return _sandbox_pid(workspace) is None
+
     def terminate(self, instance_id: str) -> None:
         workspace = Path(instance_id)
         if workspace.parent != self.root:
@@ -267,15 +276,24 @@ class LocalProvider(WorkerProvider):
             raise WorkerProviderError(f"could not delete the workspace {workspace}")
 
 
-def _stop_by_pid(workspace: Path) -> None:
-    """Kill a sandbox another process (an earlier dashboard) started, if it still runs."""
+def _sandbox_pid(workspace: Path) -> int | None:
+    """The pid of the worker's running sandbox, from its pid file (None: not running)."""
     try:
         pid = int((workspace / "sshd.pid").read_text())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][:1]
+    except (OSError, ValueError, IndexError):
+        return None
+    if str(workspace).encode() not in cmdline or state == "Z":
+        return None  # gone, or the pid was reused by something else
+    return pid
+
+
+def _stop_by_pid(workspace: Path) -> None:
+    """Kill a sandbox another process (an earlier dashboard) started, if it still runs."""
+    pid = _sandbox_pid(workspace)
+    if pid is None:
         return
-    if str(workspace).encode() not in cmdline:
-        return  # the pid was reused by something else
     sandbox.kill(types.SimpleNamespace(pid=pid))
     deadline = time.monotonic() + 10
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
