@@ -34,6 +34,9 @@ class SchedulerConfig:
     extract_max_members: int = 10_000
     # Published output guard: largest single file that may be published.
     publish_max_file_bytes: int = 100 * 1024 * 1024
+    # ... and the most bytes the guard decompresses from one file (gzip, zip, ... nesting)
+    # while checking it for raw data; a file expanding further is refused.
+    publish_max_expanded_bytes: int = 1024 * 1024 * 1024
     # Where runs are extracted and their logs written ("" = $TELEMETRY_DATA_DIR/runs).
     work_dir: str = ""
     # Keep run directories after the run (debugging); logs are always published.

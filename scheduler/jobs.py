@@ -13,8 +13,8 @@ import logging
 import re
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import column, select, table, update
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from pipeline.config import Settings
@@ -273,6 +273,20 @@ def cancel_run(session: Session, run: Run) -> Run:
     session.refresh(run)
     log.info("run %s cancel requested (state now %s)", run.id, run.state)
     return run
+
+
+_USERS = table("dashboard_users", column("email"), column("is_admin"))
+
+
+def owner_is_admin(session: Session, email: str) -> bool:
+    """True when `email` is a dashboard admin (the dashboard owns that table; read by name so
+    the scheduler does not import the dashboard). No table yet: nobody is."""
+    try:
+        value = session.execute(select(_USERS.c.is_admin).where(_USERS.c.email == email)).scalar()
+    except (OperationalError, ProgrammingError):
+        session.rollback()
+        return False
+    return bool(value)
 
 
 def service_alive(session: Session, within_seconds: float = 15.0) -> bool:

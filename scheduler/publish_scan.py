@@ -309,7 +309,7 @@ class Scanner:
                 raise Refused(
                     "submission-json",
                     f"{label}, object ending before byte {offset + len(carry) + len(chunk)}",
-                    "contains a JSON object shaped like a telemetry submission",
+                    "contains a raw telemetry submission (a JSON object with info and histograms, or payload and clientId/environment); publish aggregates only",
                 )
             window = carry + chunk
             hit = SPOOL_RECORD.search(window)
@@ -317,14 +317,14 @@ class Scanner:
                 raise Refused(
                     "spool-record",
                     f"{label}, byte {offset + hit.start()}",
-                    "contains a spool/batch record (TPR1 magic)",
+                    "contains raw telemetry records (a spool/batch record, TPR1 magic)",
                 )
             for start, doc_id in _uuids(window):
                 if _raw_line_at(window, start, start + 36):
                     raise Refused(
                         "raw-record-line",
                         f"{label}, byte {offset + start}",
-                        "contains a raw record line (docId, tab, JSON)",
+                        "contains raw telemetry records (a docId<TAB>json line); publish aggregates only",
                     )
                 if self.lookup is not None:
                     ids.setdefault(doc_id, offset + start)
@@ -344,7 +344,7 @@ class Scanner:
                 raise Refused(
                     "docid-seen",
                     f"{label}, byte {at}",
-                    f"contains docId {doc_id}, a submission the pipeline has received",
+                    f"contains docId {doc_id} of a raw telemetry submission the pipeline received",
                 )
 
 

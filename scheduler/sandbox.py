@@ -113,7 +113,11 @@ class SandboxSpec:
 
 
 def _host_bwrap(bwrap: str) -> str | None:
-    return shutil.which(bwrap) if os.sep not in bwrap else (bwrap if os.access(bwrap, os.X_OK) else None)
+    return (
+        shutil.which(bwrap)
+        if os.sep not in bwrap
+        else (bwrap if os.access(bwrap, os.X_OK) else None)
+    )
 
 
 def _as_root() -> bool:
@@ -239,7 +243,9 @@ def build_command(spec: SandboxSpec, argv: Sequence[str]) -> list[str]:
 def _probe(bwrap: str, root: bool) -> str | None:
     path = _host_bwrap(bwrap)
     if path is None:
-        return f"bubblewrap ({bwrap!r}) is not installed or not executable (Debian package bubblewrap)"
+        return (
+            f"bubblewrap ({bwrap!r}) is not installed or not executable (Debian package bubblewrap)"
+        )
     if shutil.which("prlimit") is None:
         return "prlimit (util-linux) is not installed"
     if root and _setpriv() is None:

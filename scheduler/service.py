@@ -38,6 +38,7 @@ from pipeline.config import Settings
 from pipeline.db import init_db, make_engine, session_factory
 from scheduler.clock import UTC, Clock, naive_utc
 from scheduler.config import SchedulerConfig, load_scheduler_config
+from scheduler.jobs import owner_is_admin
 from scheduler.models import Job, Run, RunState, SchedulerHeartbeat
 from scheduler.notify import notify_expired, notify_run
 from scheduler.runners import Runner, RunOutcome, RunRequest, make_runner
@@ -513,6 +514,8 @@ class SchedulerService:
 
     # -- executing runs ---------------------------------------------------------------------
     def request_for(self, run: Run, job: Job) -> RunRequest:
+        with self.Session() as session:
+            admin = owner_is_admin(session, job.owner)
         return RunRequest(
             run_id=run.id,
             job_name=job.name,
@@ -522,6 +525,7 @@ class SchedulerService:
             output_dir=job.output_dir,
             timeout_minutes=job.timeout_minutes,
             timeout_seconds=job.timeout_minutes * self.config.timeout_unit_seconds,
+            owner_is_admin=admin,
         )
 
     def _launch(self, run: Run, job: Job) -> None:

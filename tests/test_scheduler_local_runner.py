@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
+import dataclasses
 import io
 import os
 import sys
@@ -119,38 +119,59 @@ def test_non_zero_exit_fails_and_publishes_nothing(settings, runner, public):
     assert list(public.list("demo/data/")) == []
 
 
-def test_child_ignoring_sigterm_is_killed_at_the_timeout(settings, runner, tmp_path):
-    pid_file = tmp_path / "child.pid"
-    command = f"(trap '' TERM; exec sleep 300) & echo $! > {pid_file}; wait"
+def processes_running(marker: str) -> list[int]:
+    """Host pids whose command line contains `marker` (the sandbox's pids are its own)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and not process_gone(int(entry)):
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if marker.encode() in cmdline and b"pytest" not in cmdline:
+                found.append(int(entry))
+    return found
+
+
+def test_child_ignoring_sigterm_is_killed_at_the_timeout(settings, runner):
+    command = "(trap '' TERM; exec sleep 3011) & wait"
     outcome = runner.execute(request(settings, command, timeout=1.5))
     assert outcome.state == RunState.timed_out
-    assert "timed out" in outcome.reason and "process group was killed" in outcome.reason
-    child = int(pid_file.read_text())
-    assert wait_until(lambda: process_gone(child)), f"child {child} survived the timeout"
+    assert "timed out" in outcome.reason and "every process of the run was killed" in outcome.reason
+    assert wait_until(lambda: not processes_running("sleep 3011")), "the child survived"
 
 
-def test_background_children_do_not_outlive_a_successful_run(settings, runner, tmp_path):
-    pid_file = tmp_path / "daemon.pid"
-    outcome = runner.execute(request(settings, f"sleep 300 & echo $! > {pid_file}; mkdir output"))
+def test_background_children_do_not_outlive_a_successful_run(settings, runner):
+    outcome = runner.execute(request(settings, "sleep 3012 & mkdir output"))
     assert outcome.state == RunState.succeeded
-    assert wait_until(lambda: process_gone(int(pid_file.read_text())))
+    assert wait_until(lambda: not processes_running("sleep 3012"))
 
 
-def test_cancel_kills_the_run(settings, runner, tmp_path):
-    pid_file = tmp_path / "run.pid"
-    req = request(settings, f"echo $$ > {pid_file}; sleep 300")
+def test_daemonised_process_does_not_outlive_the_run(settings, runner):
+    """`setsid` leaves the process group and the session: the PID namespace still ends it."""
+    command = (
+        "setsid bash -c 'exec sleep 3013' </dev/null >/dev/null 2>&1 & sleep 0.5; mkdir output"
+    )
+    outcome = runner.execute(request(settings, command))
+    assert outcome.state == RunState.succeeded, outcome.reason
+    assert wait_until(lambda: not processes_running("sleep 3013")), "the daemon outlived the run"
+
+
+def test_cancel_kills_the_run(settings, runner):
+    req = request(settings, "sleep 3014")
     result = {}
     thread = threading.Thread(target=lambda: result.update(outcome=runner.execute(req)))
     thread.start()
-    assert wait_until(pid_file.exists)
+    assert wait_until(lambda: processes_running("sleep 3014"))
     req.cancel.set()
     thread.join(60)
     assert result["outcome"].state == RunState.cancelled
-    assert wait_until(lambda: process_gone(int(pid_file.read_text())))
+    assert wait_until(lambda: not processes_running("sleep 3014"))
 
 
 def test_command_gets_a_clean_documented_environment(settings, runner, public, monkeypatch):
     monkeypatch.setenv("PARENT_ONLY_SECRET", "do-not-leak")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "the-service-s-own-key")
     outcome = runner.execute(
         request(settings, "mkdir output; env | sort > output/env.txt", run_id=42)
     )
@@ -161,13 +182,25 @@ def test_command_gets_a_clean_documented_environment(settings, runner, public, m
         if "=" in line
     )
     assert env["JOB_NAME"] == "demo" and env["RUN_ID"] == "42"
-    assert env["OUTPUT_DIR"].endswith("/output") and env["HOME"] == str(
-        Path(env["OUTPUT_DIR"]).parent
-    )
-    assert env["TELEMETRY_PUBLISHED_URL"] == settings.published_url
+    assert env["OUTPUT_DIR"] == "/job/output" and env["HOME"] == "/job"
+    assert env["TMPDIR"] == "/tmp"
+    assert env["TELEMETRY_PUBLISHED_URL"] == "file:///data/published"
     assert env["PATH"].split(":")[0] == os.path.dirname(sys.executable)
-    assert "PARENT_ONLY_SECRET" not in env
+    assert "PARENT_ONLY_SECRET" not in env and "AWS_SECRET_ACCESS_KEY" not in env
     assert "TELEMETRY_SECRET_KEY" not in env and "TELEMETRY_DATABASE_URL" not in env
+    assert "TELEMETRY_DATA_DIR" not in env and "TELEMETRY_PUBLIC_URL" not in env
+
+
+def test_jobs_get_only_the_job_credentials(settings, runner, public, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "SERVICE")
+    settings = dataclasses.replace(
+        settings, job_aws_access_key_id="JOBKEY", job_aws_secret_access_key="JOBSECRET"
+    )
+    runner = LocalRunner(settings, runner.config)
+    outcome = runner.execute(request(settings, "mkdir output; env | grep ^AWS_ > output/aws.txt"))
+    assert outcome.state == RunState.succeeded, outcome.reason
+    lines = set(public.get("demo/data/aws.txt").decode().splitlines())
+    assert lines == {"AWS_ACCESS_KEY_ID=JOBKEY", "AWS_SECRET_ACCESS_KEY=JOBSECRET"}
 
 
 def test_guard_refuses_raw_records_and_publishes_nothing(settings, runner, public):
@@ -179,10 +212,9 @@ def test_guard_refuses_raw_records_and_publishes_nothing(settings, runner, publi
     assert "not publishing leak.txt" in public.get("demo/logs/1.log").decode()
 
 
-def test_guard_sees_raw_records_inside_gzip(settings, runner, public, tmp_path):
-    gz = tmp_path / "records.gz"
-    gz.write_bytes(gzip.compress(f'{UUID}\t{{"ver": 4}}\n'.encode()))
-    outcome = runner.execute(request(settings, f"mkdir output; cp {gz} output/records.gz"))
+def test_guard_sees_raw_records_inside_gzip(settings, runner, public):
+    command = f"mkdir output; printf '{UUID}\\t{{\"ver\": 4}}\\n' | gzip > output/records.gz"
+    outcome = runner.execute(request(settings, command))
     assert outcome.state == RunState.failed
     assert "raw telemetry records" in outcome.reason
 

@@ -25,6 +25,9 @@ class RunRequest:
     output_dir: str
     timeout_seconds: float
     timeout_minutes: int
+    # Whether the owner is a dashboard admin: only their local runs may go unsandboxed when no
+    # sandbox can be set up (see scheduler.runners.local).
+    owner_is_admin: bool = False
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event, compare=False)
 
 
