@@ -13,6 +13,7 @@ import logging
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import types
@@ -331,3 +332,38 @@ def test_a_worker_started_by_another_dashboard_process_is_killed_by_pid(app, tmp
     client.post(f"/workers/{worker.id}/kill", data={"csrf_token": csrf_token(client, "/workers")})
     proc.wait(10)  # reap it (this test process is its parent after all)
     assert alive(pids) == set() and not Path(worker.instance_id).exists()
+
+
+def failed_launch(app, tmp_path, name: str) -> Worker:
+    key = KeyPair(tmp_path, "ada")
+    client = app.test_client()
+    sign_in(client, "ada@example.org")
+    token = csrf_token(client, "/workers")
+    client.post("/workers", data={"name": name, "ssh_public_key": key.public, "csrf_token": token})
+    with app.app_context():
+        return database.db().scalars(select(Worker).where(Worker.name == name)).one()
+
+
+def test_without_a_sandbox_the_launch_fails_with_the_reason(app, settings, tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox, "available", lambda *a: "user namespaces are disabled")
+    worker = failed_launch(app, tmp_path, "nosandbox")
+    assert worker.state == "failed"
+    assert worker.reason == "cannot start a local worker: user namespaces are disabled"
+    assert not (Path(settings.data_dir) / "workers" / f"{worker.id}-nosandbox").exists()
+
+
+def test_an_sshd_that_cannot_listen_fails_the_launch_and_leaves_nothing(
+    app, settings, tmp_path, monkeypatch
+):
+    from dashboard.workers import local
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setattr(local, "_free_port", lambda host: taken.getsockname()[1])
+        worker = failed_launch(app, tmp_path, "noport")
+    assert worker.state == "failed"
+    assert worker.reason.startswith("the worker's sshd did not start: ")
+    assert "Address already in use" in worker.reason or "bind" in worker.reason.lower()
+    assert not (Path(settings.data_dir) / "workers" / f"{worker.id}-noport").exists()
+    assert local._running == {}
