@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-import mapreduce
 from pipeline.config import load_settings
 from pipeline.records import iter_records
 from pipeline.stores import open_store
@@ -194,15 +193,6 @@ def test_firefox_main_ping_is_published_converted(data_dir, tmp_path, shared_fix
     assert histograms and any(histograms), "the main ping has no converted histograms"
     for section in histograms:
         assert all(isinstance(value, list) and len(value) > 5 for value in section.values())
-    # Glean (FOG) pings land in namespaces/ and a namespaces filter reads them back parsed.
-    if b"/submit/firefox-desktop/" in ingest_log.read_bytes():
-        glean_filter = {
-            "source": "namespaces",
-            "dimensions": [{"field_name": "namespace", "allowed_values": "firefox-desktop"}],
-        }
-        glean = list(mapreduce.read(glean_filter))
-        assert glean, "Glean pings were received but a namespaces filter reads none"
-        assert all("ping_info" in record for _key, _dims, record in glean)
 
 
 def main_ping_revision(incoming) -> str | None:
