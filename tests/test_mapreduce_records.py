@@ -9,6 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import lz4.frame
 import pytest
 
 import mapreduce
@@ -174,3 +175,28 @@ def test_jsonl_output_round_trips_keys_with_tabs_and_newlines(settings, tmp_path
     args = [str(map_only), "--output-format", "jsonl", "-o", str(out), "-w", str(tmp_path / "w")]
     assert job_main(args) == 0
     assert {tuple(json.loads(line)) for line in out.read_text().splitlines()} == {("a\tb", "c\nd")}
+
+
+def test_error_keys_with_tabs_and_newlines_round_trip_through_cat_and_jsonl(settings, tmp_path):
+    """An errors/ record's key is its docId, which can be any text: cat and jsonl keep it whole."""
+    store = open_store(settings.published_url)
+    odd = "doc\tid\nwith\r\nbreaks"
+    entry = {"reason": "bad_json", "docId": odd, "batch": "b", "offset": 0, "body": "e30="}
+    store.put("errors/bad_json/20261206/o1.lz4", lz4.frame.compress(json.dumps(entry).encode()))
+    result = cat("--source", "errors")
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert json.loads(line)["key"] == odd
+    assert json.loads(line)["record"]["body_text"] == "{}"
+    script = tmp_path / "keys.py"
+    script.write_text(
+        "def map(key, dims, value, context):\n    context.write(key, dims)\n"
+        "def reduce(key, values, context):\n    context.write(key, list(values))\n"
+    )
+    errors = write_filter(tmp_path, {"source": "errors", "dimensions": []})
+    out = tmp_path / "out.jsonl"
+    args = [str(script), "-f", errors, "--output-format", "jsonl", "-o", str(out)]
+    assert job_main([*args, "-w", str(tmp_path / "w")]) == 0
+    assert [json.loads(x) for x in out.read_text().splitlines()] == [
+        [odd, [["bad_json", "20261206"]]]
+    ]
