@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import types
 from collections import Counter
 from pathlib import Path
 
@@ -189,10 +188,36 @@ def test_app_database_secret_key_and_other_workers_are_out_of_reach(app, setting
     assert result.stderr.count("No such file or directory") == 2 * len(targets), result.stderr
     assert "TELEMETRY_DATABASE_URL" not in result.stdout
     assert "TELEMETRY_SECRET_KEY" not in result.stdout
-    # Only this worker's processes: one listening sshd, not bob's.
-    assert result.stdout.count("[listener]") == 1
+    # Only this worker's processes: one acceptor, not bob's.
+    acceptors = [x for x in result.stdout.splitlines() if "acceptor.py" in x and "bwrap" not in x]
+    assert len(acceptors) == 1
     # bob's key does not open ada's worker either.
     assert ssh(ada, bob_key, "id").returncode == 255
+
+
+def test_the_machines_services_are_out_of_reach_over_the_network(app, tmp_path):
+    """A service on the machine's 127.0.0.1 (a Redis queue, PostgreSQL, the dashboard) and
+    another worker's port: a worker cannot connect to either."""
+    key = KeyPair(tmp_path, "ada")
+    ada = launch(app, "ada@example.org", key, "ada-net")
+    bob = launch(app, "bob@example.org", KeyPair(tmp_path, "bob"), "bob-net")
+    with socket.create_server(("127.0.0.1", 0)) as service:
+        service.settimeout(5)
+        ports = [service.getsockname()[1], int(bob.address.rsplit(":", 1)[1])]
+        probe = (
+            "import socket\n"
+            f"for port in {ports}:\n"
+            "    try:\n"
+            "        socket.create_connection(('127.0.0.1', port), timeout=5).close()\n"
+            "        print(port, 'reached')\n"
+            "    except OSError as exc:\n"
+            "        print(port, 'refused', exc.errno)\n"
+        )
+        result = ssh(ada, key, f"python -c {shlex.quote(probe)}")
+        assert result.returncode == 0, result.stderr
+        assert "reached" not in result.stdout and result.stdout.count("refused") == 2
+        with pytest.raises(TimeoutError):
+            service.accept()
 
 
 def test_kill_leaves_no_process_and_no_files_behind(app, tmp_path):
@@ -306,9 +331,11 @@ def test_a_worker_whose_sandbox_ended_is_cleaned_up_by_the_sweep(app, tmp_path, 
     key = KeyPair(tmp_path, "ada")
     worker = launch(app, "ada@example.org", key, "crashed")
     pids = sandbox_pids(worker)
-    sandbox.kill(
-        types.SimpleNamespace(pid=int((Path(worker.instance_id) / "sshd.pid").read_text()))
-    )
+    from dashboard.workers import local
+
+    proc = local._running[worker.instance_id]
+    sandbox.kill(proc)  # as if its sshd had died, or the process that ran it
+    proc.wait(10)
     with caplog.at_level(logging.INFO, logger="pipeline.mail"):
         assert sweep_once(app)["terminated"] == 1
     with app.app_context():
@@ -352,18 +379,16 @@ def test_without_a_sandbox_the_launch_fails_with_the_reason(app, settings, tmp_p
     assert not (Path(settings.data_dir) / "workers" / f"{worker.id}-nosandbox").exists()
 
 
-def test_an_sshd_that_cannot_listen_fails_the_launch_and_leaves_nothing(
+def test_an_sshd_that_cannot_start_fails_the_launch_and_leaves_nothing(
     app, settings, tmp_path, monkeypatch
 ):
     from dashboard.workers import local
 
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        monkeypatch.setattr(local, "_free_port", lambda host: taken.getsockname()[1])
-        worker = failed_launch(app, tmp_path, "noport")
+    monkeypatch.setattr(local, "SSHD", "/bin/false")  # refuses any configuration
+    worker = failed_launch(app, tmp_path, "nosshd")
     assert worker.state == "failed"
-    assert worker.reason.startswith("the worker's sshd did not start: ")
-    assert "Address already in use" in worker.reason or "bind" in worker.reason.lower()
-    assert not (Path(settings.data_dir) / "workers" / f"{worker.id}-noport").exists()
-    assert local._running == {}
+    assert worker.reason == (
+        "the worker's sshd did not start: sshd refused its configuration (exit 1)"
+    )
+    assert not (Path(settings.data_dir) / "workers" / f"{worker.id}-nosshd").exists()
+    assert local._running == {} and local._relays == {}

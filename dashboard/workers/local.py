@@ -1,9 +1,10 @@
 """The embedded worker: a sandbox with its own OpenSSH server, on this machine.
 
 "Launching" a local worker makes `$TELEMETRY_DATA_DIR/workers/<id>-<name>/` and starts, inside
-the same bubblewrap sandbox as scheduled runs (`scheduler.sandbox`), Debian's `sshd` on a port
-of its own. It accepts only the key given at launch, and logs in as the unprivileged user
-`worker` (uid 65534 in the sandbox). What a login sees:
+the same bubblewrap sandbox as scheduled runs (`scheduler.sandbox`), Debian's `sshd` (one
+`sshd -i` per connection, reached through `ssh_relay` on a port of its own). It accepts only
+the key given at launch, and logs in as the unprivileged user `worker` (uid 65534 in the
+sandbox). What a login sees:
 
 - `/home/worker` (HOME, the working directory): read-write, kept until the worker ends, with
   `examples/` (the MapReduce examples, read-only) and a `.profile` setting the environment;
@@ -13,14 +14,16 @@ of its own. It accepts only the key given at launch, and logs in as the unprivil
   `python -m mapreduce.job ...`, `python -m mapreduce.cat` etc. work as in the README;
 - a private /tmp, and the system's /usr. Nothing else of the machine: not the data directory
   (app database, secret key, incoming data, other workers), not /home or /root, and only its
-  own processes. It shares the machine's network (sshd must be reachable).
+  own processes, and no network but its own loopback (unless the published store is remote:
+  then the machine's network, to reach it).
 
 Killing the worker (or its expiry) kills the sandbox's PID namespace, which ends every
 process in it, daemons included, then deletes the directory. The sandbox dies with the
 dashboard process that started it (bubblewrap's --die-with-parent).
 
 Layout of the worker directory (root-only but for what is bound into the sandbox):
-    home/  tmp/  ssh/{sshd_config,authorized_keys,host_ed25519_key,passwd}  sshd.log  sshd.pid
+    home/  tmp/  run/{ssh.sock,sshd.log}  sshd.log (the acceptor's)  sshd.pid
+    ssh/{sshd_config,authorized_keys,host_ed25519_key,passwd,acceptor.py}
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ import logging
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -43,6 +45,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from dashboard.workers.base import LaunchResult, WorkerProvider, WorkerProviderError
+from dashboard.workers.ssh_relay import ACCEPTOR, READY_LINE, SOCKET_NAME, Relay
 from pipeline.config import Settings
 from scheduler import sandbox
 
@@ -52,12 +55,14 @@ SSHD = "/usr/sbin/sshd"
 USER = "worker"
 HOME = "/home/worker"
 SSH_DIR = "/etc/worker-ssh"
+RUN_DIR = "/run/worker"
 EXAMPLES = Path(__file__).resolve().parents[2] / "mapreduce" / "examples"
 START_SECONDS = 20.0
 STOP_GRACE_SECONDS = 5.0
 
 # Started sandboxes of this process, by workspace, so they are waited for (no zombies).
 _running: dict[str, subprocess.Popen] = {}
+_relays: dict[str, Relay] = {}
 _lock = threading.Lock()
 
 
@@ -85,13 +90,11 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def sshd_config(port: int, listen: str, environment: dict[str, str]) -> str:
+def sshd_config(environment: dict[str, str]) -> str:
     """An sshd run by the sandbox user: key-only, no forwarding, the environment set."""
     setenv = " ".join(f'"{k}={v}"' for k, v in sorted(environment.items()))
     return "\n".join(
         [
-            f"Port {port}",
-            f"ListenAddress {listen}",
             f"HostKey {SSH_DIR}/host_ed25519_key",
             "PidFile none",
             f"AuthorizedKeysFile {SSH_DIR}/authorized_keys",
@@ -120,12 +123,6 @@ def _profile(environment: dict[str, str]) -> str:
     lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(environment.items())]
     lines += ['[ -f "$HOME/.bashrc" ] && . "$HOME/.bashrc"', 'PS1="(worker) \\w\\$ "', ""]
     return "\n".join(lines)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def _host_key() -> bytes:
@@ -166,19 +163,22 @@ class LocalProvider(WorkerProvider):
             home_target=HOME,
             tmp=workspace / "tmp",
             read_only=tuple(read_only),
+            read_write=((str(workspace / "run"), RUN_DIR),),
             hide=(str(Path(self.settings.data_dir).resolve()),),
-            network=True,
+            network=not published.startswith("file://"),
             hostname=workspace.name[:63],
         )
 
-    def _prepare(self, workspace: Path, port: int, ssh_public_key: str) -> None:
+    def _prepare(self, workspace: Path, ssh_public_key: str) -> None:
         environment = worker_environment(self.settings)
         self.root.mkdir(parents=True, exist_ok=True)
         workspace.mkdir(mode=0o700, exist_ok=False)
-        home, tmp, ssh = workspace / "home", workspace / "tmp", workspace / "ssh"
-        for directory in (home, tmp, ssh):
+        home, tmp, ssh, run = (workspace / d for d in ("home", "tmp", "ssh", "run"))
+        for directory in (home, tmp, ssh, run):
             directory.mkdir(mode=0o755)
         tmp.chmod(0o700)
+        run.chmod(0o700)
+        _owned_by_sandbox(run)
         (home / "var").mkdir()
         (home / "examples").mkdir()  # mount point of the read-only examples
         (home / ".profile").write_text(_profile(environment))
@@ -189,12 +189,13 @@ class LocalProvider(WorkerProvider):
             "root:x:0:0:root:/root:/usr/sbin/nologin\n"
             f"{USER}:x:{sandbox.SANDBOX_UID}:{sandbox.SANDBOX_GID}:analysis worker:{HOME}:/bin/bash\n"
         )
-        (ssh / "sshd_config").write_text(sshd_config(port, self.listen, environment))
+        (ssh / "sshd_config").write_text(sshd_config(environment))
+        (ssh / "acceptor.py").write_text(ACCEPTOR)
         key = ssh / "host_ed25519_key"
         key.touch(mode=0o600)
         key.write_bytes(_host_key())
         _owned_by_sandbox(key)
-        for name in ("authorized_keys", "passwd", "sshd_config"):
+        for name in ("authorized_keys", "passwd", "sshd_config", "acceptor.py"):
             (ssh / name).chmod(0o644)
 
     def launch(
@@ -211,13 +212,20 @@ class LocalProvider(WorkerProvider):
         if reason:
             raise WorkerProviderError(f"cannot start a local worker: {reason}")
         workspace = self.root / f"{worker_id}-{name}"
-        port = _free_port(self.listen)
         try:
-            self._prepare(workspace, port, ssh_public_key)
+            self._prepare(workspace, ssh_public_key)
         except OSError as exc:
             shutil.rmtree(workspace, ignore_errors=True)
             raise WorkerProviderError(f"cannot create the workspace {workspace}: {exc}") from exc
         self._start(workspace)
+        try:
+            relay = Relay(self.listen, workspace / "run").start()
+        except OSError as exc:
+            self.terminate(str(workspace))
+            raise WorkerProviderError(f"cannot listen on {self.listen}: {exc}") from exc
+        with _lock:
+            _relays[str(workspace)] = relay
+        port = relay.port
         command = f"ssh -p {port} {USER}@{self.listen}"
         log.info("worker %s: sshd on %s:%s in sandbox %s", worker_id, self.listen, port, workspace)
         return LaunchResult(
@@ -228,9 +236,10 @@ class LocalProvider(WorkerProvider):
         )
 
     def _start(self, workspace: Path) -> None:
-        """Start sshd in the sandbox and wait until it listens (or say why it did not)."""
+        """Start the acceptor in the sandbox and wait until it listens (or say why it did not)."""
         log_path = workspace / "sshd.log"
-        argv = [SSHD, "-D", "-e", "-f", f"{SSH_DIR}/sshd_config"]
+        argv = [sys.executable, f"{SSH_DIR}/acceptor.py", f"{RUN_DIR}/{SOCKET_NAME}", SSHD]
+        argv += [f"{SSH_DIR}/sshd_config", f"{RUN_DIR}/sshd.log"]
         with open(log_path, "wb") as log_file:
             proc = sandbox.start(
                 self.spec(workspace),
@@ -243,7 +252,7 @@ class LocalProvider(WorkerProvider):
         with _lock:
             _running[str(workspace)] = proc
         deadline = time.monotonic() + START_SECONDS
-        while b"Server listening on" not in log_path.read_bytes():
+        while READY_LINE.encode() not in log_path.read_bytes():
             if proc.poll() is not None or time.monotonic() > deadline:
                 output = log_path.read_text(errors="replace").strip().splitlines()
                 self.terminate(str(workspace))
@@ -267,6 +276,9 @@ class LocalProvider(WorkerProvider):
             raise WorkerProviderError(f"{instance_id} is not a workspace under {self.root}")
         with _lock:
             proc = _running.pop(str(workspace), None)
+            relay = _relays.pop(str(workspace), None)
+        if relay is not None:
+            relay.close()
         if proc is not None:
             sandbox.stop(proc, STOP_GRACE_SECONDS)
         else:
@@ -306,6 +318,10 @@ def stop_all() -> None:
     """Stop every worker sandbox this process started (tests, shutdown)."""
     with _lock:
         running = list(_running.items())
+        relays = list(_relays.values())
         _running.clear()
+        _relays.clear()
+    for relay in relays:
+        relay.close()
     for _workspace, proc in running:
         sandbox.stop(proc, STOP_GRACE_SECONDS)
