@@ -9,11 +9,10 @@ configuration, 1 a record with --doc-id was asked for and not found.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
-from mapreduce.records import as_filter, read
+from mapreduce.records import as_filter, dumps, read
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.layout import SOURCE_DIMENSIONS, SOURCES
@@ -78,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             chosen, store=args.bucket, doc_id=args.doc_id, limit=args.limit
         ):
             line = {"key": key, "source": chosen.source, "dimensions": dims, "record": record}
-            sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+            sys.stdout.write(dumps(line) + "\n")
             found += 1
     except (ValueError, PipelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)

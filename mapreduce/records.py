@@ -15,15 +15,19 @@ import base64
 import binascii
 import gzip
 import json
+import re
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from mapreduce.reader import FileStats, read_records
 from pipeline.layout import ERRORS, InputFilter, list_matching, source_dimensions
 from pipeline.stores import BlobStore, open_store
 
+_LONG_NUMBER = re.compile(r"\d{19}")
 MAX_BODY_TEXT = 16 * 1024 * 1024  # a gzip body is not inflated beyond this for display
 
 FilterSource = InputFilter | str | Path | Mapping[str, Any] | None
@@ -62,7 +66,7 @@ def read(
             continue
         if limit is not None and count >= limit:
             return
-        record = json.loads(text)
+        record = parse(text)
         if chosen.source == ERRORS:
             _add_body_text(record)
         count += 1
@@ -79,6 +83,25 @@ def read_text(
         with opened.open(info.key) as stream:
             for key, text in read_records(stream, FileStats(info.key), keyed=tree != ERRORS):
                 yield key, dict(dims), text
+
+
+def parse(text: str) -> Any:
+    """JSON text to Python: orjson (about 3x faster), except for text with a run of 19 or
+    more digits, which may be an integer beyond 64 bits that orjson would turn into a float."""
+    if _LONG_NUMBER.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
+def dumps(value: Any) -> str:
+    """One line of JSON text (UTF-8 kept as is), with the same fallback as `parse`."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _open(store: BlobStore | str | None) -> BlobStore:

@@ -200,3 +200,12 @@ def test_error_keys_with_tabs_and_newlines_round_trip_through_cat_and_jsonl(sett
     assert [json.loads(x) for x in out.read_text().splitlines()] == [
         [odd, [["bad_json", "20261206"]]]
     ]
+
+
+def test_big_integers_and_odd_text_are_read_exactly(settings):
+    store = open_store(settings.published_url)
+    body = '{"big": 123456789012345678901234567890, "neg": -9223372036854775809, "s": "\\u2028"}'
+    synthetic.write_partition(store, synthetic.partition_dims(1), "o1", [("d", body)])
+    [(_key, _dims, record)] = mapreduce.read()
+    assert record == json.loads(body)
+    assert json.loads(cat().stdout)["record"] == json.loads(body)
