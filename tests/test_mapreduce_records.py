@@ -21,12 +21,11 @@ from tests.test_convert_batch import make_worker, submit
 from tests.test_convert_support import gz, make_batch, telemetry_path, v1_payload
 
 REPO = Path(__file__).resolve().parents[1]
-GLEAN_DOC = "6d9a7a0c-2f7b-4a8e-9d55-0c3f6d1c2b11"
-GLEAN_PING = {
-    "client_info": {"client_id": "c0ffee00-0000-4000-8000-000000000000", "app_channel": "esr"},
-    "ping_info": {"seq": 3, "start_time": "2026-12-06T10:00+00:00", "reason": "today"},
-    "metrics": {"counter": {"browser.engagement.active_ticks": 42}},
-}
+GLEAN_DOC = "2dcbeda0-4b76-470a-a7b5-1902dc53b17b"
+# A real `baseline` ping Firefox ESR 153 sent to /submit/firefox-desktop/baseline/1/<docId>
+# during tests/test_convert_firefox.py (captured from the incoming store, gzip removed).
+GLEAN_FIXTURE = REPO / "tests" / "fixtures" / "glean" / "firefox-desktop-baseline-esr153.json"
+GLEAN_PING = json.loads(GLEAN_FIXTURE.read_bytes())
 
 
 @pytest.fixture
@@ -35,7 +34,11 @@ def converted(settings):
     worker = make_worker(settings)
     records = [
         (telemetry_path("tele-1"), {"Content-Encoding": "gzip"}, gz(v1_payload())),
-        (f"/submit/firefox-desktop/metrics/1/{GLEAN_DOC}", {}, json.dumps(GLEAN_PING).encode()),
+        (
+            f"/submit/firefox-desktop/baseline/1/{GLEAN_DOC}",
+            {"Content-Encoding": "gzip", "Content-Type": "application/json; charset=utf-8"},
+            gz(GLEAN_FIXTURE.read_bytes()),
+        ),
         (telemetry_path("broken-1"), {"Content-Encoding": "gzip"}, gz(b"{not json\tat all")),
     ]
     submit(worker, "b/one.tpr", make_batch(records))
@@ -64,7 +67,7 @@ def test_a_namespaces_filter_reads_the_glean_ping(converted, tmp_path):
         "source": "namespaces",
         "dimensions": [
             {"field_name": "namespace", "allowed_values": "firefox-desktop"},
-            {"field_name": "docType", "allowed_values": ["metrics"]},
+            {"field_name": "docType", "allowed_values": ["baseline"]},
         ],
     }
     found = list(mapreduce.read(glean))
@@ -73,7 +76,7 @@ def test_a_namespaces_filter_reads_the_glean_ping(converted, tmp_path):
             GLEAN_DOC,
             {
                 "namespace": "firefox_desktop",  # sanitised as a path component
-                "docType": "metrics",
+                "docType": "baseline",
                 "docVersion": "1",
                 "submission_date": found[0][1]["submission_date"],
             },
@@ -92,8 +95,8 @@ def test_a_mapreduce_job_reads_namespaces_with_their_dimensions(converted, tmp_p
     script.write_text(
         "import json\n"
         "def map(key, dims, value, context):\n"
-        "    ticks = json.loads(value)['metrics']['counter']['browser.engagement.active_ticks']\n"
-        "    context.write(dims[0] + '/' + dims[1], ticks)\n"
+        "    info = json.loads(value)['client_info']\n"
+        "    context.write(dims[0] + '/' + dims[1] + '/' + info['app_channel'], 1)\n"
         "def reduce(key, values, context):\n"
         "    context.write(key, sum(values))\n"
     )
@@ -101,7 +104,7 @@ def test_a_mapreduce_job_reads_namespaces_with_their_dimensions(converted, tmp_p
     out = tmp_path / "out.txt"
     args = [str(script), "-f", glean, "-o", str(out), "-w", str(tmp_path / "w"), "-m", "1"]
     assert job_main(args) == 0
-    assert out.read_text() == "firefox_desktop/metrics\t42\n"
+    assert out.read_text() == "firefox_desktop/baseline/esr\t1\n"
 
 
 def test_cat_prints_errors_with_the_raw_body_decoded(converted):
