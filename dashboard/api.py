@@ -180,6 +180,16 @@ def delete_job(name: str):
     return "", 204
 
 
+@bp.post("/reserved-names/<name>/release")
+def release_reserved_name(name: str):
+    """Admins only: let anyone use a deleted job's name (and so its public URL) again."""
+    if not g.user.is_admin:
+        return jsonify(error="only an admin can release a reserved job name"), 403
+    if not job_store.release_job_name(database.db(), name):
+        return jsonify(error=f"the name {name!r} is not reserved"), 404
+    return "", 204
+
+
 @bp.post("/jobs/<name>/run-now")
 def run_now(name: str):
     run = job_store.request_run_now(database.db(), get_job(name))

@@ -51,8 +51,11 @@ class JobFieldErrors(PipelineError):
         super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
 
 
-def name_problem(session: Session, name: str, current: Job | None = None) -> str | None:
-    """Why `name` cannot be used for a new job, or None (the live check asks the same)."""
+def name_problem(
+    session: Session, name: str, current: Job | None = None, owner: str | None = None
+) -> str | None:
+    """Why `name` cannot be used for a new job of `owner`, or None (the live check asks the
+    same)."""
     if not name:
         return "Enter a job name."
     if name in RESERVED_NAMES:
@@ -62,6 +65,12 @@ def name_problem(session: Session, name: str, current: Job | None = None) -> str
     existing = session.scalar(select(Job).where(Job.name == name))
     if existing is not None and existing is not current:
         return f"A job named {name!r} already exists; choose another name."
+    reserved = job_store.reserved_name_owner(session, name)
+    if reserved is not None and reserved != owner:
+        return (
+            f"{name!r} belonged to another user's deleted job, whose published output is "
+            "still served under it; choose another name (an admin can release it)."
+        )
     return None
 
 
@@ -113,7 +122,7 @@ def create(
     tarball: tuple[str, bytes] | None,
     max_bytes: int,
 ) -> Job:
-    problem = name_problem(session, name)
+    problem = name_problem(session, name, owner=owner)
     if problem:
         raise JobFieldErrors({"name": problem})
     if tarball is None:

@@ -98,7 +98,7 @@ def list_jobs():
 def check_name():
     """Live validation for the Job Name field: {"ok": bool, "message": str}."""
     name = request.args.get("name", "").strip()
-    problem = job_actions.name_problem(database.db(), name)
+    problem = job_actions.name_problem(database.db(), name, owner=g.user.email)
     return jsonify(ok=problem is None, message=problem or f"{name!r} is available.")
 
 

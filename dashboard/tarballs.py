@@ -1,19 +1,17 @@
 """Upload checks for code tarballs, so a bad upload is an inline form error, not a failed run.
 
-The scheduler's `store_tarball` checks the archive again before storing it; checking here
-first lets the form name the problem beside the field and change nothing.
+The member checks and limits are the scheduler's (scheduler.tarball, the one tarball-safety
+module); this adds the upload form's own checks (file name, size, empty file) and words the
+problem for the form. The scheduler's `store_tarball` checks the archive again before storing.
 """
 
 from __future__ import annotations
 
-import io
-import posixpath
-import tarfile
-import zlib
-
 from pipeline.errors import PipelineError
+from scheduler.config import load_scheduler_config
+from scheduler.errors import TarballError as SchedulerTarballError
+from scheduler.tarball import GZIP_MAGIC, validate_tarball
 
-GZIP_MAGIC = b"\x1f\x8b"
 ALLOWED_SUFFIXES = (".tar.gz", ".tgz")
 
 
@@ -21,29 +19,9 @@ class TarballError(PipelineError):
     """The upload is not a safe gzip-compressed tar archive; the message says what is wrong."""
 
 
-def _unsafe_member(member: tarfile.TarInfo) -> str | None:
-    name = member.name
-    normal = posixpath.normpath(name)
-    if name.startswith("/") or normal.startswith("/"):
-        return f"{name!r} is an absolute path"
-    if normal == ".." or normal.startswith("../") or "/../" in f"/{name}/":
-        return f"{name!r} points outside the archive ('..')"
-    if member.isdev() or member.isfifo():
-        return f"{name!r} is a device or pipe"
-    if member.issym() or member.islnk():
-        target = member.linkname
-        resolved = (
-            posixpath.normpath(posixpath.join(posixpath.dirname(normal), target))
-            if member.issym()
-            else posixpath.normpath(target)
-        )
-        if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
-            return f"{name!r} links outside the archive ({target!r})"
-    return None
-
-
 def check_tarball(filename: str, data: bytes, max_bytes: int) -> None:
-    """Raise TarballError unless `data` is a gzip tar with only safe, relative paths."""
+    """Raise TarballError unless `data` is a gzip tar of plain files and directories with
+    safe relative names, within the scheduler's extraction limits."""
     if not filename.lower().endswith(ALLOWED_SUFFIXES):
         raise TarballError("The file name must end in .tar.gz or .tgz.")
     if len(data) > max_bytes:
@@ -54,14 +32,20 @@ def check_tarball(filename: str, data: bytes, max_bytes: int) -> None:
         raise TarballError(
             "This is not a gzip file (the content does not start with the gzip header)."
         )
+    config = load_scheduler_config()
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-            members = archive.getmembers()
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise TarballError(f"This gzip file does not hold a readable tar archive ({exc}).") from exc
+        members = validate_tarball(
+            data,
+            max_compressed=max_bytes,
+            max_bytes=config.extract_max_bytes,
+            max_members=config.extract_max_members,
+        )
+    except SchedulerTarballError as exc:
+        message = str(exc)
+        if message.startswith("corrupt or truncated"):
+            raise TarballError(
+                f"This gzip file does not hold a readable tar archive ({message})."
+            ) from exc
+        raise TarballError(f"Unsafe archive: {message}.") from exc
     if not members:
         raise TarballError("The archive is empty.")
-    for member in members:
-        problem = _unsafe_member(member)
-        if problem:
-            raise TarballError(f"Unsafe archive member: {problem}.")

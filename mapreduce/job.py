@@ -178,9 +178,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
 def open_input_store(args: argparse.Namespace, settings: Settings) -> BlobStore:
     if args.local_only:
         return LocalStore(f"file://{args.data_dir}", args.data_dir, setting="--data-dir")
-    return open_store(
-        args.bucket, setting="--bucket", endpoint_url=settings.s3_endpoint_url, read_only=True
-    )
+    return open_store(args.bucket, setting="--bucket", endpoint_url=settings.s3_endpoint_url)
 
 
 def make_runner(args: argparse.Namespace) -> Runner:

@@ -114,7 +114,6 @@ def _open(store: BlobStore | str | None) -> BlobStore:
         store or settings.published_url,
         setting="TELEMETRY_PUBLISHED_URL",
         endpoint_url=settings.s3_endpoint_url,
-        read_only=True,
     )
 
 

@@ -50,9 +50,7 @@ class StoreOpener:
     endpoint_url: str | None = None
 
     def __call__(self) -> BlobStore:
-        return open_store(
-            self.url, setting="--bucket", endpoint_url=self.endpoint_url, read_only=True
-        )
+        return open_store(self.url, setting="--bucket", endpoint_url=self.endpoint_url)
 
 
 @dataclasses.dataclass(frozen=True)

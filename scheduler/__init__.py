@@ -3,7 +3,7 @@ their output (see scheduler.service for the policies, scheduler.jobs for the pub
 
 The dashboard calls these (all take its SQLAlchemy session):
   create_job, update_job, delete_job, get_job, job_history, request_run_now, cancel_run,
-  service_alive, store_tarball, next_run_time; errors JobValidationError (`.errors` is a
+  service_alive, store_tarball, next_run_time, reserved_name_owner, release_job_name; errors JobValidationError (`.errors` is a
   field -> message dict for forms), JobNotFound, TarballError.
 """
 
@@ -14,7 +14,9 @@ from scheduler.jobs import (
     delete_job,
     get_job,
     job_history,
+    release_job_name,
     request_run_now,
+    reserved_name_owner,
     service_alive,
     store_tarball,
     update_job,
@@ -31,7 +33,9 @@ __all__ = [
     "get_job",
     "job_history",
     "next_run_time",
+    "release_job_name",
     "request_run_now",
+    "reserved_name_owner",
     "service_alive",
     "store_tarball",
     "update_job",

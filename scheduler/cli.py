@@ -7,6 +7,7 @@
   python -m scheduler history NAME
   python -m scheduler cancel RUN_ID
   python -m scheduler remove NAME
+  python -m scheduler release-name NAME     (admin) let others use a deleted job's name
 
 `run-now --wait`: when a scheduler service is alive (heartbeat within 15 s) the command waits
 for it to execute the run; otherwise it executes the run in this process. The claim is an
@@ -39,6 +40,7 @@ from scheduler.jobs import (
     delete_job,
     get_job,
     job_history,
+    release_job_name,
     request_run_now,
     service_alive,
     store_tarball,
@@ -203,6 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Delete a job and its run history.",
     )
     remove.add_argument("name", help="job name")
+
+    release = sub.add_parser(
+        "release-name",
+        parents=[common],
+        help="(admin) let anyone use a deleted job's name again",
+        description=(
+            "A deleted job's name stays reserved to its owner, because its published output "
+            "is still served under /public/NAME/. Release it (after deleting that output if "
+            "it should go) so another user may create a job with this name."
+        ),
+    )
+    release.add_argument("name", help="job name")
     return parser
 
 
@@ -370,12 +384,35 @@ def cmd_remove(args, settings, Session) -> int:
     return 0
 
 
+def cmd_release_name(args, settings, Session) -> int:
+    with Session() as session:
+        if not release_job_name(session, args.name):
+            print(f"the name {args.name} is not reserved", file=sys.stderr)
+            return 1
+    print(f"the name {args.name} is free for anyone to use")
+    return 0
+
+
+def _log_sandbox(config) -> None:
+    """Say at start-up whether local runs will be sandboxed (and what happens if not)."""
+    from scheduler.sandbox import available
+
+    problem = available(config.sandbox_bwrap)
+    if problem is None:
+        log.info("local runs execute in a bubblewrap sandbox")
+    elif config.unsafe_no_sandbox:
+        log.warning("no sandbox (%s): local runs execute UNSANDBOXED (UNSAFE_NO_SANDBOX)", problem)
+    else:
+        log.warning("no sandbox (%s): local runs of non-admins' jobs will be refused", problem)
+
+
 def run_service(args, settings) -> int:
     from scheduler.service import SchedulerService
 
     config = load_scheduler_config(sync_seconds=args.sync_seconds, grace_seconds=args.grace_seconds)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per alarm is noise
     service = SchedulerService(settings, config)
+    _log_sandbox(config)
     stop = threading.Event()
 
     def _signal(signum, _frame) -> None:
@@ -398,6 +435,7 @@ COMMANDS = {
     "history": cmd_history,
     "cancel": cmd_cancel,
     "remove": cmd_remove,
+    "release-name": cmd_release_name,
 }
 
 

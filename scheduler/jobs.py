@@ -22,7 +22,15 @@ from pipeline.stores import open_store
 from scheduler.clock import Clock, naive_utc
 from scheduler.config import SchedulerConfig, load_scheduler_config
 from scheduler.errors import JobNotFound, JobValidationError, TarballError
-from scheduler.models import JOB_NAME_PATTERN, Frequency, Job, Run, RunState, SchedulerHeartbeat
+from scheduler.models import (
+    JOB_NAME_PATTERN,
+    Frequency,
+    Job,
+    ReservedName,
+    Run,
+    RunState,
+    SchedulerHeartbeat,
+)
 from scheduler.tarball import validate_tarball
 
 log = logging.getLogger(__name__)
@@ -178,6 +186,7 @@ def create_job(
     )
     if session.scalar(select(Job.id).where(Job.name == fields["name"])) is not None:
         raise JobValidationError({"name": f"a job named {name!r} already exists"})
+    _claim_name(session, fields["name"], fields["owner"])
     job = Job(**fields)
     session.add(job)
     try:
@@ -202,6 +211,9 @@ def update_job(session: Session, job: Job, **fields: Any) -> Job:
         and session.scalar(select(Job.id).where(Job.name == clean["name"])) is not None
     ):
         raise JobValidationError({"name": f"a job named {clean['name']!r} already exists"})
+    if clean["name"] != job.name:
+        _claim_name(session, clean["name"], job.owner)
+        _reserve_name(session, job.name, job.owner)
     for name in EDITABLE_FIELDS:
         setattr(job, name, clean[name])
     if "end_date" in fields:
@@ -213,9 +225,51 @@ def update_job(session: Session, job: Job, **fields: Any) -> Job:
 
 def delete_job(session: Session, job: Job) -> None:
     """Delete a job and its run history (published output stays in the public store)."""
-    log.info("job %s (id %s) deleted", job.name, job.id)
+    log.info("job %s (id %s) deleted; its name stays reserved to %s", job.name, job.id, job.owner)
+    _reserve_name(session, job.name, job.owner)
     session.delete(job)
     session.commit()
+
+
+def _reserve_name(session: Session, name: str, owner: str) -> None:
+    """Keep `name` (whose published output stays public) for `owner` (see ReservedName)."""
+    reserved = session.get(ReservedName, name)
+    if reserved is None:
+        session.add(ReservedName(name=name, owner=owner))
+    else:
+        reserved.owner = owner
+
+
+def _claim_name(session: Session, name: str, owner: str) -> None:
+    """Refuse a name reserved to someone else; the owner's own reservation is used up."""
+    reserved = session.get(ReservedName, name)
+    if reserved is None:
+        return
+    if reserved.owner != owner:
+        raise JobValidationError(
+            {
+                "name": f"the name {name!r} belonged to another user's deleted job, whose "
+                "published output is still served under it; an admin can release it"
+            }
+        )
+    session.delete(reserved)
+
+
+def reserved_name_owner(session: Session, name: str) -> str | None:
+    """Who a deleted job's name is reserved to (None: not reserved)."""
+    reserved = session.get(ReservedName, name)
+    return reserved.owner if reserved is not None else None
+
+
+def release_job_name(session: Session, name: str) -> bool:
+    """An admin's act: let anyone use a deleted job's name again; False if it was not reserved."""
+    reserved = session.get(ReservedName, name)
+    if reserved is None:
+        return False
+    session.delete(reserved)
+    session.commit()
+    log.info("job name %s released (was reserved to %s)", name, reserved.owner)
+    return True
 
 
 def get_job(session: Session, name: str) -> Job:

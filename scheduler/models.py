@@ -46,6 +46,19 @@ class RunState(enum.StrEnum):
 JOB_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,100}\Z"  # \Z: "$" would also accept a final newline
 
 
+class ReservedName(Base):
+    """The name of a deleted (or renamed) job, reserved to its owner: its published output is
+    still served at `/public/<name>/`, so nobody else may take the name and publish there.
+    The owner gets it back by creating a job with it; an admin can release it
+    (`python -m scheduler release-name NAME`)."""
+
+    __tablename__ = "scheduler_reserved_names"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(320), nullable=False)
+    reserved_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+
 class Job(Base):
     __tablename__ = "jobs"
 

@@ -41,6 +41,7 @@ from scheduler.config import SchedulerConfig
 from scheduler.publish_scan import Refused, Scanner
 
 MAX_OUTPUT_FILES = 10_000
+MAX_OUTPUT_DEPTH = 32
 COPY_CHUNK = 1024 * 1024
 
 
@@ -142,6 +143,9 @@ def stage_directory(
         raise
 
     def walk(dir_fd: int, prefix: str) -> None:
+        if prefix.count("/") >= MAX_OUTPUT_DEPTH:
+            refusals.append(Refusal(prefix, f"is nested deeper than {MAX_OUTPUT_DEPTH} levels"))
+            return
         for name in sorted(os.listdir(dir_fd)):
             rel = prefix + name
             try:

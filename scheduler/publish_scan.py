@@ -55,7 +55,9 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 # Keys of the submission shapes, as bits of a per-object mask.
 KEY_BITS = {b"info": 1, b"histograms": 2, b"payload": 4, b"clientId": 8, b"environment": 16}
 MAX_KEY = max(len(k) for k in KEY_BITS) * 6 + 2  # room for \uXXXX escapes
-JSON_TOKEN = re.compile(rb'[{}\[\]:"]')
+# A whole string (group 1: its closing quote, or "" / a lone backslash when the chunk ends
+# inside it), or one structural character.
+FAST_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*("|\\?\Z)|[{}\[\]:]', re.S)
 STRING_STOP = re.compile(rb'["\\]')
 
 
@@ -104,36 +106,28 @@ class _JsonShape:
 
     def feed(self, data: bytes) -> bool:
         """Consume `data`; True as soon as a submission-shaped object has been seen."""
-        pos, end = 0, len(data)
-        while pos < end:
-            if self.in_string:
-                if self.escape:
-                    self._take(data[pos : pos + 1])
-                    self.escape = False
-                    pos += 1
+        pos = self._finish_string(data) if self.in_string else 0
+        if self.in_string:
+            return False
+        # One regex step per token: whole strings are matched in C (the hot path).
+        for token in FAST_TOKEN.finditer(data, pos):
+            start = token.start()
+            char = data[start]
+            if char == 0x22:  # a string: complete, or running on into the next chunk
+                close = token.group(1)
+                if close == b'"':
+                    inner = token.end() - start - 2
+                    self.pending_key = (
+                        data[start + 1 : token.end() - 1] if inner <= MAX_KEY else None
+                    )
                     continue
-                stop = STRING_STOP.search(data, pos)
-                if stop is None:
-                    self._take(data[pos:])
-                    return False
-                self._take(data[pos : stop.start()])
-                pos = stop.end()
-                if data[stop.start()] == 0x5C:  # backslash
-                    self._take(b"\\")
-                    self.escape = True
-                    continue
-                self.in_string = False
-                self.pending_key = None if self.string_long else bytes(self.string)
-                continue
-            token = JSON_TOKEN.search(data, pos)
-            if token is None:
-                return False
-            char = data[token.start()]
-            pos = token.end()
-            if char == 0x22:  # "
                 self.in_string, self.string_long = True, False
                 self.string.clear()
-                continue
+                self._take(data[start + 1 : token.end() - len(close)])
+                if close:  # a backslash at the very end: its escaped byte comes next
+                    self._take(close)
+                    self.escape = True
+                return False
             key, self.pending_key = self.pending_key, None
             if char == 0x3A:  # :
                 if key is not None and self.stack and self.stack[-1] >= 0:
@@ -149,6 +143,30 @@ class _JsonShape:
             elif self.stack:  # } or ]
                 self.stack.pop()
         return False
+
+    def _finish_string(self, data: bytes) -> int:
+        """Continue a string begun in an earlier chunk; the position after it (or the end)."""
+        pos, end = 0, len(data)
+        while pos < end:
+            if self.escape:
+                self._take(data[pos : pos + 1])
+                self.escape = False
+                pos += 1
+                continue
+            stop = STRING_STOP.search(data, pos)
+            if stop is None:
+                self._take(data[pos:])
+                return end
+            self._take(data[pos : stop.start()])
+            pos = stop.end()
+            if data[stop.start()] == 0x5C:  # backslash
+                self._take(b"\\")
+                self.escape = True
+                continue
+            self.in_string = False
+            self.pending_key = None if self.string_long else bytes(self.string)
+            return pos
+        return end
 
     def _take(self, piece: bytes) -> None:
         if self.string_long:

@@ -18,6 +18,7 @@ What the sandboxed process gets (`build_command`):
 - read-write: `home` at `SandboxSpec.home_target` (default /job, also the working directory)
   and a private /tmp (the `tmp` directory given, or a tmpfs);
 - `read_only`/`read_write` extra binds (the published store at /data/published, ...);
+- a private /proc (only the sandbox's processes), a minimal /dev and a writable /dev/shm;
 - nothing else: no other part of the data directory, no /home, /root, /run, /var, /sys;
   `hide` paths (the data directory) get an empty tmpfs if they lie under a bound directory;
 - resource limits (`Limits`, applied with prlimit before bwrap starts, so they are inherited
@@ -27,13 +28,25 @@ What the sandboxed process gets (`build_command`):
 
 Public API (kept small: the scheduler's local runner and the analysis workers use it):
 `SandboxSpec`, `Limits`, `available(bwrap) -> reason | None`, `build_command(spec, argv)`,
-`start(spec, argv, **popen_kwargs) -> Popen` and `stop(proc, grace_seconds)`.
+`prepare_home(path)`, `start(spec, argv, **popen_kwargs) -> Popen`, `stop(proc, grace)` and
+`kill(proc)`.
+
+A long-lived service in the sandbox, e.g. an analysis worker's sshd serving one user:
+
+    prepare_home(home)                      # owned by the sandbox uid when we are root
+    spec = SandboxSpec(home=home, home_target="/home/analyst", network=True,
+                       read_only=((passwd_file, "/etc/passwd"), (sshd_dir, "/etc/ssh/worker")))
+    proc = start(spec, ["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/worker/sshd_config"])
+    ...
+    stop(proc)                              # everything started in it ends with it
+
+(`network=True` shares the host's network so the daemon's port is reachable; an extra bind on
+/etc/passwd, bound after the default one, replaces it, e.g. to give uid 65534 that home.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import shutil
 import signal
@@ -52,7 +65,7 @@ SCHEMA_DIR = "/data/schema"
 
 # System directories bound read-only when they exist (symlinks, as on merged-/usr systems, are
 # recreated as symlinks).
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # The /etc entries a job needs: users and groups (for `id`, Python's getpass), name resolution,
 # TLS roots, time zone, the dynamic loader's cache, alternatives (e.g. /usr/bin/awk).
 ETC_FILES = (
@@ -132,11 +145,13 @@ def _project_dirs() -> list[str]:
     """The project's package directories (an editable install imports them from the source
     tree) and the Python environment (venv and base installation), all read-only."""
     root = Path(__file__).resolve().parent.parent
-    packages = [
-        str(child)
-        for child in sorted(root.iterdir())
-        if child.is_dir() and (child / "__init__.py").is_file() and child.name != "tests"
-    ]
+    packages = []
+    for child in sorted(root.iterdir()):
+        try:
+            if child.name != "tests" and (child / "__init__.py").is_file():
+                packages.append(str(child))
+        except OSError:  # unreadable: not ours to show
+            continue
     prefixes = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
     prefixes.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
     return packages + sorted(prefixes)
@@ -182,12 +197,10 @@ def build_command(spec: SandboxSpec, argv: Sequence[str]) -> list[str]:
         elif os.path.isdir(path):
             cmd += ["--ro-bind", path, path]
             bound.append(path)
-    # Made first and traversable: bwrap running as root would otherwise create /etc as 0700
-    # for the first file bound into it, and the sandbox uid could read none of them.
-    cmd += ["--perms", "0755", "--dir", "/etc"]
+    cmd += ["--perms", "0755", "--dir", "/etc"]  # else bwrap makes it 0700: unreadable
     for name in ETC_FILES:
         cmd += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    made: set[str] = set()
+    made: set[str] = {"/etc"}
 
     def bind(flag: str, source: str, target: str) -> None:
         # bwrap would copy the modes of the source's parents (0700 /root, a private data
@@ -208,8 +221,8 @@ def build_command(spec: SandboxSpec, argv: Sequence[str]) -> list[str]:
     for path in _project_dirs():
         if not any(_under(path, done) for done in bound):
             bind("--ro-bind", path, path)
-    # A writable /dev/shm: multiprocessing (MapReduce's local engine) keeps its shared
-    # counters there, and bwrap's own /dev/shm belongs to root.
+    # A private /dev (null, zero, random, tty, ...) with a writable /dev/shm: Python's
+    # multiprocessing needs shared memory.
     cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
     if spec.tmp is None:
         cmd += ["--tmpfs", "/tmp"]
@@ -239,7 +252,9 @@ def build_command(spec: SandboxSpec, argv: Sequence[str]) -> list[str]:
     return cmd + list(argv)
 
 
-@functools.lru_cache(maxsize=8)
+_WORKS: set[tuple[str, bool]] = set()
+
+
 def _probe(bwrap: str, root: bool) -> str | None:
     path = _host_bwrap(bwrap)
     if path is None:
@@ -270,8 +285,15 @@ def _probe(bwrap: str, root: bool) -> str | None:
 def available(bwrap: str = "bwrap") -> str | None:
     """None when a sandbox can be set up on this machine, else the reason it cannot (one line).
 
-    Tries a real sandboxed `id -u` once per bwrap path (cached)."""
-    return _probe(bwrap, _as_root())
+    Tries a real sandboxed `id -u`; a success is remembered per bwrap path, a failure is
+    tried again next time (the operator may install bubblewrap without a restart)."""
+    key = (bwrap, _as_root())
+    if key in _WORKS:
+        return None
+    problem = _probe(*key)
+    if problem is None:
+        _WORKS.add(key)
+    return problem
 
 
 def prepare_home(path: Path) -> None:
@@ -331,14 +353,18 @@ def terminate(proc: subprocess.Popen) -> None:
 
 
 def kill(proc: subprocess.Popen) -> None:
-    """Kill the sandbox: SIGKILL to bwrap's session; --die-with-parent then kills the PID
-    namespace's init, and the kernel every process left in the namespace."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        _signal(proc.pid, signal.SIGKILL)
+    """Kill the sandbox: SIGKILL to bwrap's process group (and to every process below it);
+    --die-with-parent then kills the PID namespace's init, and the kernel every process left
+    in the namespace. Once bwrap has exited and been reaped there is nothing left to kill (it
+    exits only after the namespace's init) and its pid may belong to someone else: no signal."""
+    if proc.poll() is not None:
+        return
     for pid in _descendants(proc.pid):
         _signal(pid, signal.SIGKILL)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # safe: the group leader is not reaped yet
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def stop(proc: subprocess.Popen, grace_seconds: float = 10.0) -> int | None:

@@ -95,6 +95,28 @@ def test_create_list_show_update_delete_a_job(app, ada):
     assert count(app, Job) == 0
 
 
+def test_a_deleted_jobs_name_cannot_be_taken_by_another_user_until_an_admin_releases_it(
+    app, ada, bob
+):
+    """Otherwise bob would serve his output at ada's old public URL."""
+    client = app.test_client()
+    assert create(client, ada).status_code == 201
+    assert client.delete("/api/jobs/weekly-report", headers=ada).status_code == 204
+    response = create(client, bob)
+    assert response.status_code == 400
+    assert "an admin can release it" in response.get_json()["errors"]["name"]
+    browser = app.test_client()
+    sign_in(browser, "bob@example.org")
+    live = browser.get("/jobs/new/check-name?name=weekly-report").get_json()
+    assert live["ok"] is False and "deleted job" in live["message"]
+    release = "/api/reserved-names/weekly-report/release"
+    assert client.post(release, headers=bob).status_code == 403
+    root = token_for(app, "root@example.org")
+    assert client.post(release, headers=root).status_code == 204
+    assert client.post(release, headers=root).status_code == 404
+    assert create(client, bob).status_code == 201
+
+
 def test_create_with_bad_fields_is_400_with_field_errors(app, ada):
     client = app.test_client()
     response = create(client, ada, name="bad name", hour="25")

@@ -7,6 +7,7 @@ import gzip
 import io
 import random
 import re
+import tarfile
 
 import pytest
 from sqlalchemy import select
@@ -16,8 +17,16 @@ from pipeline.config import load_settings
 from pipeline.stores import open_store
 from scheduler.models import Job
 from tests.dashboard_fixtures import add_user, count, make_tarball, post_job, sign_in
+from tests.test_scheduler_tarball import cve_2025_4517_tarball
 
 LIMITS = {"TARBALL_MAX_BYTES": 4096}
+
+
+def _declares_4gib() -> bytes:
+    """A few hundred bytes of gzip whose only member's header declares 4 GiB."""
+    info = tarfile.TarInfo("huge.bin")
+    info.size = 4 * 1024**3
+    return gzip.compress(info.tobuf(format=tarfile.GNU_FORMAT) + bytes(100_000))
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +140,7 @@ TARBALLS = [
         "symlink outside",
         make_tarball(symlink=("link", "../../etc/passwd")),
         "code.tar.gz",
-        "links outside",
+        "symbolic link",
     ),
     ("wrong extension", make_tarball(), "code.zip", ".tar.gz or .tgz"),
     (
@@ -141,6 +150,8 @@ TARBALLS = [
         "limit",
     ),
     ("empty file", b"", "code.tar.gz", "empty"),
+    ("cve-2025-4517 link chain", cve_2025_4517_tarball(), "code.tar.gz", "symbolic link"),
+    ("4 GiB declared member", _declares_4gib(), "code.tar.gz", "expands to more than"),
 ]
 
 

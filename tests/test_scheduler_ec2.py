@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import gzip
 import io
+import lzma
 import os
 import random
 import shlex
@@ -75,9 +76,9 @@ def aws(moto_server, ec2_image, settings, monkeypatch):
         ec2_boot_allowance_seconds=0,
         ec2_poll_seconds=0.2,
     )
-    return dataclasses.make_dataclass("Aws", ["s3", "ec2", "settings", "config", "public_bucket"])(
-        s3, ec2, settings, config, public_bucket
-    )
+    return dataclasses.make_dataclass(
+        "Aws", ["s3", "ec2", "settings", "config", "public_bucket", "code_bucket"]
+    )(s3, ec2, settings, config, public_bucket, code_bucket)
 
 
 def request(aws, timeout=600.0, command="bash run.sh", run_id=11) -> RunRequest:
@@ -133,11 +134,14 @@ def test_user_data_runs_the_same_steps_as_the_local_runner(aws, monkeypatch):
     assert "setsid" not in script  # it would take the command out of timeout's process group
     syntax = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
     assert syntax.returncode == 0, syntax.stderr
-    assert "KEY_PREFIX=pub/" in script
-    assert (
-        'upload_file "$JOB_NAME/data/$rel"' in script
-        and 'upload_file "$JOB_NAME/logs/$RUN_ID.log"' in script
-    )
+    # Uploads go to the run's private staging prefix in the code bucket, never the public one.
+    assert "KEY_PREFIX=code/_staging/nightly/11/" in script
+    assert 'upload_file "data/$rel"' in script and 'upload_file "run.log"' in script
+    upload_lines = [
+        line for line in script.splitlines() if line.startswith(("POST_URL=", "POST_ARGS="))
+    ]
+    assert len(upload_lines) == 2 and not any(aws.public_bucket in line for line in upload_lines)
+    assert "grep" not in script  # no guard in bash: the service guards the staged files
     assert "shutdown -h now" in script
     assert "OUTPUT_REL=output" in script
     # The pre-signed URL in the script really downloads the tarball, without credentials.
@@ -177,19 +181,45 @@ def test_result_reported_by_the_instance_is_recorded(aws):
     while "instance_id" not in seen and time.monotonic() < deadline:
         time.sleep(0.05)
     instance_id = seen["instance_id"]
-    # What the user-data does at the end: upload result and log, then shut down (= terminate).
-    aws.s3.put_object(
-        Bucket=aws.public_bucket, Key="pub/nightly/logs/11.result", Body=b"exit=0\nnightly/data/n\n"
-    )
-    aws.s3.put_object(
-        Bucket=aws.public_bucket, Key="pub/nightly/logs/11.log", Body=b"line one\nline two\n"
-    )
+    # What the user-data does at the end: upload outputs, result and log to the staging
+    # prefix, then shut down (= terminate).
+    staging = "code/_staging/nightly/11/"
+    for key, body in (
+        ("data/n", b"1\n"),
+        ("result", b"exit=0\n"),
+        ("run.log", b"line one\nline two\n"),
+    ):
+        aws.s3.put_object(Bucket=aws.code_bucket, Key=staging + key, Body=body)
     aws.ec2.terminate_instances(InstanceIds=[instance_id])
     thread.join(60)
     outcome = result["outcome"]
     assert outcome.state == RunState.succeeded, outcome.reason
     assert outcome.published_files == ["nightly/data/n"]
+    assert public_text(aws, "nightly/data/n") == "1\n"
     assert outcome.log_key == "nightly/logs/11.log" and "line two" in outcome.log_tail
+    assert "line two" in public_text(aws, "nightly/logs/11.log")
+    staged = aws.s3.list_objects_v2(Bucket=aws.code_bucket, Prefix=staging)
+    assert staged.get("KeyCount", 0) == 0  # the staging prefix is cleaned up
+
+
+def test_staged_raw_records_are_refused_by_the_service(aws):
+    runner = EC2Runner(aws.settings, aws.config)
+    req = request(aws, run_id=12)
+    staging = "code/_staging/nightly/12/"
+    raw = b'0b4cd4b2-6a3d-4c3e-9f1e-2f0f2f6c1a10 {"ver": 4}\n'
+    for key, body in (
+        ("data/fine.txt", b"fine\n"),
+        ("data/raw.xz", lzma.compress(raw)),
+        ("result", b"exit=0\n"),
+        ("run.log", b"did things\n"),
+    ):
+        aws.s3.put_object(Bucket=aws.code_bucket, Key=staging + key, Body=body)
+    outcome = runner.result(req, "i-test")
+    assert outcome.state == RunState.failed
+    assert "raw.xz" in outcome.reason and "rule raw-record-line" in outcome.reason
+    listed = aws.s3.list_objects_v2(Bucket=aws.public_bucket, Prefix="pub/nightly/data/")
+    assert listed.get("KeyCount", 0) == 0
+    assert "not publishing raw.xz" in public_text(aws, "nightly/logs/12.log")
 
 
 def test_instance_gone_without_a_result_is_a_failure(aws):

@@ -154,3 +154,48 @@ def test_store_tarball_refuses_unsafe_archives(settings):
     with pytest.raises(TarballError, match="not a gzip file"):
         store_tarball(settings, "weekly-report", b"plain text")
     assert list(open_store(settings.code_url).list("")) == []
+
+
+def test_a_deleted_jobs_name_stays_reserved_to_its_owner_until_an_admin_releases_it(session):
+    """Otherwise another user could take over the deleted job's public URL."""
+    from scheduler.jobs import release_job_name
+
+    job = create_job(session, **VALID)
+    owner = job.owner
+    delete_job(session, job)
+    with pytest.raises(JobValidationError) as caught:
+        create_job(session, **{**VALID, "owner": "mallory@example.com"})
+    assert "an admin can release it" in caught.value.errors["name"]
+    again = create_job(session, **VALID)  # the owner gets the name back
+    assert again.owner == owner
+    delete_job(session, again)
+    assert release_job_name(session, VALID["name"]) is True
+    assert create_job(session, **{**VALID, "owner": "mallory@example.com"}).owner == (
+        "mallory@example.com"
+    )
+    assert release_job_name(session, "never-reserved") is False
+
+
+def test_a_renamed_jobs_old_name_stays_reserved_too(session):
+    job = create_job(session, **VALID)
+    update_job(session, job, name="renamed")
+    with pytest.raises(JobValidationError):
+        create_job(session, **{**VALID, "owner": "mallory@example.com"})
+
+
+def test_owner_is_admin_reads_the_dashboards_users(session):
+    """Only admins' jobs may run unsandboxed where no sandbox can be set up."""
+    from dashboard.models import User
+    from scheduler.jobs import owner_is_admin
+
+    init_db(session.get_bind())  # now with the dashboard's tables
+    session.add_all(
+        [
+            User(email="root@example.com", password_hash="x", is_admin=True),
+            User(email="ana@example.com", password_hash="x", is_admin=False),
+        ]
+    )
+    session.commit()
+    assert owner_is_admin(session, "root@example.com") is True
+    assert owner_is_admin(session, "ana@example.com") is False
+    assert owner_is_admin(session, "nobody@example.com") is False

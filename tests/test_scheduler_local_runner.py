@@ -23,11 +23,11 @@ from scheduler.runners.local import LocalRunner
 UUID = "0b4cd4b2-6a3d-4c3e-9f1e-2f0f2f6c1a10"
 
 
-def tarball(files: dict[str, str]) -> bytes:
+def tarball(files: dict[str, str | bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for name, text in files.items():
-            data = text.encode()
+            data = text.encode() if isinstance(text, str) else text
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o755

@@ -275,19 +275,20 @@ def test_disabled_and_expired_jobs_do_not_fire(settings, config, Session):
     assert service.fire_key(DAILY_12, T0) == []
 
 
-def test_manual_run_and_cancel_through_the_real_local_runner(settings, config, Session, tmp_path):
-    job = add_job(
-        Session, settings, command=f"echo $$ > {tmp_path}/pid; sleep 300", timeout_minutes=600
-    )
+def test_manual_run_and_cancel_through_the_real_local_runner(settings, config, Session):
+    from tests.test_scheduler_local_runner import processes_running
+
+    job = add_job(Session, settings, command="sleep 3021", timeout_minutes=600)
     service = make_service(settings, config, FakeClock(T0), None)
     with Session() as session:
         run = request_run_now(session, session.get(Job, job.id))
     service.dispatch()
-    wait_for(lambda: (tmp_path / "pid").exists())
+    wait_for(lambda: processes_running("sleep 3021"))
     with Session() as session:
         cancel_run(session, session.get(Run, run.id))
     service.dispatch()
     assert service.wait_idle(60)
+    assert not processes_running("sleep 3021")
     with Session() as session:
         done = session.get(Run, run.id)
         assert done.state == RunState.cancelled.value and done.log_key == f"demo/logs/{run.id}.log"
@@ -381,16 +382,15 @@ def test_apscheduler_fires_jobs_including_ones_added_while_running(settings, con
     assert runs_of(Session, late.id)[0].scheduled_for == noon + dt.timedelta(hours=1)
 
 
-def test_stopping_the_service_kills_active_runs_and_records_why(
-    settings, config, Session, tmp_path
-):
-    job = add_job(
-        Session, settings, command=f"echo $$ > {tmp_path}/pid; sleep 300", timeout_minutes=600
-    )
+def test_stopping_the_service_kills_active_runs_and_records_why(settings, config, Session):
+    from tests.test_scheduler_local_runner import processes_running
+
+    job = add_job(Session, settings, command="sleep 3022", timeout_minutes=600)
     service = make_service(settings, config, FakeClock(T0), None)
     service.fire_key(DAILY_12, T0)
-    wait_for(lambda: (tmp_path / "pid").exists())
+    wait_for(lambda: processes_running("sleep 3022"))
     service.stop(wait_seconds=60)
+    assert not processes_running("sleep 3022")
     (run,) = runs_of(Session, job.id)
     assert run.state == RunState.cancelled.value
     assert run.reason == "cancelled: the scheduler service stopped"

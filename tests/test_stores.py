@@ -260,7 +260,7 @@ def test_unreadable_store_directory_names_the_setting(tmp_path, monkeypatch):
     root = tmp_path / "store"
     root.mkdir()
     monkeypatch.setattr(local.os, "access", lambda path, mode: Path(path) != root)
-    with pytest.raises(ConfigError, match="TELEMETRY_PUBLIC_URL: .*not readable and writable"):
+    with pytest.raises(ConfigError, match="TELEMETRY_PUBLIC_URL: .*not readable"):
         open_store(f"file://{root}", setting="TELEMETRY_PUBLIC_URL")
 
 
@@ -271,21 +271,24 @@ def test_file_where_the_store_directory_should_be_names_the_setting(tmp_path):
         open_store(f"file://{blocker}", setting="TELEMETRY_PUBLIC_URL")
 
 
-def test_a_read_only_directory_opens_for_readers_only(tmp_path, monkeypatch):
-    """The published data is mounted read-only in sandboxes; MapReduce opens it read_only."""
-    import os
-
-    import pipeline.stores.local as local
-
+def test_local_store_never_follows_symbolic_links(tmp_path):
+    """A link planted in a store (the public store is served to anyone) exposes nothing."""
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("private")
     root = tmp_path / "store"
-    open_store(f"file://{root}").put("a/b.lz4", b"data")
-    real_access = os.access
-    monkeypatch.setattr(
-        local.os,
-        "access",
-        lambda path, mode: real_access(path, mode) and not (Path(path) == root and mode & os.W_OK),
-    )
-    with pytest.raises(ConfigError, match="not readable and writable"):
-        open_store(f"file://{root}", setting="TELEMETRY_PUBLISHED_URL")
-    store = open_store(f"file://{root}", setting="TELEMETRY_PUBLISHED_URL", read_only=True)
-    assert store.get("a/b.lz4") == b"data"
+    store = open_store(f"file://{root}")
+    store.put("job/data/real.txt", b"public")
+    (root / "job" / "data" / "link.txt").symlink_to(outside / "secret.txt")
+    (root / "job" / "data" / "etcdir").symlink_to(outside)
+    (root / "other").symlink_to(outside)
+    assert [info.key for info in store.list("")] == ["job/data/real.txt"]
+    assert list(store.list_prefixes("")) == ["job/"]
+    for key in ("job/data/link.txt", "job/data/etcdir/secret.txt", "other/secret.txt"):
+        assert not store.exists(key)
+        with pytest.raises(ObjectNotFound):
+            store.get(key)
+    with pytest.raises(StoreError, match="symbolic link"):
+        store.put("other/planted.txt", b"x")
+    assert not (outside / "planted.txt").exists()
+    assert store.get("job/data/real.txt") == b"public"

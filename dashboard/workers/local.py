@@ -38,7 +38,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -301,12 +300,23 @@ def _sandbox_pid(workspace: Path) -> int | None:
     return pid
 
 
+class _ForeignSandbox:
+    """What `sandbox.kill` needs of a sandbox this process did not start: its pid, and
+    whether it still runs (checked again through /proc, so a reused pid is never signalled)."""
+
+    def __init__(self, pid: int, workspace: Path) -> None:
+        self.pid, self.workspace = pid, workspace
+
+    def poll(self) -> int | None:
+        return None if _sandbox_pid(self.workspace) == self.pid else 0
+
+
 def _stop_by_pid(workspace: Path) -> None:
     """Kill a sandbox another process (an earlier dashboard) started, if it still runs."""
     pid = _sandbox_pid(workspace)
     if pid is None:
         return
-    sandbox.kill(types.SimpleNamespace(pid=pid))
+    sandbox.kill(_ForeignSandbox(pid, workspace))
     deadline = time.monotonic() + 10
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):

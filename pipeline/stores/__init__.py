@@ -16,14 +16,12 @@ def open_store(
     setting: str = "store URL",
     endpoint_url: str | None = None,
     create: bool = False,
-    read_only: bool = False,
 ) -> BlobStore:
     """Open the store at `url`; `setting` names the configuration key in error messages.
 
     `endpoint_url` (else `TELEMETRY_S3_ENDPOINT_URL`) points `s3://` at any S3-compatible
     server. A missing bucket is a ConfigError unless `create` is set (tests, first runs); a
-    directory is always created. `read_only` (readers such as MapReduce) accepts a directory
-    this process may not write, e.g. the published data mounted read-only in a sandbox.
+    directory is always created.
     """
     if not isinstance(url, str) or not url:
         raise ConfigError(setting, "is empty: use file:///path or s3://bucket/prefix")
@@ -34,7 +32,7 @@ def open_store(
         path = parsed.path if not parsed.netloc else parsed.netloc + parsed.path
         if not path:
             raise ConfigError(setting, f"{url!r} names no directory")
-        return LocalStore(url, path, setting=setting, read_only=read_only)
+        return LocalStore(url, path, setting=setting)
     if parsed.scheme == "s3":
         from pipeline.stores.s3 import S3Store
 

@@ -4,12 +4,18 @@ Atomicity comes from writing to a temporary file in the same directory and renam
 the target; `fsync` of the file before the rename and of the directory after it makes a stored
 object survive a machine crash too. Directories are created on demand and removed again when
 their last object is deleted, so `list_prefixes` shows the same "directories" as S3 would.
+
+Symbolic links are never followed below the root (the root itself may be one): reading opens
+every component with `O_NOFOLLOW`, listing skips links and anything that is not a regular
+file or directory, and a write whose directory resolves outside the root is refused. A link
+planted in a store (the public one is served to anyone) cannot expose a file elsewhere.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,16 +30,10 @@ _FILE_MODE = 0o644
 
 
 class LocalStore(BlobStore):
-    def __init__(
-        self, url: str, root: str, setting: str = "store URL", *, read_only: bool = False
-    ) -> None:
+    def __init__(self, url: str, root: str, setting: str = "store URL") -> None:
         self.url = url
         self.setting = setting
         self.root = Path(root)
-        if read_only and self.root.is_dir():
-            if not os.access(self.root, os.R_OK | os.X_OK):
-                raise ConfigError(setting, f"directory {self.root} is not readable")
-            return
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except FileExistsError as exc:
@@ -42,11 +42,42 @@ class LocalStore(BlobStore):
             raise ConfigError(
                 setting, f"cannot create directory {self.root}: {exc.strerror}"
             ) from exc
-        if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
-            raise ConfigError(setting, f"directory {self.root} is not readable and writable")
+        # Readable is enough to open a store (a job sees the published store read-only);
+        # `check` and every write say so when it is not writable.
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise ConfigError(setting, f"directory {self.root} is not readable")
+        self._real_root = os.path.realpath(self.root)
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*validate_key(key).split("/"))
+
+    def _open_nofollow(self, key: str) -> int:
+        """A read-only descriptor of `key`'s regular file, reached without following any link
+        below the root; ObjectNotFound for a missing key, a link or anything not a file."""
+        parts = validate_key(key).split("/")
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in parts[:-1]:
+                child = os.open(
+                    part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+                )
+                os.close(fd)
+                fd = child
+            found = os.open(
+                parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd
+            )
+        except OSError as exc:
+            raise ObjectNotFound(f"{self.url}: no object {key!r}") from exc
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(os.fstat(found).st_mode):
+            os.close(found)
+            raise ObjectNotFound(f"{self.url}: no object {key!r}")
+        return found
+
+    def _inside(self, directory: Path) -> bool:
+        real = os.path.realpath(directory)
+        return real == self._real_root or real.startswith(self._real_root + os.sep)
 
     def _atomic_write(self, key: str, write: Callable[[BinaryIO], None]) -> None:
         target = self._path(key)
@@ -54,6 +85,10 @@ class LocalStore(BlobStore):
         for attempt in range(5):
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
+                if not self._inside(target.parent):
+                    raise StoreError(
+                        f"{self.url}: cannot store {key!r}: a parent is a symbolic link"
+                    )
                 fd, tmp = tempfile.mkstemp(prefix=TMP_MARK, dir=target.parent)
                 break
             except FileNotFoundError:
@@ -63,6 +98,7 @@ class LocalStore(BlobStore):
                 raise StoreError(
                     f"{self.url}: cannot store {key!r}: a parent is an object"
                 ) from exc
+
         try:
             with os.fdopen(fd, "wb") as out:
                 os.fchmod(out.fileno(), _FILE_MODE)
@@ -92,10 +128,7 @@ class LocalStore(BlobStore):
         self._atomic_write(key, copy)
 
     def open(self, key: str) -> BinaryIO:
-        try:
-            return open(self._path(key), "rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise ObjectNotFound(f"{self.url}: no object {key!r}") from exc
+        return os.fdopen(self._open_nofollow(key), "rb")
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Walk in key order (as S3 lists), entering only directories that can match."""
@@ -114,6 +147,8 @@ class LocalStore(BlobStore):
                 continue
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)
+                if not is_dir and not entry.is_file(follow_symlinks=False):
+                    continue  # links, FIFOs, sockets, devices are not objects
             except OSError:
                 continue
             named.append((entry.name + "/" if is_dir else entry.name, entry, is_dir))
@@ -125,7 +160,7 @@ class LocalStore(BlobStore):
                     yield from self._walk(Path(entry.path), key, prefix)
             elif key.startswith(prefix):
                 try:
-                    size = entry.stat().st_size
+                    size = entry.stat(follow_symlinks=False).st_size
                 except FileNotFoundError:
                     continue  # deleted while listing
                 yield ObjectInfo(key, size)
@@ -161,7 +196,11 @@ class LocalStore(BlobStore):
             parent = parent.parent
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        try:
+            os.close(self._open_nofollow(key))
+        except ObjectNotFound:
+            return False
+        return True
 
     def check(self) -> None:
         if not self.root.is_dir():

@@ -2,18 +2,22 @@
 
 The instance gets no credentials. The service gives it:
 - a pre-signed GET URL for the code tarball (TELEMETRY_CODE_URL must be `s3://`),
-- a pre-signed POST policy that lets it upload any key under `<job_name>/` of the public
-  bucket (TELEMETRY_PUBLIC_URL must be `s3://`), used with curl for data, log and result.
-User-data (bash): download + extract the tarball (GNU tar, refusing absolute/`..` names),
+- a pre-signed POST policy that lets it upload any key under the run's private staging prefix
+  `_staging/<job_name>/<run_id>/` of the code bucket (never the public store), used with curl
+  for the output files, the log and the result.
+User-data (bash): download + extract the tarball (checked by scheduler.tarball when it was
+stored: plain files and directories only; GNU tar extracts it without owners),
 run the command like the local runner does (see RUN_COMMAND_FUNCTION): `bash -c` with stdin
 from /dev/null, in a clean environment (`env -i`, only the variables listed below), in a process
 group of its own (coreutils `timeout`'s); at the timeout the whole group gets SIGTERM, and
 SIGKILL after `kill_grace_seconds`; whatever the command leaves running is killed when it
-ends, before anything is checked or uploaded. Then apply the output guard (size limit, raw
-`docId<TAB>{json}` lines) and upload `<job>/data/...` only when every file passes, upload the
-log to `<job>/logs/<run_id>.log` and the result to `<job>/logs/<run_id>.result` ("exit=N" +
-published keys), then `shutdown -h now`; InstanceInitiatedShutdownBehavior=terminate makes
-that a termination.
+ends, before anything is uploaded. Then upload every regular file of the output directory to
+`<staging>/data/<relative path>`, the log to `<staging>/run.log` and the result ("exit=N") to
+`<staging>/result`, then `shutdown -h now`; InstanceInitiatedShutdownBehavior=terminate makes
+that a termination. The instance checks nothing: when it is gone, the service runs the one
+publish step (scheduler.publish, the same as for local runs) on the staged files, copies
+them to `<job>/data/` of the public store only if every one passes, publishes the log
+through the same guard, and deletes the staging prefix.
 
 The command's environment on the instance (nothing else from cloud-init's is inherited):
   JOB_NAME, RUN_ID, OUTPUT_DIR (absolute), HOME (the job directory), TMPDIR (a private temp
@@ -21,9 +25,10 @@ The command's environment on the instance (nothing else from cloud-init's is inh
   TELEMETRY_PUBLIC_URL, TELEMETRY_HG_BASE_URL, TELEMETRY_S3_ENDPOINT_URL when set and not
   `file://` (a place on the service's machine). No credentials and no secrets: the user-data
   can be read by anyone who may describe the instance, and by the job itself.
-As with the local runner, a process that leaves the group on purpose (`setsid`) is not
-followed; the instance's shutdown ends it.
-The service polls the instance; when it is gone it reads the result object. At
+A process that leaves the group on purpose (`setsid`) is not followed (the local runner's
+PID namespace has no equivalent here); the instance's shutdown ends it, and whatever it does
+to the output meanwhile is judged by the service's guard on the staged copies.
+The service polls the instance; when it is gone it reads the staged result. At
 timeout + `ec2_boot_allowance_seconds` it terminates the instance itself and records why.
 Instances are tagged JobName, RunId, Owner.
 """
@@ -34,18 +39,29 @@ import logging
 import math
 import os
 import shlex
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.aws import default_region, make_client
 from pipeline.config import Settings
+from pipeline.errors import ObjectNotFound, StoreError
+from pipeline.stores import open_store
 from scheduler.config import SchedulerConfig
 from scheduler.errors import RunnerError
 from scheduler.models import RunState
-from scheduler.publish import log_key
+from scheduler.publish import (
+    check_staged,
+    guard_scanner,
+    publish_log,
+    publish_staged,
+    stage_store,
+    tail,
+)
 from scheduler.runners.base import Runner, RunOutcome, RunRequest
 
 log = logging.getLogger(__name__)
@@ -53,6 +69,7 @@ log = logging.getLogger(__name__)
 GONE_STATES = {"shutting-down", "terminated", "stopped", "stopping"}
 PASSED_SETTINGS = ("published_url", "public_url", "hg_base_url", "s3_endpoint_url")
 JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
+STAGING = "_staging"
 
 # Plain bash (no format fields), also executed on its own by the tests.
 RUN_COMMAND_FUNCTION = r"""# run_command SECONDS GRACE COMMAND: run COMMAND with `bash -c` in the current directory,
@@ -91,7 +108,6 @@ RUN_ID={run_id}
 OUTPUT_REL={output_dir_q}
 TIMEOUT_SECONDS={timeout_seconds}
 KILL_GRACE_SECONDS={kill_grace_seconds}
-MAX_FILE_BYTES={max_file_bytes}
 TARBALL_URL={tarball_url_q}
 POST_URL={post_url_q}
 POST_ARGS=({post_args})
@@ -101,8 +117,8 @@ LOG=$WORK/run.log
 mkdir -p "$WORK/job" "$WORK/tmp"
 exec >>"$LOG" 2>&1
 {run_command_function}finish() {{
-  upload_file "$JOB_NAME/logs/$RUN_ID.result" "$WORK/result" || true
-  upload_file "$JOB_NAME/logs/$RUN_ID.log" "$LOG" || true
+  upload_file "result" "$WORK/result" || true
+  upload_file "run.log" "$LOG" || true
   shutdown -h now
 }}
 upload_file() {{
@@ -111,9 +127,6 @@ upload_file() {{
 echo "exit=setup-failed" > "$WORK/result"
 trap finish EXIT
 curl -sS --fail --retry 3 -o "$WORK/code.tar.gz" "$TARBALL_URL" || {{ echo "exit=download-failed" > "$WORK/result"; exit 1; }}
-if tar tzf "$WORK/code.tar.gz" | grep -qE '(^/|(^|/)\.\.(/|$))'; then
-  echo "unsafe tarball: absolute or .. member"; echo "exit=unsafe-tarball" > "$WORK/result"; exit 1
-fi
 tar xzf "$WORK/code.tar.gz" -C "$WORK/job" --no-same-owner --no-same-permissions || {{ echo "exit=corrupt-tarball" > "$WORK/result"; exit 1; }}
 cd "$WORK/job"
 OUTPUT_DIR="$WORK/job/$OUTPUT_REL"
@@ -126,17 +139,9 @@ status=$?
 echo "exit=$status" > "$WORK/result"
 if [ "$status" -ne 0 ]; then exit 0; fi
 if [ ! -d "$OUTPUT_DIR" ]; then echo "exit=no-output-dir" > "$WORK/result"; exit 0; fi
-refused=0
-while IFS= read -r -d '' f; do
-  if [ -L "$f" ] || [ "$(stat -c %s "$f")" -gt "$MAX_FILE_BYTES" ] || \
-     head -c 262144 "$f" | grep -qaE $'^[0-9a-fA-F]{{8}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{12}}\t[{{[]'; then
-    echo "not publishing ${{f#$OUTPUT_DIR/}}: symlink, too large or raw records"; refused=1
-  fi
-done < <(find "$OUTPUT_DIR" \( -type f -o -type l \) -print0)
-if [ "$refused" -ne 0 ]; then echo "exit=guard-refused" > "$WORK/result"; exit 0; fi
 while IFS= read -r -d '' f; do
   rel=${{f#$OUTPUT_DIR/}}
-  upload_file "$JOB_NAME/data/$rel" "$f" && echo "$JOB_NAME/data/$rel" >> "$WORK/result"
+  upload_file "data/$rel" "$f" || {{ echo "exit=upload-failed" > "$WORK/result"; exit 0; }}
 done < <(find "$OUTPUT_DIR" -type f -print0)
 """
 
@@ -154,13 +159,18 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}/{key}" if prefix else key
 
 
+def staging_prefix(request: RunRequest) -> str:
+    """Where a run's instance uploads, in the (private) code store: `_staging/<job>/<run>/`
+    (tarball keys are `<job>/<hash>.tar.gz`: two components, so the two never meet)."""
+    return f"{STAGING}/{request.job_name}/{int(request.run_id)}/"
+
+
 def render_user_data(
     *,
     request: RunRequest,
     tarball_url: str,
     post_url: str,
     post_fields: dict,
-    max_file_bytes: int,
     key_prefix: str = "",
     kill_grace_seconds: float = 30.0,
     job_environment: dict[str, str] | None = None,
@@ -181,7 +191,6 @@ def render_user_data(
         job_name_q=shlex.quote(request.job_name),
         output_dir_q=shlex.quote(request.output_dir),
         timeout_seconds=int(request.timeout_seconds),
-        max_file_bytes=int(max_file_bytes),
         tarball_url_q=shlex.quote(tarball_url),
         post_url_q=shlex.quote(post_url),
         post_args=" ".join(
@@ -210,34 +219,31 @@ class EC2Runner(Runner):
     # -- pieces (also used by tests) ------------------------------------------------------
     def user_data(self, request: RunRequest) -> str:
         code_bucket, code_prefix = _bucket_prefix(self.settings.code_url, "TELEMETRY_CODE_URL")
-        public_bucket, public_prefix = _bucket_prefix(
-            self.settings.public_url, "TELEMETRY_PUBLIC_URL"
-        )
+        _bucket_prefix(self.settings.public_url, "TELEMETRY_PUBLIC_URL")
         expires = int(request.timeout_seconds + self.config.ec2_boot_allowance_seconds + 3600)
         tarball_url = self.s3.generate_presigned_url(
             "get_object",
             Params={"Bucket": code_bucket, "Key": _join(code_prefix, request.tarball_key)},
             ExpiresIn=expires,
         )
-        job_prefix = _join(public_prefix, request.job_name) + "/"
+        run_prefix = _join(code_prefix, staging_prefix(request))
         post = self.s3.generate_presigned_post(
-            public_bucket,
-            job_prefix + "${filename}",
+            code_bucket,
+            run_prefix + "${filename}",
             Conditions=[
-                ["starts-with", "$key", job_prefix],
+                ["starts-with", "$key", run_prefix],
                 ["content-length-range", 0, self.config.publish_max_file_bytes],
             ],
             ExpiresIn=expires,
         )
-        # The script supplies the key itself (relative to the public prefix).
+        # The script supplies the key itself (relative to the run's staging prefix).
         fields = {k: v for k, v in post["fields"].items() if k != "key"}
         return render_user_data(
             request=request,
             tarball_url=tarball_url,
             post_url=post["url"],
             post_fields=fields,
-            max_file_bytes=self.config.publish_max_file_bytes,
-            key_prefix=f"{public_prefix}/" if public_prefix else "",
+            key_prefix=_join(code_prefix, staging_prefix(request)),
             kill_grace_seconds=self.config.kill_grace_seconds,
             job_environment=self.job_environment(),
         )
@@ -300,64 +306,123 @@ class EC2Runner(Runner):
             log.warning("terminating instance %s of a lost run", instance_id)
             self.terminate(instance_id)
 
-    def _read_public(self, key: str) -> bytes | None:
-        bucket, prefix = _bucket_prefix(self.settings.public_url, "TELEMETRY_PUBLIC_URL")
+    def _stores(self):
+        code = open_store(
+            self.settings.code_url,
+            setting="TELEMETRY_CODE_URL",
+            endpoint_url=self.settings.s3_endpoint_url,
+        )
+        public = open_store(
+            self.settings.public_url,
+            setting="TELEMETRY_PUBLIC_URL",
+            endpoint_url=self.settings.s3_endpoint_url,
+        )
+        return code, public
+
+    def _discard_staging(self, request: RunRequest) -> None:
+        """Nothing a killed run staged is ever published."""
         try:
-            return self.s3.get_object(Bucket=bucket, Key=_join(prefix, key))["Body"].read()
-        except ClientError:
-            return None
+            code, _ = self._stores()
+            for info in list(code.list(staging_prefix(request))):
+                code.delete(info.key)
+        except (StoreError, OSError, BotoCoreError, ClientError) as exc:
+            log.warning("run %s: could not clean its staging prefix: %s", request.run_id, exc)
 
     def result(self, request: RunRequest, instance_id: str) -> RunOutcome:
-        """Interpret `<job>/logs/<run>.result` after the instance went away."""
-        lkey = log_key(request.job_name, request.run_id)
-        raw = self._read_public(f"{request.job_name}/logs/{request.run_id}.result")
-        log_bytes = self._read_public(lkey) or b""
-        tail_text = "\n".join(
-            log_bytes.decode("utf-8", "replace").splitlines()[-self.config.mail_log_lines :]
-        )
-        base = dict(
-            instance_id=instance_id, log_key=lkey if log_bytes else None, log_tail=tail_text
-        )
+        """After the instance went away: read its staged result and log, run the publish step
+        on its staged outputs, publish the log, and delete the staging prefix."""
+        code, public = self._stores()
+        prefix = staging_prefix(request)
+        try:
+            with tempfile.TemporaryDirectory(prefix="telemetry-publish-") as tmp:
+                return self._finish(request, instance_id, code, public, prefix, Path(tmp))
+        finally:
+            for info in list(code.list(prefix)):
+                code.delete(info.key)
+
+    def _finish(self, request, instance_id, code, public, prefix, tmp: Path) -> RunOutcome:
+        log_path = tmp / "run.log"
+        try:
+            code.get_file(prefix + "run.log", str(log_path))
+        except ObjectNotFound:
+            log_path.write_bytes(b"")
+        try:
+            raw = code.get(prefix + "result")
+        except ObjectNotFound:
+            raw = None
+        notes: list[str] = []
+        outcome = self._interpret(request, instance_id, raw, code, public, prefix, tmp, notes)
+        if notes:
+            with open(log_path, "ab") as handle:
+                handle.write("".join(f"[scheduler] {note}\n" for note in notes).encode())
+        scanner = guard_scanner(self.settings, self.config)
+        try:
+            outcome.log_key = publish_log(
+                public,
+                request.job_name,
+                request.run_id,
+                log_path,
+                scan=lambda path: scanner.scan_file(path, "the run log"),
+                notes=notes,
+            )
+        except (StoreError, OSError) as exc:
+            log.error("run %s: could not publish the log: %s", request.run_id, exc)
+        outcome.instance_id = instance_id
+        outcome.log_tail = tail(log_path, self.config.mail_log_lines)
+        return outcome
+
+    def _interpret(self, request, instance_id, raw, code, public, prefix, tmp, notes):
         if raw is None:
             return RunOutcome(
-                RunState.failed, f"instance {instance_id} ended without reporting a result", **base
+                RunState.failed, f"instance {instance_id} ended without reporting a result"
             )
         lines = raw.decode("utf-8", "replace").splitlines()
         status = lines[0].partition("=")[2] if lines else ""
         reasons = {
             "setup-failed": "the instance could not prepare the run",
             "download-failed": "the instance could not download the tarball",
-            "unsafe-tarball": "the tarball has absolute or '..' members",
             "corrupt-tarball": "the tarball could not be extracted",
             "no-output-dir": f"output directory {request.output_dir!r} does not exist after the command finished",
-            "guard-refused": "published output guard refused some files (see the log); nothing was published",
+            "upload-failed": "the instance could not upload its output",
         }
         if status in reasons:
-            return RunOutcome(RunState.failed, reasons[status], **base)
+            return RunOutcome(RunState.failed, reasons[status])
         if status == "124" or status == "137":
             return RunOutcome(
                 RunState.timed_out,
                 f"timed out after {request.timeout_minutes} minute(s) on the instance",
                 exit_code=int(status),
-                **base,
             )
         if status.lstrip("-").isdigit() and int(status) != 0:
             return RunOutcome(
-                RunState.failed,
-                f"command exited with status {status}",
-                exit_code=int(status),
-                **base,
+                RunState.failed, f"command exited with status {status}", exit_code=int(status)
             )
-        if status == "0":
+        if status != "0":
             return RunOutcome(
-                RunState.succeeded,
-                f"succeeded; published {len(lines) - 1} file(s)",
-                exit_code=0,
-                published_files=lines[1:],
-                **base,
+                RunState.failed, f"unexpected result {status!r} from instance {instance_id}"
             )
+        try:
+            staged, refusals = stage_store(
+                code, prefix + "data/", tmp / "staging", self.config.publish_max_file_bytes
+            )
+            if not refusals:
+                refusals = check_staged(staged, guard_scanner(self.settings, self.config))
+            if refusals:
+                notes.extend(f"not publishing {r.path}: {r.reason}" for r in refusals)
+                first = refusals[0]
+                reason = f"published output guard refused {len(refusals)} file(s) ({first.path}: {first.reason}); nothing was published"
+                notes.append(reason)
+                return RunOutcome(RunState.failed, reason, exit_code=0)
+            keys = publish_staged(public, request.job_name, staged)
+        except (StoreError, OSError) as exc:
+            notes.append(f"publishing failed: {exc}")
+            return RunOutcome(RunState.failed, f"publishing failed: {exc}", exit_code=0)
+        notes.extend(f"published {key}" for key in keys)
         return RunOutcome(
-            RunState.failed, f"unexpected result {status!r} from instance {instance_id}", **base
+            RunState.succeeded,
+            f"succeeded; published {len(keys)} file(s)",
+            exit_code=0,
+            published_files=keys,
         )
 
     # -- the run ----------------------------------------------------------------------------
@@ -385,6 +450,7 @@ class EC2Runner(Runner):
             if request.cancel.is_set() or time.monotonic() >= deadline:
                 timed_out = not request.cancel.is_set()
                 self.terminate(instance_id)
+                self._discard_staging(request)
                 if timed_out:
                     reason = (
                         f"timed out: instance {instance_id} still running after {request.timeout_minutes} minute(s) "

@@ -282,6 +282,9 @@ class LocalRunner(Runner):
         except OutputMissing:
             reason = f"output directory {request.output_dir!r} does not exist after the command finished; write results there"
             return self._finish(log_file, notes, RunState.failed, reason, exit_code=0)
+        except OSError as exc:
+            reason = f"could not read the output directory: {exc}"
+            return self._finish(log_file, notes, RunState.failed, reason, exit_code=0)
         if not refusals:
             refusals = check_staged(staged, guard_scanner(self.settings, self.config))
         if refusals:

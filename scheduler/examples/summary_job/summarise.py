@@ -19,7 +19,6 @@ def main() -> None:
         url,
         setting="TELEMETRY_PUBLISHED_URL",
         endpoint_url=os.environ.get("TELEMETRY_S3_ENDPOINT_URL"),
-        read_only=True,  # mounted read-only in the job's sandbox
     )
     partitions: dict[str, dict[str, int]] = {}
     for info in store.list(""):
