@@ -61,6 +61,7 @@ SANDBOX_GID = 65534
 JOB_DIR = "/job"
 PUBLISHED_DIR = "/data/published"
 HISTOGRAM_CACHE_DIR = "/data/histogram-cache"
+PUBLIC_DIR = "/data/public"  # holds only the running job's own `<job>/` (the local runner)
 SCHEMA_DIR = "/data/schema"
 
 # System directories bound read-only when they exist (symlinks, as on merged-/usr systems, are

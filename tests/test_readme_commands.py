@@ -27,7 +27,8 @@ def test_mapreduce_examples_run_as_written_from_another_directory(tmp_path):
     from mapreduce import synthetic
     from pipeline.stores import open_store
 
-    [block] = code_blocks("## MapReduce")
+    block = code_blocks("## MapReduce")[0]  # the examples; later blocks show the analyst tools
+    assert "EX=$(python -m mapreduce.examples)" in block
     published = tmp_path / "published"
     synthetic.generate(open_store(f"file://{published}", create=True), 200_000, files=4)
     lines = [line for line in block.splitlines() if "--engine dask" not in line]  # no cluster

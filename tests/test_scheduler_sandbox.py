@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -126,6 +127,32 @@ def test_published_store_is_readable_at_the_documented_path(settings, runner, pu
     outcome = attempt(settings, runner, "cp /data/published/a/b.txt output/copy")
     assert outcome.state == RunState.succeeded, outcome.reason
     assert public.get("demo/data/copy") == b"published bytes"
+
+
+def test_job_reads_its_own_earlier_output_and_the_histogram_cache_only(settings, runner, public):
+    """An incremental job (the aggregates) reads its own index and rerun requests; nothing
+    of another job's output is visible, and its own is read-only (the publish step alone
+    writes it)."""
+    public.put("demo/data/index.json", b'{"days": {}}')
+    public.put("demo/rerun-requests/1.json", b"{}")
+    public.put("victim/data/summary.json", b'{"honest": true}')
+    cache = Path(settings.histogram_cache) / "releases/x/abc"
+    cache.mkdir(parents=True)
+    (cache / "Histograms.json").write_text('{"GC_MS": {}}')
+    command = (
+        'cp "${TELEMETRY_PUBLIC_URL#file://}/demo/data/index.json" output/index; '
+        'ls "${TELEMETRY_PUBLIC_URL#file://}/demo/rerun-requests" > output/requests; '
+        'ls "${TELEMETRY_PUBLIC_URL#file://}" > output/visible; '
+        'cp "$TELEMETRY_HISTOGRAM_CACHE/releases/x/abc/Histograms.json" output/hist; '
+        'echo pwned > "${TELEMETRY_PUBLIC_URL#file://}/demo/data/index.json" 2>/dev/null'
+    )
+    outcome = attempt(settings, runner, command)
+    assert outcome.state == RunState.succeeded, outcome.reason
+    assert public.get("demo/data/index") == b'{"days": {}}'
+    assert public.get("demo/data/requests") == b"1.json\n"
+    assert public.get("demo/data/visible") == b"demo\n"  # not victim
+    assert public.get("demo/data/hist") == b'{"GC_MS": {}}'
+    assert public.get("victim/data/summary.json") == b'{"honest": true}'
 
 
 @pytest.mark.parametrize(

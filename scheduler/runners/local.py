@@ -10,14 +10,18 @@ output and copies it to the public store, outside the sandbox.
 
 What the command sees (sandboxed): the job directory at /job (read-write; HOME and the
 working directory), a private /tmp, the published store read-only at /data/published when
-it is a `file://` store, the system directories and the project's Python environment
-read-only; nothing else of the data directory. It runs as uid/gid 65534, without network
+it is a `file://` store, the job's own earlier public output (`public/<job>/`, which holds its
+published `data/` and any rerun requests) read-only at /data/public/<job>, the revision cache of
+Histograms.json files read-only at /data/histogram-cache, the system directories and the project's
+Python environment read-only; nothing else of the data directory. It runs as uid/gid 65534, without network
 unless TELEMETRY_SCHEDULER_SANDBOX_NETWORK is set, under the TELEMETRY_SCHEDULER_SANDBOX_*
 limits.
 
 Environment given to the command (nothing else is inherited):
   TELEMETRY_PUBLISHED_URL (file:///data/published for a file:// store, else the URL),
   TELEMETRY_HG_BASE_URL, TELEMETRY_SCHEMA_PATH, TELEMETRY_S3_ENDPOINT_URL (when set),
+  TELEMETRY_PUBLIC_URL (file:///data/public: the job's own earlier output) and
+  TELEMETRY_HISTOGRAM_CACHE (/data/histogram-cache) when those are local directories,
   AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN / AWS_DEFAULT_REGION /
   AWS_REGION only from TELEMETRY_JOB_AWS_* (never the service's own credentials),
   JOB_NAME, RUN_ID, OUTPUT_DIR (absolute path of the output directory),
@@ -93,11 +97,15 @@ def job_environment(
     tmp: str,
     published_url: str,
     schema_path: str,
+    public_url: str = "",
+    histogram_cache: str = "",
 ) -> dict[str, str]:
     """The complete environment of a job's command (see the module docstring); paths are as
     the command sees them."""
     env = {
         "TELEMETRY_PUBLISHED_URL": published_url,
+        "TELEMETRY_PUBLIC_URL": public_url,
+        "TELEMETRY_HISTOGRAM_CACHE": histogram_cache,
         "TELEMETRY_HG_BASE_URL": settings.hg_base_url,
         "TELEMETRY_SCHEMA_PATH": schema_path,
         "TELEMETRY_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
@@ -324,6 +332,18 @@ class LocalRunner(Runner):
         if schema_path and os.path.isfile(schema_path):
             read_only.append((schema_path, SCHEMA_TARGET))
             schema_path = SCHEMA_TARGET
+        # What a job may read besides the published data: its own earlier public output (an
+        # incremental job such as the aggregates reads its index and rerun requests there)
+        # and the cached Histograms.json files (public Mozilla data) for bucket layouts.
+        public_url = histogram_cache = ""
+        public_root = _local_root(settings.public_url)
+        own_output = os.path.join(public_root, request.job_name) if public_root else ""
+        if own_output and os.path.isdir(own_output):
+            read_only.append((own_output, f"{sandbox.PUBLIC_DIR}/{request.job_name}"))
+            public_url = f"file://{sandbox.PUBLIC_DIR}"
+        if settings.histogram_cache and os.path.isdir(settings.histogram_cache):
+            read_only.append((settings.histogram_cache, sandbox.HISTOGRAM_CACHE_DIR))
+            histogram_cache = sandbox.HISTOGRAM_CACHE_DIR
         spec = sandbox.SandboxSpec(
             home=job_dir,
             tmp=tmp_dir,
@@ -347,6 +367,8 @@ class LocalRunner(Runner):
             tmp="/tmp",
             published_url=published_url,
             schema_path=schema_path,
+            public_url=public_url,
+            histogram_cache=histogram_cache,
         )
         return sandbox.start(
             spec,
@@ -365,6 +387,8 @@ class LocalRunner(Runner):
             tmp=str(tmp_dir),
             published_url=self.settings.published_url,
             schema_path=self.settings.schema_path,
+            public_url=self.settings.public_url,
+            histogram_cache=self.settings.histogram_cache,
         )
         return subprocess.Popen(
             ["bash", "-c", request.command],
