@@ -837,8 +837,9 @@ cdef class Section:
         cdef Py_ssize_t n, i, position, cursor = 0
         cdef const long long *bound_data
         cdef long long *pair
-        if not h.plain or bounds is None or <object>PyTuple_GET_ITEM(spec, 5):
-            return False  # not plain, huge bounds, or a flexible layout: the general path
+        if (not h.plain or bounds is None or <object>PyTuple_GET_ITEM(spec, 5)
+                or <object>PyTuple_GET_ITEM(spec, 6)):
+            return False  # not plain, huge bounds, a flexible layout or keyed: the general path
         if not h.seen & (1 << 3):
             return False
         n = PyLong_AsSsize_t(<object>PyTuple_GET_ITEM(spec, 3))
