@@ -264,4 +264,4 @@ def test_floats_written_another_way_come_out_as_orjson_writes_them():
     for impl in (_fast, _slow):
         split = convert.split_payload(doc, impl)
         assert split.section.convert(specs, orjson.loads, orjson.dumps) == expected
-    assert b"1.5,0.3,-0.0" in expected[0] and b"2.25]" in expected[0]
+    assert b"1.5,0.3,-0.0,-1,-1]" in expected[0] and b",2.25,-1," in expected[0]
