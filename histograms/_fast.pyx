@@ -547,10 +547,12 @@ cdef inline Py_ssize_t _int_literal(const char *s, Py_ssize_t p, Py_ssize_t end,
     if s[p] == 48 and p + 1 < end and s[p + 1] >= 48 and s[p + 1] <= 57:
         return -1
     while p < end and s[p] >= 48 and s[p] <= 57:
-        value = value * 10 + (s[p] - 48)
         digits += 1
+        if digits > 18:
+            return -1  # beyond what a long long surely holds: the general path
+        value = value * 10 + (s[p] - 48)
         p += 1
-    if digits > 18 or (p < end and (s[p] == 46 or s[p] == 101 or s[p] == 69)):
+    if (p < end and (s[p] == 46 or s[p] == 101 or s[p] == 69)):
         return -1
     out[0] = -value if negative else value
     return p
@@ -603,47 +605,65 @@ cdef struct Hist:
     Py_ssize_t stat_length[5]
 
 
-cdef char *_out = NULL
-cdef Py_ssize_t _out_capacity = 0
-cdef Py_ssize_t _out_length = 0
+cdef struct Out:
+    char *data
+    Py_ssize_t length
+    Py_ssize_t capacity
 
 
-cdef inline bint _out_reserve(Py_ssize_t more) except False:
-    """Room for `more` bytes in the reused output buffer."""
-    global _out, _out_capacity
-    cdef Py_ssize_t wanted = _out_length + more
+cdef char *_spare = NULL
+cdef Py_ssize_t _spare_capacity = 0
+"""An output buffer kept between records (taken while in use, so a nested or concurrent
+conversion gets a buffer of its own)."""
+
+
+cdef inline void _out_take(Out *o) noexcept:
+    global _spare, _spare_capacity
+    o.data, o.capacity, o.length = _spare, _spare_capacity, 0
+    _spare, _spare_capacity = NULL, 0
+
+
+cdef inline void _out_give_back(Out *o) noexcept:
+    global _spare, _spare_capacity
+    if _spare is NULL:
+        _spare, _spare_capacity = o.data, o.capacity
+    else:
+        free(o.data)
+    o.data = NULL
+
+
+cdef inline bint _out_reserve(Out *o, Py_ssize_t more) except False:
+    """Room for `more` bytes in the output buffer."""
+    cdef Py_ssize_t wanted = o.length + more
     cdef char *grown
-    if wanted <= _out_capacity:
+    if wanted <= o.capacity:
         return True
-    wanted = max(wanted, 2 * _out_capacity, 65536)
-    grown = <char *>realloc(_out, wanted)
+    wanted = max(wanted, 2 * o.capacity, 65536)
+    grown = <char *>realloc(o.data, wanted)
     if grown is NULL:
         raise MemoryError()
-    _out = grown
-    _out_capacity = wanted
+    o.data = grown
+    o.capacity = wanted
     return True
 
 
-cdef inline void _put(const char *text, Py_ssize_t length) noexcept:
-    global _out_length
-    memcpy(_out + _out_length, text, length)
-    _out_length += length
+cdef inline void _put(Out *o, const char *text, Py_ssize_t length) noexcept:
+    memcpy(o.data + o.length, text, length)
+    o.length += length
 
 
-cdef inline void _put_char(char c) noexcept:
-    global _out_length
-    _out[_out_length] = c
-    _out_length += 1
+cdef inline void _put_char(Out *o, char c) noexcept:
+    o.data[o.length] = c
+    o.length += 1
 
 
-cdef inline void _put_int(long long value) noexcept:
+cdef inline void _put_int(Out *o, long long value) noexcept:
     """Decimal, as orjson writes an int (room reserved by the caller: 21 bytes)."""
-    global _out_length
     cdef char digits[24]
     cdef int i = 0
     cdef unsigned long long v
     if value < 0:
-        _put_char(45)
+        _put_char(o, 45)
         v = <unsigned long long>(-(value + 1)) + 1
     else:
         v = <unsigned long long>value
@@ -655,8 +675,8 @@ cdef inline void _put_int(long long value) noexcept:
             break
     while i > 0:
         i -= 1
-        _out[_out_length] = digits[i]
-        _out_length += 1
+        o.data[o.length] = digits[i]
+        o.length += 1
 
 
 cdef inline Py_ssize_t _float_literal(const char *s, Py_ssize_t p, Py_ssize_t end) noexcept:
@@ -869,7 +889,14 @@ cdef class Section:
         """(compact section as JSON bytes, invalid, unknown): `dumps` of the first item of
         `convert_histograms(loads(section), specs)` and its other two items; None when the
         section turns out not to be valid JSON. `loads`/`dumps` are orjson's."""
-        global _out_length
+        cdef Out o
+        _out_take(&o)
+        try:
+            return self._convert(specs, loads, dumps, &o)
+        finally:
+            _out_give_back(&o)
+
+    cdef object _convert(self, dict specs, loads, dumps, Out *o):
         cdef const char *s = PyBytes_AS_STRING(self.data)
         cdef Py_ssize_t i, j, n
         cdef Hist *h
@@ -881,9 +908,8 @@ cdef class Section:
         cdef object name, result, parsed, text
         cdef PyObject *spec
         cdef bint first = True
-        _out_length = 0
-        _out_reserve(1)
-        _put_char(123)
+        _out_reserve(o, 1)
+        _put_char(o, 123)
         for i in range(self.count):
             h = &self.hists[i]
             name = PyUnicode_DecodeASCII(s + h.name_start, h.name_length, NULL)
@@ -895,26 +921,26 @@ cdef class Section:
                 spec = PyDict_GetItemWithError(specs, (<str>name)[len(STARTUP_PREFIX):])
             if spec is not NULL and <object>spec is not None and self._fits(h, <tuple>spec):
                 n = PyLong_AsSsize_t(<object>PyTuple_GET_ITEM(<object>spec, 3))
-                _out_reserve(h.name_length + 8 + 21 * (n + 5) + 5 * 41)
+                _out_reserve(o, h.name_length + 8 + 21 * (n + 5) + 5 * 41)
                 if not first:
-                    _put_char(44)
+                    _put_char(o, 44)
                 first = False
-                _put_char(34)
-                _put(s + h.name_start, h.name_length)
-                _put(b'":[', 3)
+                _put_char(o, 34)
+                _put(o, s + h.name_start, h.name_length)
+                _put(o, b'":[', 3)
                 for j in range(n):
-                    _put_int(_counts[j])
-                    _put_char(44)
+                    _put_int(o, _counts[j])
+                    _put_char(o, 44)
                 for j in range(5):
                     if h.stat_kind[j] == 0:
-                        _put(b"-1", 2)
+                        _put(o, b"-1", 2)
                     elif h.stat_kind[j] == 1:
-                        _put_int(h.stat_int[j])
+                        _put_int(o, h.stat_int[j])
                     else:
-                        float_places.append(_out_length)
+                        float_places.append(o.length)
                         float_texts.append(PyBytes_FromStringAndSize(s + h.stat_at[j], h.stat_length[j]))
-                        _put(s + h.stat_at[j], h.stat_length[j])
-                    _put_char(44 if j < 4 else 93)
+                        _put(o, s + h.stat_at[j], h.stat_length[j])
+                    _put_char(o, 44 if j < 4 else 93)
                 continue
             try:
                 parsed = loads(PyBytes_FromStringAndSize(s + h.span_start, h.span_end - h.span_start))
@@ -931,17 +957,17 @@ cdef class Section:
                 invalid.append((name, result))
                 continue
             text = dumps(result)
-            _out_reserve(h.name_length + 4 + PyBytes_GET_SIZE(text))
+            _out_reserve(o, h.name_length + 4 + PyBytes_GET_SIZE(text))
             if not first:
-                _put_char(44)
+                _put_char(o, 44)
             first = False
-            _put_char(34)
-            _put(s + h.name_start, h.name_length)
-            _put(b'":', 2)
-            _put(PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text))
-        _out_reserve(1)
-        _put_char(125)
-        out = PyBytes_FromStringAndSize(_out, _out_length)
+            _put_char(o, 34)
+            _put(o, s + h.name_start, h.name_length)
+            _put(o, b'":', 2)
+            _put(o, PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text))
+        _out_reserve(o, 1)
+        _put_char(o, 125)
+        out = PyBytes_FromStringAndSize(o.data, o.length)
         if float_texts:
             out = _canonical_floats(out, float_texts, float_places, loads, dumps)
         return out, invalid, unknown
