@@ -4,7 +4,9 @@ Prints `name: value unit` lines: records/s and MB/s end to end for the Cython ho
 the pure-Python twin (the general path: parse everything, convert, serialise), end to end on
 the fast path convert takes for v1 payloads (`end_to_end_fast`: only the rest of the document
 is parsed; the histograms section is converted from text to text) and its ratio to a bare
-`orjson.loads` of the same payload measured in the same run (issue 19's goal: >= 1.3 x), conversion alone for both and their ratio, and ujson vs orjson for
+`orjson.loads` of the same payload measured in the same run (issue 19's goal: >= 1.3 x),
+a whole record through convert's RecordConverter (gzip as sent, and uncompressed) against
+that same baseline, conversion alone for both and their ratio, and ujson vs orjson for
 parsing and serialising (json_codec uses the faster one; see its docstring).
 
 Every rate is given twice: per CPU-second of this process (`records/s`, the capacity of one
@@ -31,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 import ujson  # noqa: E402
 
+from convert.histogram_tools import real_tools  # noqa: E402
+from convert.record import RecordConverter  # noqa: E402
 from histograms import _slow, json_codec  # noqa: E402
 from histograms.convert import (  # noqa: E402
     IMPLEMENTATION,
@@ -40,7 +44,11 @@ from histograms.convert import (  # noqa: E402
     split_payload,
 )
 from histograms.revision_cache import RevisionCache  # noqa: E402
+from pipeline.config import Settings  # noqa: E402
+from pipeline.layout import Schema  # noqa: E402
+from pipeline.records import Record  # noqa: E402
 
+NO_HG = "http://127.0.0.1:9"  # the fixtures hold the revision: nothing is fetched
 FIXTURES = Path(os.environ.get("TELEMETRY_SHARED_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
 
@@ -172,6 +180,30 @@ def main() -> int:
         f"end_to_end_general_vs_orjson_loads: {general_rate / baseline:.2f} x "
         "(parse everything, convert, serialise)"
     )
+    # One whole record through convert's RecordConverter (path, dimensions, country, output
+    # line), its body as sent (gzip: inflating 18 KB to 78 KB is included) and uncompressed.
+    converter = RecordConverter(
+        real_tools(Settings(histogram_cache=str(FIXTURES / "histograms"), hg_base_url=NO_HG)),
+        Schema.load(),
+        1 << 24,
+    )
+    path = (FIXTURES / "payloads/idle-daily-firefox-23.0.1.path").read_text().strip()
+    gzipped = (FIXTURES / "payloads/idle-daily-firefox-23.0.1.json.gz").read_bytes()
+    for label, body, headers in (
+        ("gzip", gzipped, {"Content-Encoding": "gzip", "Geo-Country": "DE"}),
+        ("plain", raw, {"Geo-Country": "DE"}),
+    ):
+        record = Record(0, path, headers, body)
+        if converter.convert(record, "bench").kind != "published":
+            print(f"error: the {label} record is not published", file=sys.stderr)
+            return 1
+
+        def whole_record(n: int, record=record) -> None:
+            for _ in range(n):
+                converter.convert(record, "bench")
+
+        rate = report(f"record_{label}", best_rates(whole_record, records, args.repeats))
+        print(f"record_{label}_vs_orjson_loads: {rate / baseline:.2f} x")
     if "cython" in conversion_rates:
         print(
             "conversion_ratio_cython_vs_python: "

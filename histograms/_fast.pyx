@@ -580,11 +580,18 @@ cdef inline Py_ssize_t _position_of_value(long long value, const long long *boun
 
 
 cdef inline int _field_of(const char *key, Py_ssize_t length) noexcept:
-    """Index of a histogram field name in FIELD_NAMES, or -1."""
+    """Index of a histogram field name in FIELD_NAMES, or -1 (compared inline: a libc call
+    per field was a visible share of the time)."""
     cdef int j = _candidate_field(<const unsigned char *>key, length)
-    if j >= 0 and length == FIELD_LENGTHS[j] and memcmp(key, FIELD_NAMES[j], length) == 0:
-        return j
-    return -1
+    cdef Py_ssize_t i
+    cdef const char *name
+    if j < 0 or length != FIELD_LENGTHS[j]:
+        return -1
+    name = FIELD_NAMES[j]
+    for i in range(length):
+        if key[i] != name[i]:
+            return -1
+    return j
 
 
 
@@ -818,7 +825,12 @@ cdef class Section:
                         p = _int_literal(s, _ws(s, p + 1, end), end, False, &value)
                         if p < 0:
                             return -1
-                        self._add_pair(key, value)
+                        if self.pair_count < self.pair_capacity:
+                            self.pairs[2 * self.pair_count] = key
+                            self.pairs[2 * self.pair_count + 1] = value
+                            self.pair_count += 1
+                        else:
+                            self._add_pair(key, value)
                         p = _ws(s, p, end)
                         if p < end and s[p] == 44:
                             p = _ws(s, p + 1, end)
@@ -929,8 +941,13 @@ cdef class Section:
                 _put(o, s + h.name_start, h.name_length)
                 _put(o, b'":[', 3)
                 for j in range(n):
-                    _put_int(o, _counts[j])
-                    _put_char(o, 44)
+                    if _counts[j] == 0:  # most buckets of most histograms
+                        o.data[o.length] = 48
+                        o.data[o.length + 1] = 44
+                        o.length += 2
+                    else:
+                        _put_int(o, _counts[j])
+                        _put_char(o, 44)
                 for j in range(5):
                     if h.stat_kind[j] == 0:
                         _put(o, b"-1", 2)
