@@ -708,6 +708,69 @@ cdef inline Py_ssize_t _float_literal(const char *s, Py_ssize_t p, Py_ssize_t en
     return q
 
 
+cdef enum:
+    NAME_SLOTS = 8192  # a power of two; histogram names seen, kept across records
+
+
+cdef struct NameSlot:
+    PyObject *name  # the str (a strong reference), NULL when the slot is free
+    unsigned long long hash
+    Py_ssize_t length
+    unsigned long long seen_in  # the conversion that last met this name
+
+
+cdef NameSlot _name_slots[NAME_SLOTS]
+cdef Py_ssize_t _names_used = 0
+cdef unsigned long long _conversion = 0
+cdef bint _names_busy = False
+"""Histogram names as str objects, found by their bytes: the same few hundred names arrive
+in every record, and making, hashing and dropping a str per histogram (plus a set to notice
+a name twice) was a tenth of the conversion. `seen_in` notices a repeated name instead."""
+
+
+cdef void _names_clear() noexcept:
+    global _names_used
+    cdef Py_ssize_t i
+    for i in range(NAME_SLOTS):
+        if _name_slots[i].name is not NULL:
+            Py_DECREF(_name_slots[i].name)
+            _name_slots[i].name = NULL
+    _names_used = 0
+
+
+cdef object _name_of(const char *s, Py_ssize_t length, unsigned long long conversion, bint *repeated):
+    """The str of a plain ASCII name (a new reference), marked as met in `conversion`;
+    `repeated` when it was met in it already. None when the table is full (the caller then
+    keeps its own set)."""
+    global _names_used
+    cdef unsigned long long h = 14695981039346656037ULL
+    cdef Py_ssize_t i, k
+    cdef NameSlot *slot
+    cdef object name
+    for i in range(length):
+        h = (h ^ <unsigned char>s[i]) * 1099511628211ULL
+    k = <Py_ssize_t>(h & (NAME_SLOTS - 1))
+    while True:
+        slot = &_name_slots[k]
+        if slot.name is NULL:
+            if _names_used >= NAME_SLOTS // 2:
+                return None
+            name = PyUnicode_DecodeASCII(s, length, NULL)
+            Py_INCREF(name)
+            slot.name = <PyObject *>name
+            slot.hash = h
+            slot.length = length
+            slot.seen_in = conversion
+            _names_used += 1
+            repeated[0] = False
+            return name
+        if slot.hash == h and slot.length == length and memcmp(_str_data(slot.name), s, length) == 0:
+            repeated[0] = slot.seen_in == conversion
+            slot.seen_in = conversion
+            return <object>slot.name
+        k = (k + 1) & (NAME_SLOTS - 1)
+
+
 cdef class Section:
     """A payload's histograms section read from its JSON text into C arrays, not dicts.
 
@@ -901,14 +964,23 @@ cdef class Section:
         """(compact section as JSON bytes, invalid, unknown): `dumps` of the first item of
         `convert_histograms(loads(section), specs)` and its other two items; None when the
         section turns out not to be valid JSON. `loads`/`dumps` are orjson's."""
+        global _names_busy, _conversion
         cdef Out o
+        cdef bint owner = not _names_busy  # a nested or concurrent call keeps its own set
+        if owner:
+            _names_busy = True
+            _conversion += 1
+            if _names_used >= NAME_SLOTS // 4:
+                _names_clear()
         _out_take(&o)
         try:
-            return self._convert(specs, loads, dumps, &o)
+            return self._convert(specs, loads, dumps, &o, owner)
         finally:
             _out_give_back(&o)
+            if owner:
+                _names_busy = False
 
-    cdef object _convert(self, dict specs, loads, dumps, Out *o):
+    cdef object _convert(self, dict specs, loads, dumps, Out *o, bint use_table):
         cdef const char *s = PyBytes_AS_STRING(self.data)
         cdef Py_ssize_t i, j, n
         cdef Hist *h
@@ -920,14 +992,26 @@ cdef class Section:
         cdef object name, result, parsed, text
         cdef PyObject *spec
         cdef bint first = True
+        cdef bint repeated
+        cdef unsigned long long conversion = _conversion
         _out_reserve(o, 1)
         _put_char(o, 123)
         for i in range(self.count):
             h = &self.hists[i]
-            name = PyUnicode_DecodeASCII(s + h.name_start, h.name_length, NULL)
-            if name in names:  # a name twice: the last one counts, at the first one's place
+            name = None
+            if use_table:
+                name = _name_of(s + h.name_start, h.name_length, conversion, &repeated)
+                if name is None:  # more names than the table takes: a set from here on
+                    use_table = False
+                    for j in range(i):
+                        names.add(PyUnicode_DecodeASCII(
+                            s + self.hists[j].name_start, self.hists[j].name_length, NULL))
+            if name is None:
+                name = PyUnicode_DecodeASCII(s + h.name_start, h.name_length, NULL)
+                repeated = name in names
+                names.add(name)
+            if repeated:  # a name twice: the last one counts, at the first one's place
                 return self._general(specs, loads, dumps)
-            names.add(name)
             spec = PyDict_GetItemWithError(specs, name)
             if spec is NULL and (<str>name).startswith(STARTUP_PREFIX):
                 spec = PyDict_GetItemWithError(specs, (<str>name)[len(STARTUP_PREFIX):])

@@ -265,3 +265,21 @@ def test_floats_written_another_way_come_out_as_orjson_writes_them():
         split = convert.split_payload(doc, impl)
         assert split.section.convert(specs, orjson.loads, orjson.dumps) == expected
     assert b"1.5,0.3,-0.0,-1,-1]" in expected[0] and b",2.25,-1," in expected[0]
+
+
+@pytest.mark.parametrize("repeat", [None, "N7", "N4999"])
+def test_sections_with_thousands_of_names_and_a_repeated_one(repeat):
+    """More names than the compiled reader's name table holds, and a name met twice (the
+    dict keeps the last histogram at the first one's place): still parse-then-convert."""
+    definition = HistogramDefinition("N", "flag", 1, 2, 3, False, layout_for("flag", 1, 2, 3))
+    specs = {f"N{i}": build_spec(definition) for i in range(0, 6000, 3)}
+    parts = [f'"N{i}":{{"values":{{"0":{i},"1":0}},"sum":{i}}}' for i in range(6000)]
+    if repeat:
+        parts.append(f'"{repeat}":{{"values":{{"1":5}}}}')
+    text = ("{" + ",".join(parts) + "}").encode()
+    converted, invalid, unknown = _slow.convert_histograms(orjson.loads(text), specs)
+    expected = (orjson.dumps(converted), invalid, unknown)
+    for _ in range(2):  # the second time the table starts full
+        for impl in (_fast, _slow):
+            split = convert.split_payload(b'{"histograms":' + text + b"}", impl)
+            assert split.section.convert(specs, orjson.loads, orjson.dumps) == expected
