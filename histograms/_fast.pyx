@@ -16,6 +16,9 @@ speed comes from:
   only numbers); reading the spec tuple by borrowed references; a presized result dict.
 
 Anything unusual goes through the same dict lookups as the twin.
+
+The second half of the module converts a v1 payload's histograms section straight from its JSON
+text (see "Straight from the JSON text" below), for convert's fast path.
 """
 
 from libc.string cimport memcmp
@@ -429,24 +432,24 @@ def convert_histograms(object histograms, dict specs):
 
 # -- Straight from the JSON text: the histograms section without building its dicts ---------
 #
-# `convert_section` reads a payload's histograms section as bytes and builds the compact lists
-# directly: no dict per histogram, no str per bucket key. It accepts only the plain shape
-# Firefox sends (known fields, decimal keys, integer counts, fixed-notation floats, ASCII
-# names without escapes); a histogram in any other shape is handed to orjson and `convert_one`,
-# so the result is always that of `convert_histograms(orjson.loads(section), specs)` (the
-# twin, `_slow.convert_section`).
+# `parse_section` reads a v1 payload's histograms section from the JSON text into C arrays (no
+# dict per histogram, no str per bucket key); `Section.convert` checks it against the
+# definitions and writes the compact section back as JSON text. Only the plain shape Firefox
+# sends is read this way (known fields once each, decimal bucket keys, integer counts, integer
+# or fixed-notation float statistics, printable ASCII names without escapes); a histogram in
+# any other shape is parsed by orjson and converted by `convert_one`, a repeated name sends the
+# whole section that way, and floats are checked to be written as orjson writes them. So the
+# result is always `orjson.dumps` of `convert_histograms(orjson.loads(section), specs)` (the
+# twin: `_slow.Section`; tests/test_histograms_twin.py compares them).
 
 cdef extern from "Python.h":
-    double PyOS_string_to_double(const char *s, char **endptr, PyObject *overflow_exception) except? -1.0
-    object PyLong_FromLongLong(long long v)
-    object PyFloat_FromDouble(double v)
     object PyUnicode_DecodeASCII(const char *s, Py_ssize_t size, const char *errors)
     object PyBytes_FromStringAndSize(const char *s, Py_ssize_t size)
     char *PyBytes_AS_STRING(object o)
     Py_ssize_t PyBytes_GET_SIZE(object o)
     long long PyLong_AsLongLong(object o) except? -1
 
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
 
 cdef long long *_counts = NULL
