@@ -27,12 +27,23 @@ class HistogramTools:
     declared_definitions: Callable[[dict], Any] | None = None
     """payload -> definitions built from the layouts its histograms declare, for records whose
     revision is unavailable; None: such records are parked instead."""
+    split_payload: Callable[[bytes], Any] | None = None
+    """JSON text -> the payload parsed without its histograms section (`.payload`), or None
+    for the general path (loads, then convert_payload); None: always the general path."""
+    convert_split: Callable[[Any, Any, dict], Any] | None = None
+    """(split, definitions, payload) -> like convert_payload, or None for the general path."""
 
 
 def real_tools(settings: Settings) -> HistogramTools:
     """The histograms package wired to the configured cache directory and hg base URL."""
     from histograms import json_codec
-    from histograms.convert import convert_payload, revision_of
+    from histograms.convert import (
+        IMPLEMENTATION,
+        convert_payload,
+        convert_split,
+        revision_of,
+        split_payload,
+    )
     from histograms.declared import definitions_from_payload
     from histograms.revision_cache import RevisionCache, RevisionUnavailable, UnknownRevision
 
@@ -46,6 +57,9 @@ def real_tools(settings: Settings) -> HistogramTools:
         loads=json_codec.loads,
         dumps=_dumps_with(json_codec.dumps),
         declared_definitions=definitions_from_payload,
+        # Without the compiled loop the split path would be slower than parsing everything.
+        split_payload=split_payload if IMPLEMENTATION == "cython" else None,
+        convert_split=convert_split,
     )
 
 

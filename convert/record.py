@@ -119,14 +119,11 @@ class RecordConverter:
                 "(TELEMETRY_ALLOWED_DOC_TYPES adds it)",
             )
         data = decoded_body(record.body, record.headers, self.limit)
-        try:
-            payload = self.tools.loads(data)
-        except (ValueError, OverflowError) as exc:  # UnicodeDecodeError is a ValueError
-            raise RecordRejected(oc.BAD_JSON, f"body is not JSON: {exc}") from exc
-        if not isinstance(payload, dict):
-            raise RecordRejected(
-                oc.BAD_PAYLOAD, f"payload is a JSON {type(payload).__name__}, not an object"
-            )
+        # The fast path: the histograms section stays JSON text until it is converted.
+        split = None
+        if sub.is_telemetry and self.tools.split_payload is not None:
+            split = self.tools.split_payload(data)
+        payload = self._parse(data) if split is None else split.payload
         raw = raw_dimensions(sub, payload, record.received_ms)
         annotate(payload, record.headers)
         if not sub.is_telemetry:
@@ -139,8 +136,12 @@ class RecordConverter:
         try:
             revision = self.tools.revision_of(payload)
         except Exception as exc:  # noqa: BLE001 - a malformed `info` is the payload's fault
+            if split is not None:
+                self._whole(data, record)  # not JSON at all: that is the error to report
             raise RecordRejected(oc.BAD_PAYLOAD, f"cannot read the revision: {exc!r}") from exc
         if not revision:
+            if split is not None:
+                payload, split = self._whole(data, record), None
             if has_histograms(payload):
                 raise RecordRejected(
                     oc.MISSING_REVISION, "payload has histograms but names no revision"
@@ -150,7 +151,16 @@ class RecordConverter:
             return self._published(sub.doc_id, key, payload, channel, doc_type, date)
         unvalidated: tuple[str, str, bool] | None = None  # (reason, details, revalidate)
         try:
-            definitions = self.tools.definitions(revision)
+            try:
+                definitions = self.tools.definitions(revision)
+            except Exception:
+                # Every way on from here reads the histograms as dicts, and a record whose
+                # text is not JSON must say so first, as on the general path.
+                if split is not None:
+                    payload, split = self._whole(data, record), None
+                raise
+        except RecordRejected:
+            raise
         except self.tools.unknown_revision as exc:
             details = f"no Histograms.json for {revision}: {exc}"
             if not revalidating or self.tools.declared_definitions is None:
@@ -185,7 +195,15 @@ class RecordConverter:
                 reason=f"unexpected {type(exc).__name__}",
             )
         try:
-            result = self.tools.convert_payload(payload, definitions)
+            result = None
+            if split is not None:
+                result = self.tools.convert_split(split, definitions, payload)
+                if result is None:  # the section is not valid JSON: as the general path says
+                    payload = self._whole(data, record)
+            if result is None:
+                result = self.tools.convert_payload(payload, definitions)
+        except RecordRejected:
+            raise
         except Exception as exc:  # noqa: BLE001 - wrong types inside the histogram sections
             raise RecordRejected(
                 oc.INVALID_HISTOGRAM, f"histograms cannot be converted: {exc!r}"
@@ -210,6 +228,24 @@ class RecordConverter:
             outcome.unvalidated, outcome.revalidate = True, revalidate
             outcome.reason, outcome.details = reason, details
         return outcome
+
+    def _parse(self, data: bytes) -> dict:
+        """The whole payload as dicts; RecordRejected when it is not a JSON object."""
+        try:
+            payload = self.tools.loads(data)
+        except (ValueError, OverflowError) as exc:  # UnicodeDecodeError is a ValueError
+            raise RecordRejected(oc.BAD_JSON, f"body is not JSON: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise RecordRejected(
+                oc.BAD_PAYLOAD, f"payload is a JSON {type(payload).__name__}, not an object"
+            )
+        return payload
+
+    def _whole(self, data: bytes, record: Record) -> dict:
+        """The payload parsed whole, for the paths that read its histograms as dicts."""
+        payload = self._parse(data)
+        annotate(payload, record.headers)
+        return payload
 
     def _partition(self, raw: dict[str, str | None], object_id: str) -> tuple[str, str, str]:
         """(published key, channel, doc type) of raw dimensions; memoised, as a batch

@@ -38,6 +38,11 @@ Public API (the convert workers use these names; everything else is internal):
     (name, reason) and ``.unknown: list[str]``; both are removed from the output. Names outside
     the top level are qualified: ``content/NAME`` (process histograms), ``NAME[key]`` (one key
     of a keyed histogram); ``*`` stands for a whole malformed section.
+    ``split_payload(data: bytes) -> SplitPayload | None`` and ``convert_split(split,
+    definitions, payload=None) -> ConversionResult | None``: the same conversion for v1 payloads
+    given as JSON text, without parsing their histograms section into dicts (the result's
+    ``histograms`` is an ``orjson.Fragment``; byte for byte the same after ``orjson.dumps``);
+    None means "use loads + convert_payload".
     ``revision_of(payload) -> str | None``. ``IMPLEMENTATION`` is ``"cython"`` or ``"python"``
     (logged at import).
 

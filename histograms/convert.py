@@ -13,12 +13,21 @@ the top level are qualified: `<process>/<name>` for process histograms and `<nam
 for one key of a keyed histogram.
 
 The per-histogram loop runs in Cython when the extension is built (`IMPLEMENTATION`).
+
+`split_payload` and `convert_split` are the fast path for v1 payloads given as JSON text:
+only the rest of the document is parsed into dicts; the histograms section is read from the
+text and written back in compact form as JSON text (an `orjson.Fragment`), so its thousands of
+small dicts and strings are never built. The output is byte for byte what `convert_payload`
+of the parsed document gives after `orjson.dumps` (tests/test_convert_golden.py); anything
+outside the shape it reads gives None, and the caller takes the general path.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+
+import orjson
 
 from histograms.definitions import Definitions
 
@@ -157,3 +166,53 @@ def convert_payload(
             result["histograms"] = converter.plain(payload["histograms"])
         result["ver"] = 2
     return ConversionResult(payload=result, invalid=converter.invalid, unknown=converter.unknown)
+
+
+HISTOGRAMS_KEY = b"histograms"
+
+
+@dataclasses.dataclass
+class SplitPayload:
+    """A v1 payload parsed without its histograms section (an empty object stands in for it
+    in `payload`, at its place) plus that section, read but not yet converted."""
+
+    payload: dict
+    section: object  # _fast.Section or _slow.Section
+
+
+def split_payload(data: bytes, implementation=None) -> SplitPayload | None:
+    """The payload of v1 JSON text `data` with its histograms section kept apart; None when
+    `data` is anything else (v4, no such section, escaped or repeated top-level keys, not
+    valid JSON): the caller then parses the whole text as usual."""
+    impl = implementation or _impl
+    if type(data) is not bytes:
+        data = bytes(data)
+    start = impl.member_start(data, HISTOGRAMS_KEY)
+    if start is None:
+        return None
+    section = impl.parse_section(data, start)
+    if section is None or not impl.plain_members_after(data, section.end, HISTOGRAMS_KEY):
+        return None
+    try:
+        payload = orjson.loads(b"".join((data[:start], b"{}", data[section.end :])))
+    except orjson.JSONDecodeError:
+        return None  # the general path words the error (or its fallback parser copes)
+    if type(payload) is not dict or is_v4(payload):
+        return None
+    return SplitPayload(payload, section)
+
+
+def convert_split(
+    split: SplitPayload, definitions: Definitions, payload: dict | None = None
+) -> ConversionResult | None:
+    """`convert_payload` of the whole document, its histograms as JSON text; `payload`: the
+    split's payload as changed since (e.g. a country added). None when the section turns out
+    not to be valid JSON (the caller parses the whole document and reports it)."""
+    converted = split.section.convert(definitions.specs, orjson.loads, orjson.dumps)
+    if converted is None:
+        return None
+    text, invalid, unknown = converted
+    result = dict(split.payload if payload is None else payload)
+    result["histograms"] = orjson.Fragment(text)
+    result["ver"] = 2
+    return ConversionResult(payload=result, invalid=invalid, unknown=unknown)
