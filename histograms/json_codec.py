@@ -1,6 +1,6 @@
 """JSON parsing and serialising for payloads: orjson, with ujson as the fallback.
 
-DESIGN.md names ujson. bench/convert_histograms.py measured both on the real 78 KB idle-daily
+The original server used ujson. bench/convert_histograms.py measured both on the real 78 KB idle-daily
 payload (one core): orjson parses it about 2.4x faster and serialises the converted payload
 about 4x faster than ujson, and parse + serialise is most of the per-record cost, so both
 directions use orjson. Anything orjson refuses (integers beyond 64 bits, non-string keys) goes

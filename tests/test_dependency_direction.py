@@ -1,4 +1,4 @@
-"""DESIGN's dependency direction, checked on every import statement of every package.
+"""The dependency direction of docs/architecture.md, checked on every import of every package.
 
 `dashboard` → `scheduler` → plumbing; `convert` → `histograms` → plumbing; `ingest`,
 `mapreduce` → plumbing; `aggregates` → `histograms`, `mapreduce` → plumbing, and the dashboard
