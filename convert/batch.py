@@ -36,6 +36,12 @@ from convert.revalidation import MAX_DELAY, is_stash, stash_key, stash_object_id
 from convert.writers import DEFAULT_MAX_OPEN, PartitionWriters
 from pipeline.errors import ObjectNotFound
 from pipeline.layout import UNKNOWN, error_key
+from pipeline.outcomes import (
+    REVALIDATED,
+    SOURCE_CONVERT,
+    SOURCE_CONVERT_HIST,
+    unvalidated_outcome,
+)
 from pipeline.queues.base import WorkQueue
 from pipeline.records import CorruptBatch, Record, encode_record, iter_records
 from pipeline.stats import DEFAULT_KEEP, add_many_once, hour_of
@@ -46,8 +52,6 @@ log = logging.getLogger(__name__)
 PARKED_PREFIX = "parked/"
 PARKED_SUFFIX = ".tpr"
 _PARK_GENERATION = re.compile(r"-p\d+$")
-UNVALIDATED = "unvalidated"  # stats outcome prefix (source convert_hist), + "_<reason>"
-REVALIDATED = "revalidated"  # stats outcome (source convert_hist): validated after all
 TEST_PAUSE_ENV = "TELEMETRY_CONVERT_TEST_PAUSE"  # "records:N" or "uploads:N"; tests only
 
 
@@ -133,7 +137,7 @@ class _BatchState:
     job: Job
     object_id: str
     report: BatchReport
-    stats_source: str = "convert"
+    stats_source: str = SOURCE_CONVERT
     records: int = 0
     last_date: str | None = None
     counts: dict[dt.datetime, collections.Counter] = dataclasses.field(
@@ -202,7 +206,7 @@ class BatchProcessor:
         self.max_open_files = max_open_files
 
     def process(
-        self, job: Job, data: bytes | None = None, stats_source: str = "convert"
+        self, job: Job, data: bytes | None = None, stats_source: str = SOURCE_CONVERT
     ) -> BatchReport:
         """Convert every record of the batch and store every output; never ack or delete.
 
@@ -298,11 +302,11 @@ class BatchProcessor:
         if state.revalidating:
             if state.waiting or not state.revalidated:
                 return
-            stats = [(now, "convert_hist", state.revalidated)]
+            stats = [(now, SOURCE_CONVERT_HIST, state.revalidated)]
         else:
             stats = [(hour, state.stats_source, counts) for hour, counts in state.counts.items()]
             if state.lost:
-                stats.append((now, "convert_hist", state.lost))
+                stats.append((now, SOURCE_CONVERT_HIST, state.lost))
         # Once per batch: a redo (failed delete or ack, crash before the ack, lost lease) has
         # the same outcomes, so its counts are already in and adding them again would double.
         if stats and not add_many_once(
@@ -349,7 +353,7 @@ class BatchProcessor:
                 state.revalidated[(REVALIDATED, *label)] += 1
             return
         state.report.unvalidated[outcome.reason] += 1
-        state.lost[(f"{UNVALIDATED}_{outcome.reason}", *label)] += 1
+        state.lost[(unvalidated_outcome(outcome.reason), *label)] += 1
         state.revisions.add(outcome.details.split(": ", 1)[0])
         if not outcome.revalidate:
             return

@@ -35,12 +35,13 @@ from convert.batch import BatchProcessor, Job
 from pipeline.config import Settings
 from pipeline.errors import ObjectNotFound
 from pipeline.layout import ERRORS_PREFIX
+from pipeline.outcomes import SOURCE_CONVERT_REPLAY
 from pipeline.records import encode_record
 from pipeline.stores.base import BlobStore
 
 log = logging.getLogger(__name__)
 
-STATS_SOURCE = "convert_replay"
+STATS_SOURCE = SOURCE_CONVERT_REPLAY
 REPLAY_PREFIX = "replay/"
 
 

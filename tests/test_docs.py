@@ -23,7 +23,7 @@ OUTSIDE_NOTES = ("DESIGN" + ".md", "STYLE" + ".md")
 OUTSIDE_PATHS = (".." + "/shared", "/work" + "/")
 # The real Mozilla fixtures are read in place beside the checkout: the test fixtures loader,
 # the demo data of `make run`, and the README that tells where to put them name that place.
-FIXTURE_LOCATION_USERS = {"tests/conftest.py", "README.md", "pipeline/demo.py"}
+FIXTURE_LOCATION_USERS = {"tests/conftest.py", "README.md", "launcher/demo.py"}
 
 
 def tracked_text_files() -> list[str]:
