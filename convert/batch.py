@@ -67,7 +67,7 @@ def object_id_for(key: str) -> str:
 
 
 @dataclasses.dataclass
-class Job:
+class BatchMessage:
     """One queue message: the incoming key and how often its records were parked already."""
 
     key: str
@@ -75,7 +75,7 @@ class Job:
     not_before: float = 0.0
 
     @classmethod
-    def from_body(cls, body: str) -> Job:
+    def from_body(cls, body: str) -> BatchMessage:
         data = json.loads(body)
         if not isinstance(data, dict) or not isinstance(data.get("key"), str) or not data["key"]:
             raise ValueError("message body must be a JSON object with a non-empty 'key'")
@@ -134,7 +134,7 @@ class BatchReport:
 class _BatchState:
     """What one batch accumulates while its records stream through (small: counts and ids)."""
 
-    job: Job
+    job: BatchMessage
     object_id: str
     report: BatchReport
     stats_source: str = SOURCE_CONVERT
@@ -206,7 +206,7 @@ class BatchProcessor:
         self.max_open_files = max_open_files
 
     def process(
-        self, job: Job, data: bytes | None = None, stats_source: str = SOURCE_CONVERT
+        self, job: BatchMessage, data: bytes | None = None, stats_source: str = SOURCE_CONVERT
     ) -> BatchReport:
         """Convert every record of the batch and store every output; never ack or delete.
 
@@ -389,7 +389,12 @@ class BatchProcessor:
             outcome.unvalidated = outcome.revalidate = False
 
     def _stash(
-        self, job: Job, object_id: str, data: bytes, report: BatchReport, state: _BatchState
+        self,
+        job: BatchMessage,
+        object_id: str,
+        data: bytes,
+        report: BatchReport,
+        state: _BatchState,
     ) -> str:
         """Keep the records published unvalidated for their re-validation and queue it later."""
         key = stash_key(object_id)
@@ -408,7 +413,7 @@ class BatchProcessor:
         )
         return key
 
-    def _requeue_stash(self, job: Job, waiting: int, report: BatchReport) -> None:
+    def _requeue_stash(self, job: BatchMessage, waiting: int, report: BatchReport) -> None:
         attempt = job.park_attempt + 1
         delay = min(self.park_delay * (2 ** min(job.park_attempt, 16)), MAX_DELAY)
         self._send_later(job.key, waiting, report.input_bytes, attempt, delay)
@@ -433,7 +438,7 @@ class BatchProcessor:
 
     def _park(
         self,
-        job: Job,
+        job: BatchMessage,
         object_id: str,
         data: bytes,
         count: int,
