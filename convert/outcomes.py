@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from convert.errors import RecordRejected
+
 # The codes are defined once, in the plumbing package (the health watcher and the dashboard
 # read them too); convert's modules use them through this module.
 from pipeline.outcomes import (
@@ -46,15 +48,6 @@ __all__ = [
     "Outcome",
     "RecordRejected",
 ]
-
-
-class RecordRejected(Exception):
-    """One record cannot be published; `reason` is its error partition code."""
-
-    def __init__(self, reason: str, details: str) -> None:
-        self.reason = reason
-        self.details = details
-        super().__init__(f"{reason}: {details}")
 
 
 @dataclasses.dataclass(slots=True)

@@ -18,14 +18,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dashboard.errors import JobFieldErrors, UploadRejected
 from dashboard.forms import NAME_RULE_MESSAGE
-from dashboard.tarballs import TarballError, check_tarball
+from dashboard.tarballs import check_tarball
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
 from pipeline.stores import open_store
 from scheduler import jobs as job_store
-from scheduler.errors import JobValidationError
-from scheduler.errors import TarballError as StoreTarballError
+from scheduler.errors import JobValidationError, TarballError
 from scheduler.models import JOB_NAME_PATTERN, Job
 
 log = logging.getLogger(__name__)
@@ -42,14 +42,6 @@ FIELDS = (
     "enabled",
     "end_date",
 )
-
-
-class JobFieldErrors(PipelineError):
-    """Field name -> message for every field the job was refused for."""
-
-    def __init__(self, errors: Mapping[str, str]) -> None:
-        self.errors = dict(errors)
-        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
 
 
 def name_problem(
@@ -100,7 +92,7 @@ def _store(settings: Settings, name: str, tarball: tuple[str, bytes], max_bytes:
     try:
         check_tarball(filename, data, max_bytes)
         return job_store.store_tarball(settings, name, data)
-    except (TarballError, StoreTarballError) as exc:  # ours first, then the scheduler's own checks
+    except (UploadRejected, TarballError) as exc:  # ours first, then the scheduler's own checks
         raise JobFieldErrors({"tarball": str(exc)}) from exc
 
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 import orjson
 import ujson
 
+from histograms.errors import JSONDecodeError
+
 #: Set by the benchmark to measure the design's original codec.
 USE_UJSON = False
-
-
-class JSONDecodeError(ValueError):
-    """The bytes are not one valid JSON document."""
 
 
 def loads(data: bytes | bytearray | memoryview | str):
