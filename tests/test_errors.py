@@ -33,7 +33,6 @@ PACKAGES = (
 # the list only shrinks. Private (`_Name`) classes are internal signals and exempt.
 NOT_YET_IN_ERRORS_PY = {
     "pipeline.records.CorruptBatch",
-    "ingest.paths.BadSubmissionPath",
     "ingest.spool.SpoolFull",
     "ingest.spool.SpoolLocked",
     "ingest.app.BodyTooLarge",
