@@ -1,7 +1,7 @@
 # telemetry-pipeline: `make run` starts everything on embedded defaults, `make test` runs the suite.
 # Both install what they need first (idempotent; Debian packages via apt-get when missing:
 # redis-server, postgresql, chromium, firefox-esr, wrk, gcc, python3-venv, python3-dev, systemd,
-# bubblewrap, npm).
+# bubblewrap, npm, openssh-server).
 
 PY      ?= python3
 VENV    := .venv
@@ -21,7 +21,7 @@ setup: system-packages $(STAMP) histograms/_fast.so-stamp $(VENDOR)/chart.umd.mi
 
 system-packages:
 	@missing=""; \
-	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk cc:gcc systemd-analyze:systemd bwrap:bubblewrap npm:npm; do \
+	for cmd in redis-server:redis-server chromium:chromium firefox-esr:firefox-esr wrk:wrk cc:gcc systemd-analyze:systemd bwrap:bubblewrap npm:npm /usr/sbin/sshd:openssh-server; do \
 		bin=$${cmd%%:*}; pkg=$${cmd##*:}; \
 		command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \

@@ -4,6 +4,8 @@ The extension is optional on purpose: when no C compiler is available the packag
 installs and `histograms` falls back to its pure-Python twin (and says so).
 """
 
+import os
+
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
@@ -23,6 +25,8 @@ class OptionalBuildExt(build_ext):
 
 
 def extensions() -> list:
+    if os.environ.get("TELEMETRY_PURE_WHEEL"):  # the wheel EC2 workers install: any CPU/Python
+        return []
     try:
         from Cython.Build import cythonize
     except ImportError:

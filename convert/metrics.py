@@ -20,7 +20,6 @@ from prometheus_client import Counter, Histogram
 
 from convert import outcomes as oc
 from convert.batch import PARKED_PREFIX, BatchMessage, BatchReport
-from convert.revalidation import is_stash
 from pipeline.config import Settings
 from pipeline.logs import log_context
 from pipeline.metrics import CallbackCollector, MetricsServer, new_registry, serve_metrics
@@ -54,8 +53,6 @@ def count_incoming(
         total += 1
         if key.startswith(PARKED_PREFIX):
             parked += 1
-            continue
-        if is_stash(key):  # an unvalidated record's raw copy: waits for re-validation by design
             continue
         opened = incoming_key_time(key)
         if opened is not None and opened < cutoff:

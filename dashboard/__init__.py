@@ -42,7 +42,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "WORKER_LIFETIME_HOURS": 24,
     "WORKER_EXTEND_HOURS": 24,
     "WORKER_WARN_BEFORE_MINUTES": 60,
+    # The address local workers' sshd listen on and their SSH command names.
+    "WORKER_LOCAL_SSH_HOST": "127.0.0.1",
     "WORKER_EC2_AMI": "",  # no default; required with the ec2 provider (create_app refuses)
+    # The instance profile (name or ARN) giving workers read-only access to the published
+    # store; no default, required with the ec2 provider (create_app refuses).
+    "WORKER_EC2_INSTANCE_PROFILE": "",
     "WORKER_EC2_INSTANCE_TYPE": "t3.large",
     "WORKER_EC2_SSH_USER": "ubuntu",
     "WORKER_EC2_ENDPOINT_URL": "",  # unset: AWS's own EC2 endpoint (set for moto or a private one)
@@ -132,4 +137,9 @@ def check_worker_config(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             "DASHBOARD_WORKER_EC2_AMI",
             "is not set: the ec2 worker provider needs the AMI its workers boot",
+        )
+    if provider == "ec2" and not config.get("WORKER_EC2_INSTANCE_PROFILE"):
+        raise ConfigError(
+            "DASHBOARD_WORKER_EC2_INSTANCE_PROFILE",
+            "is not set: ec2 workers need an instance profile that may read the published store",
         )

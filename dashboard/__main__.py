@@ -5,6 +5,7 @@ python -m dashboard [--host 127.0.0.1] [--port 5000] [--workers N] [--threads N]
                                    sweep runs once, in gunicorn's master process
 python -m dashboard create-user EMAIL [--password P] [--admin]   (the first user is always an admin)
 python -m dashboard create-token EMAIL [--label L]
+python -m dashboard publish-wheel [--wheel FILE]       the package EC2 workers install
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
         + settings.describe(SETTINGS_USED)
         + "\n\nDashboard-only options are DASHBOARD_* variables, e.g. DASHBOARD_WORKER_PROVIDER=ec2,\n"
         "DASHBOARD_SESSION_COOKIE_SECURE=true, DASHBOARD_WORKER_LIFETIME_HOURS=24.\n"
-        "EC2 workers (DASHBOARD_WORKER_PROVIDER=ec2) need DASHBOARD_WORKER_EC2_AMI (no default;\n"
-        "the dashboard refuses to start without it) and take DASHBOARD_WORKER_EC2_INSTANCE_TYPE\n"
+        "EC2 workers (DASHBOARD_WORKER_PROVIDER=ec2) need DASHBOARD_WORKER_EC2_AMI and\n"
+        "DASHBOARD_WORKER_EC2_INSTANCE_PROFILE (read-only access to the published store; no\n"
+        "defaults: the dashboard refuses to start without them), a wheel published with\n"
+        "`publish-wheel`, and take DASHBOARD_WORKER_EC2_INSTANCE_TYPE\n"
         "(t3.large), DASHBOARD_WORKER_EC2_SSH_USER (ubuntu), DASHBOARD_WORKER_EC2_ENDPOINT_URL\n"
         "(unset: AWS's own EC2 endpoint).\n"
         "Accounts: DASHBOARD_SIGNIN_LIMIT_PER_ACCOUNT ('10 per 15 minutes'),\n"
@@ -116,7 +119,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="warn about and terminate expiring workers once, then exit (for cron, when the "
         "dashboard runs under another WSGI server instead of `python -m dashboard`)",
     )
+    wheel = commands.add_parser(
+        "publish-wheel",
+        help="put a wheel of this package in the code store (TELEMETRY_CODE_URL) for EC2 "
+        "workers to install; run it once and after each upgrade",
+    )
+    wheel.add_argument(
+        "--wheel", metavar="FILE", help="publish this wheel instead of building one from the source"
+    )
     return parser
+
+
+def _publish_wheel(args) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from dashboard.workers.wheel import build_wheel, open_code_store, publish_wheel
+
+    try:
+        store = open_code_store(load_settings())
+        if args.wheel:
+            key = publish_wheel(store, Path(args.wheel))
+        else:
+            with tempfile.TemporaryDirectory(prefix="wheel-") as out:
+                key = publish_wheel(store, build_wheel(Path(out)))
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"published {key}; new EC2 workers install it")
+    return 0
 
 
 def _expire_workers(app) -> int:
@@ -227,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args) -> int:
+    if args.command == "publish-wheel":  # needs the code store, not the app database
+        return _publish_wheel(args)
     from dashboard import create_app
 
     try:

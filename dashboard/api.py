@@ -269,9 +269,15 @@ def extend_worker(worker_id: int):
     worker = get_worker(worker_id)
     if not WorkerState(worker.state).active:
         return jsonify(error="conflict", message=f"worker {worker.id} is {worker.state}"), 409
-    lifecycle.extend(
-        database.db(), worker, dt.timedelta(hours=current_app.config["WORKER_EXTEND_HOURS"])
-    )
+    try:
+        lifecycle.extend(
+            database.db(),
+            provider_for(worker.provider),
+            worker,
+            dt.timedelta(hours=current_app.config["WORKER_EXTEND_HOURS"]),
+        )
+    except WorkerProviderError as exc:
+        return jsonify(error="provider", message=str(exc)), 502
     return jsonify(worker=worker_json(worker))
 
 

@@ -91,9 +91,16 @@ def extend_worker(worker_id: int):
     worker = get_worker(worker_id)
     if not WorkerState(worker.state).active:
         abort(409)
-    lifecycle.extend(
-        database.db(), worker, dt.timedelta(hours=current_app.config["WORKER_EXTEND_HOURS"])
-    )
+    try:
+        lifecycle.extend(
+            database.db(),
+            provider_for(worker.provider),
+            worker,
+            dt.timedelta(hours=current_app.config["WORKER_EXTEND_HOURS"]),
+        )
+    except WorkerProviderError as exc:
+        flash(f"Worker {worker.name} could not be extended: {exc}")
+        return redirect(url_for("workers.list_workers"))
     flash(f"Worker {worker.name} now lives until {worker.expires_at:%Y-%m-%d %H:%M} UTC.")
     return redirect(url_for("workers.list_workers"))
 

@@ -7,5 +7,11 @@ Modules, in the order a job meets them:
 - `shuffle`: canonical keys, stable partitions, sorted spill runs, bounded merge;
 - `tasks`: one map task and one reduce task, shared by every engine;
 - `runner`: the Engine interface and JobSummary; `local` and `dask_runner` implement it;
-- `job`: the command line; `synthetic`: published-layout test and benchmark data.
+- `job`: the command line; `synthetic`: published-layout test and benchmark data;
+- `records`: `read(filter)`, records parsed one by one for notebooks; `cat`: its command line;
+- `export`: selected records written as Parquet for DuckDB, pandas and Spark.
 """
+
+from mapreduce.records import read
+
+__all__ = ["read"]

@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from mapreduce import progress as progress_bars
 from mapreduce.errors import BadInputData, EngineFailure, JobScriptFailed, JobScriptInvalid
+from mapreduce.output import FORMATTERS
 from mapreduce.planner import list_inputs, make_plan
 from mapreduce.runner import Engine, JobSummary
 from mapreduce.script import load_job_script
@@ -63,8 +64,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "-f",
         "--input-filter",
         metavar="FILE",
-        help="JSON filter in the shape of telemetry_schema.json selecting the partitions to read "
-        "(default: every published partition)",
+        help="JSON filter in the shape of telemetry_schema.json selecting the partitions to read; "
+        '"source": "namespaces" or "errors" selects those trees instead (default: every '
+        "published telemetry partition)",
     )
     parser.add_argument(
         "-m",
@@ -102,6 +104,14 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         metavar="FILE",
         default="-",
         help="where the key<TAB>value lines go, written atomically; '-' is stdout (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--output-format",
+        choices=sorted(FORMATTERS),
+        default="tsv",
+        help="tsv: key<TAB>value lines as in 2013 (ambiguous if a key or value holds a tab or "
+        "newline); jsonl: one JSON [key, value] array per line, safe for anything "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "-b",
@@ -246,6 +256,7 @@ def run_job(
         profile=args.profile,
         spill_records=args.spill_records,
         store_opener=store_opener,
+        output_format=args.output_format,
     )
     runner = make_runner(args)
     with output_stream(args.output) as out:

@@ -5,6 +5,9 @@ decompressed and yielded one at a time, so a file is never held in memory whole.
 *unparsable* when it has no tab, an empty docId, is not UTF-8, or its value is not a JSON
 object's text (does not start with `{` and end with `}`: a truncated record); the value itself
 is handed to the script unparsed, as in the original system, since many jobs never parse it.
+
+An `errors/` object holds one JSON object per line instead (`keyed=False`): its key is the
+record's `docId`, or `<batch>#<offset>` for a record that had none.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import lz4.frame
+import orjson
 
 from mapreduce.errors import BadInputData
 
@@ -81,6 +85,7 @@ def read_records(
     *,
     strict: bool = False,
     on_progress: Callable[[int], None] | None = None,
+    keyed: bool = True,
 ) -> Iterator[tuple[str, str]]:
     """Yield `(docId, json_text)` for each good line of the lz4 frame file in `stream`.
 
@@ -88,6 +93,7 @@ def read_records(
     file is recorded in `stats.corrupt`. With `strict`, bad data raises BadInputData instead.
     `on_progress` gets the number of compressed bytes read, as they are read.
     """
+    _parse = _parse_keyed if keyed else _parse_error_line
     lineno = 0
     pending = b""
     try:
@@ -121,7 +127,7 @@ def read_records(
             yield record
 
 
-def _parse(line: bytes) -> tuple[str, str] | None:
+def _parse_keyed(line: bytes) -> tuple[str, str] | None:
     if line.endswith(b"\r"):
         line = line[:-1]
     tab = line.find(b"\t")
@@ -133,9 +139,22 @@ def _parse(line: bytes) -> tuple[str, str] | None:
         return None
 
 
+def _parse_error_line(line: bytes) -> tuple[str, str] | None:
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    try:
+        entry = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(entry, dict):
+        return None
+    key = entry.get("docId") or f"{entry.get('batch', '')}#{entry.get('offset', '')}"
+    return str(key), line.decode()
+
+
 def _bad_line(stats: FileStats, lineno: int, strict: bool) -> None:
     stats.bad_lines += 1
     if not stats.first_bad_line:
         stats.first_bad_line = lineno
     if strict:
-        raise BadInputData(stats.name, f"line {lineno} is not docId<TAB>json")
+        raise BadInputData(stats.name, f"line {lineno} is not a record")

@@ -8,7 +8,8 @@ A job script is a plain Python file defining
     setup_reduce(context)                   optional; once per reducer before its first reduce
 
 `key` is the record's docId, `dims` the list of dimension values parsed from the object's
-path in `pipeline.layout.DIMENSIONS` order (as the original telemetry-server did), `value`
+path in `pipeline.layout.DIMENSIONS` order (as the original telemetry-server did; for the
+namespaces/ and errors/ sources, in their `SOURCE_DIMENSIONS` order), `value`
 the record's JSON text. `values` is an iterator, never a list: a key with a million values
 is streamed. Each engine loads the script from its source text, so the same file runs
 unchanged in local processes and on Dask workers.

@@ -21,7 +21,7 @@ from typing import Any
 
 from mapreduce.errors import BadInputData, InputUnavailable, JobScriptFailed, MapReduceError
 from mapreduce.fetch import open_input
-from mapreduce.output import format_line
+from mapreduce.output import FORMATTERS
 from mapreduce.reader import FileStats, read_records
 from mapreduce.script import Context, JobScript
 from mapreduce.shuffle import (
@@ -32,7 +32,7 @@ from mapreduce.shuffle import (
     merge_runs,
 )
 from pipeline.errors import PipelineError
-from pipeline.layout import DIMENSIONS, dimensions_from_key
+from pipeline.layout import ERRORS, SOURCE_DIMENSIONS, source_dimensions
 from pipeline.stores import BlobStore, open_store
 
 Progress = Callable[[int], None]
@@ -66,6 +66,7 @@ class TaskSettings:
     profile: bool = False
     spill_records: int = DEFAULT_SPILL_RECORDS
     store_opener: Callable[[], BlobStore] | None = None
+    output_format: str = "tsv"  # a key of mapreduce.output.FORMATTERS
 
 
 @dataclasses.dataclass
@@ -139,6 +140,7 @@ def _map_files(
         result.output = str(work_dir / f"map-{result.index}.out")
         out = open(result.output, "w", encoding="utf-8", buffering=1024 * 1024)  # noqa: SIM115
         write = out.write
+        format_line = FORMATTERS[settings.output_format]
 
         def emit(key: Any, value: Any) -> None:
             write(format_line(key, value))
@@ -179,8 +181,8 @@ def _map_each_file(
     """
     map_fn = settings.script.map
     for key, size in files:
-        dims = dimensions_from_key(key)
-        dim_values = [dims[name] for name in DIMENSIONS]
+        tree, dims = source_dimensions(key)
+        dim_values = [dims[name] for name in SOURCE_DIMENSIONS[tree]]
         stats = FileStats(key)
         try:
             opened = open_input(store, key, size, settings.data_dir, settings.local_only)
@@ -190,7 +192,11 @@ def _map_each_file(
         try:
             with opened.stream as stream:
                 for doc_id, value in read_records(
-                    stream, stats, strict=settings.strict, on_progress=progress
+                    stream,
+                    stats,
+                    strict=settings.strict,
+                    on_progress=progress,
+                    keyed=tree != ERRORS,
                 ):
                     try:
                         map_fn(doc_id, list(dim_values), value, context)
@@ -277,6 +283,7 @@ def _reduce_runs(
     phase = "setup_reduce"
     with open(result.output, "w", encoding="utf-8", buffering=1024 * 1024) as out:
         write = out.write
+        format_line = FORMATTERS[settings.output_format]
 
         def emit(key: Any, value: Any) -> None:
             write(format_line(key, value))

@@ -6,6 +6,11 @@ exactly as in the original telemetry-server, so its tools and habits carry over.
 dimensions are directories; build id and submission date are in the file name. A filter has the
 shape of the schema and is matched level by level, so a listing never descends into a
 directory the filter excludes.
+
+Two more trees sit beside it, each a *source* a filter can select with `"source"`:
+`namespaces/<namespace>/<docType>/<docVersion>/<YYYYMMDD>/<id>.lz4` (generic `/submit/<ns>/...`
+documents such as Glean pings; same `docId<TAB>json` lines) and
+`errors/<reason>/<YYYYMMDD>/<id>.lz4` (one JSON object per failed record).
 """
 
 from __future__ import annotations
@@ -35,6 +40,14 @@ FORMAT_VERSION = "v2"
 ERRORS_PREFIX = "errors/"
 NAMESPACES_PREFIX = "namespaces/"
 RESERVED_TOP_LEVEL = ("errors", "namespaces")
+TELEMETRY, NAMESPACES, ERRORS = "telemetry", "namespaces", "errors"
+SOURCES = (TELEMETRY, NAMESPACES, ERRORS)
+# The directory levels of the two other trees, in path order (the file name is `<id>.lz4`).
+SOURCE_DIMENSIONS = {
+    TELEMETRY: DIMENSIONS,
+    NAMESPACES: ("namespace", "docType", "docVersion", "submission_date"),
+    ERRORS: ("reason", "submission_date"),
+}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]")
 _FILE_NAME = re.compile(
     r"^(?P<appBuildID>.+)\.(?P<submission_date>[^.]+)\.v(?P<format>\d+)\.log\.(?P<id>[^./]+)\.lz4$"
@@ -98,6 +111,34 @@ def _value_allowed(value: str, allowed: Any) -> bool:
 
 
 def _read_dimension_spec(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    return _dimension_spec(*_read_spec_data(source), DIMENSIONS)
+
+
+def _dimension_spec(data: Any, where: str, known: Sequence[str]) -> dict[str, Any]:
+    """The `dimensions` list of a schema or filter as {field_name: allowed_values}."""
+    dims = data.get("dimensions") if isinstance(data, Mapping) else None
+    if not isinstance(dims, list):
+        raise LayoutError(f"{where}: expected an object with a 'dimensions' list")
+    spec: dict[str, Any] = {}
+    for entry in dims:
+        if not isinstance(entry, Mapping) or "field_name" not in entry:
+            raise LayoutError(f"{where}: every dimension needs a 'field_name'")
+        name = entry["field_name"]
+        if name not in known:
+            raise LayoutError(f"{where}: unknown dimension {name!r}; known: {', '.join(known)}")
+        allowed = entry.get("allowed_values", "*")
+        if isinstance(allowed, dict) and not set(allowed) <= {"min", "max"}:
+            raise LayoutError(f"{where}: {name}: a range takes only 'min' and 'max'")
+        if not isinstance(allowed, (str, list, dict)):
+            raise LayoutError(
+                f"{where}: {name}: allowed_values must be '*', a string, a list or a range"
+            )
+        spec[name] = allowed
+    return spec
+
+
+def _read_spec_data(source: str | Path | Mapping[str, Any]) -> tuple[Any, str]:
+    """The parsed JSON of a schema or filter, and how to name it in an error."""
     if isinstance(source, Mapping):
         data = source
         where = "filter"
@@ -109,27 +150,7 @@ def _read_dimension_spec(source: str | Path | Mapping[str, Any]) -> dict[str, An
             raise LayoutError(f"{where}: file does not exist") from exc
         except json.JSONDecodeError as exc:
             raise LayoutError(f"{where}: not valid JSON ({exc})") from exc
-    dims = data.get("dimensions") if isinstance(data, Mapping) else None
-    if not isinstance(dims, list):
-        raise LayoutError(f"{where}: expected an object with a 'dimensions' list")
-    spec: dict[str, Any] = {}
-    for entry in dims:
-        if not isinstance(entry, Mapping) or "field_name" not in entry:
-            raise LayoutError(f"{where}: every dimension needs a 'field_name'")
-        name = entry["field_name"]
-        if name not in DIMENSIONS:
-            raise LayoutError(
-                f"{where}: unknown dimension {name!r}; known: {', '.join(DIMENSIONS)}"
-            )
-        allowed = entry.get("allowed_values", "*")
-        if isinstance(allowed, dict) and not set(allowed) <= {"min", "max"}:
-            raise LayoutError(f"{where}: {name}: a range takes only 'min' and 'max'")
-        if not isinstance(allowed, (str, list, dict)):
-            raise LayoutError(
-                f"{where}: {name}: allowed_values must be '*', a string, a list or a range"
-            )
-        spec[name] = allowed
-    return spec
+    return data, where
 
 
 # -- ordering of versions, build ids and dates ----------------------------------------------
@@ -217,17 +238,31 @@ def namespace_key(
 
 @dataclasses.dataclass(frozen=True)
 class InputFilter:
-    """Which published partitions a job reads; a missing dimension means "*"."""
+    """Which published partitions a job reads; a missing dimension means "*".
+
+    `source` picks the tree: "telemetry" (the default, the original layout), "namespaces" or
+    "errors"; each has its own dimensions (`SOURCE_DIMENSIONS`).
+    """
 
     allowed: Mapping[str, Any]
+    source: str = TELEMETRY
 
     @classmethod
     def load(cls, source: str | Path | Mapping[str, Any]) -> InputFilter:
-        return cls(_read_dimension_spec(source))
+        data, where = _read_spec_data(source)
+        tree = data.get("source", TELEMETRY) if isinstance(data, Mapping) else TELEMETRY
+        if tree not in SOURCES:
+            raise LayoutError(f"{where}: unknown source {tree!r}; known: {', '.join(SOURCES)}")
+        return cls(_dimension_spec(data, where, SOURCE_DIMENSIONS[tree]), tree)
 
     @classmethod
-    def everything(cls) -> InputFilter:
-        return cls({})
+    def everything(cls, source: str = TELEMETRY) -> InputFilter:
+        return cls({}, source)
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """The names of this filter's source's dimensions, in path order."""
+        return SOURCE_DIMENSIONS[self.source]
 
     def matches_value(self, dimension: str, value: str) -> bool:
         allowed = self.allowed.get(dimension, "*")
@@ -240,15 +275,30 @@ class InputFilter:
         return _in_range(value, allowed)
 
     def matches(self, dims: Mapping[str, str]) -> bool:
-        return all(self.matches_value(name, dims[name]) for name in DIMENSIONS if name in dims)
+        return all(self.matches_value(name, dims[name]) for name in self.dimensions if name in dims)
 
     def matches_key(self, key: str) -> bool:
-        """True for a published key the filter selects (never for errors/ or namespaces/)."""
+        """True for a key of this filter's source that the filter selects."""
         try:
-            dims = dimensions_from_key(key)
+            tree, dims = source_dimensions(key)
         except LayoutError:
             return False
-        return dims["reason"] not in RESERVED_TOP_LEVEL and self.matches(dims)
+        return tree == self.source and self.matches(dims)
+
+
+def source_dimensions(key: str) -> tuple[str, dict[str, str]]:
+    """(source, dimensions) of any published key: telemetry, namespaces/ or errors/."""
+    for tree in (NAMESPACES, ERRORS):
+        if key.startswith(tree + "/"):
+            names = SOURCE_DIMENSIONS[tree]
+            parts = key[len(tree) + 1 :].split("/")
+            if len(parts) != len(names) + 1 or not parts[-1].endswith(".lz4"):
+                raise LayoutError(f"{key!r} is not a {tree}/ object key")
+            return tree, dict(zip(names, parts[:-1], strict=True))
+    dims = dimensions_from_key(key)
+    if dims["reason"] in RESERVED_TOP_LEVEL:
+        raise LayoutError(f"{key!r} is not a published object key")
+    return TELEMETRY, dims
 
 
 def list_matching(store: BlobStore, input_filter: InputFilter) -> Iterator[ObjectInfo]:
@@ -256,15 +306,17 @@ def list_matching(store: BlobStore, input_filter: InputFilter) -> Iterator[Objec
 
     Directories are listed one level at a time and only followed when their value passes the
     filter; objects are listed only inside leaf directories that pass, and then checked on the
-    build id and date in their names.
+    build id and date in their names (telemetry) or as a whole key (the other trees).
     """
-    prefixes: Sequence[str] = [""]
-    for depth, dimension in enumerate(DIRECTORY_DIMENSIONS):
+    telemetry = input_filter.source == TELEMETRY
+    levels = DIRECTORY_DIMENSIONS if telemetry else input_filter.dimensions
+    prefixes: Sequence[str] = [""] if telemetry else [input_filter.source + "/"]
+    for depth, dimension in enumerate(levels):
         next_level = []
         for prefix in prefixes:
             for child in store.list_prefixes(prefix):
                 value = child[len(prefix) : -1]
-                if depth == 0 and value in RESERVED_TOP_LEVEL:
+                if telemetry and depth == 0 and value in RESERVED_TOP_LEVEL:
                     continue
                 if input_filter.matches_value(dimension, value):
                     next_level.append(child)

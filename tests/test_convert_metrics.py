@@ -111,3 +111,29 @@ def test_heartbeat_fails_when_the_incoming_store_is_unusable(settings, tmp_path)
     finally:
         server.stop()
         metrics.close()
+
+
+def test_unvalidated_and_parked_records_are_counted_by_reason(settings):
+    """/metrics names why records were held back or published unvalidated (the issue's
+    "parked and unvalidated records, with reasons, are visible in /metrics")."""
+    from convert.batch import BatchReport
+
+    metrics = ConvertMetrics(settings)
+    server = MetricsServer(metrics.registry, 0).start()
+    try:
+        report = BatchReport("b/x.tpr")
+        report.outcomes.update({oc.PUBLISHED: 3, oc.PARKED: 1})
+        report.unvalidated.update({"revision_unavailable": 2, "missing_revision": 1})
+        report.parked_reasons.update({"IncompleteRead": 1})
+        metrics.observe_batch(report, 0.5)
+        samples = scrape(f"http://127.0.0.1:{server.port}/metrics")
+        unvalidated = "convert_unvalidated_records_total"
+        assert value(samples, unvalidated, reason="revision_unavailable") == 2
+        assert value(samples, unvalidated, reason="missing_revision") == 1
+        assert (
+            value(samples, "convert_parked_records_by_reason_total", reason="IncompleteRead") == 1
+        )
+        assert value(samples, "convert_parked_records_total") == 1
+    finally:
+        server.stop()
+        metrics.close()

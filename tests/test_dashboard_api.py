@@ -15,6 +15,15 @@ from scheduler.models import Job, Run
 from tests.dashboard_fixtures import add_user, count, csrf_token, job_form, make_tarball, sign_in
 
 
+@pytest.fixture(autouse=True)
+def stop_local_workers():
+    """Local workers are real sandboxes with an sshd: none outlives its test."""
+    yield
+    from dashboard.workers.local import stop_all
+
+    stop_all()
+
+
 @pytest.fixture
 def app(settings):
     app = create_app(settings)
@@ -194,7 +203,7 @@ def test_workers_through_the_api(app, ada, bob):
     )
     assert response.status_code == 201
     worker = response.get_json()["worker"]
-    assert worker["state"] == "running" and worker["connect_command"].startswith("cd ")
+    assert worker["state"] == "running" and worker["connect_command"].startswith("ssh -p ")
     assert client.post(
         "/api/workers", json={"name": "x", "ssh_public_key": "ssh-rsa AAAA"}, headers=ada
     ).get_json()["errors"].keys() == {"ssh_public_key"}

@@ -4,11 +4,14 @@ against moto's EC2 server."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import os
 import subprocess
 import sys
+import urllib.request
+import zipfile
 from pathlib import Path
 
 import boto3
@@ -17,16 +20,29 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from sqlalchemy import select
 
-from dashboard import create_app, database
+from dashboard import DEFAULT_CONFIG, create_app, database
 from dashboard.expiry import sweep_once
 from dashboard.models import Worker
+from dashboard.workers import get_provider
+from dashboard.workers.ec2 import EXPIRES_TAG, EXPIRY_SCRIPT
 from dashboard.workers.sshkeys import SSHKeyError, normalise_ssh_public_key
+from dashboard.workers.wheel import build_wheel, latest_wheel_key, publish_wheel
 from pipeline.errors import ConfigError
+from pipeline.stores import open_store
 from scheduler.models import utcnow
 from tests.dashboard_fixtures import add_user, count, csrf_token, sign_in
 from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def stop_local_workers():
+    """Local workers are real sandboxes with an sshd: none outlives its test."""
+    yield
+    from dashboard.workers.local import stop_all
+
+    stop_all()
 
 
 def public_key(kind: str = "ed25519", comment: str = "ada@laptop") -> str:
@@ -126,12 +142,13 @@ def test_launching_a_local_worker_shows_state_command_and_kill_time(app, client,
         < worker.expires_at - before
         <= dt.timedelta(hours=24, minutes=1)
     )
-    workspace = Path(worker.address)
+    workspace = Path(worker.instance_id)
     assert workspace.parent == Path(settings.data_dir) / "workers"
-    assert "TELEMETRY_DATA_DIR" in (workspace / "env.sh").read_text()
-    assert (workspace / "authorized_keys").read_text().startswith("ssh-ed25519 ")
+    assert (workspace / "ssh" / "authorized_keys").read_text().startswith("ssh-ed25519 ")
+    port = worker.address.rsplit(":", 1)[1]
+    assert worker.connect_command == f"ssh -p {port} worker@127.0.0.1"
     html = client.get("/workers").get_data(as_text=True)
-    assert f"cd {workspace} &amp;&amp; bash --rcfile env.sh" in html
+    assert worker.connect_command in html
     assert worker.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC") in html
     assert "Extend 24 h" in html and "Kill" in html
 
@@ -188,7 +205,7 @@ def test_kill_terminates_and_removes_the_workspace(app, client):
     client.post(f"/workers/{worker.id}/kill", data={"csrf_token": csrf_token(client, "/workers")})
     [after] = workers(app)
     assert after.state == "terminated" and "killed by ada@example.org" in after.reason
-    assert not Path(worker.address).exists()
+    assert not Path(worker.instance_id).exists()
     assert (
         client.post(
             f"/workers/{worker.id}/extend", data={"csrf_token": csrf_token(client, "/workers")}
@@ -240,7 +257,7 @@ def test_an_admin_sees_and_acts_on_another_users_worker_a_normal_user_gets_404(a
     assert killed.status_code == 302
     [after] = workers(app)
     assert after.state == "terminated" and after.reason == "killed by root@example.org"
-    assert not Path(worker.address).exists()
+    assert not Path(worker.instance_id).exists()
     assert "killed by root@example.org" in client.get("/workers").get_data(as_text=True)
 
 
@@ -281,7 +298,7 @@ def test_expiry_sweep_warns_an_hour_before_then_terminates(settings, smtp_server
     }
     [after] = workers(app)
     assert after.state == "terminated" and after.reason == "expired"
-    assert not Path(worker.address).exists()
+    assert not Path(worker.instance_id).exists()
     messages = smtp_server.wait_for(2)
     assert "was terminated" in messages[1]["Subject"]
 
@@ -319,19 +336,57 @@ def test_a_warning_that_cannot_be_mailed_is_retried(settings):
 MOTO_IMAGE = "ami-12c6146b"  # one of moto's built-in AMIs
 
 
+PROFILE = "telemetry-worker-read-published"
+
+
 def ec2_config(endpoint: str) -> dict:
     return {
         "WORKER_PROVIDER": "ec2",
         "WORKER_EC2_AMI": MOTO_IMAGE,
+        "WORKER_EC2_INSTANCE_PROFILE": PROFILE,
         "WORKER_EC2_ENDPOINT_URL": endpoint,
     }
 
 
+@pytest.fixture(scope="session")
+def package_wheel(tmp_path_factory) -> Path:
+    """A real wheel of this source tree, built once (pure Python, as publish-wheel builds it)."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
 @pytest.fixture
-def ec2_app(settings, moto):
-    app = create_app(settings, ec2_config(moto.endpoint))
+def ec2_settings(settings, moto, package_wheel):
+    """Published and code stores on moto's S3, the wheel published, the operator's profile made."""
+    ec2_settings = dataclasses.replace(
+        settings,
+        published_url="s3://published/data",
+        code_url="s3://code",
+        s3_endpoint_url=moto.endpoint,
+    )
+    open_store(ec2_settings.published_url, create=True)
+    publish_wheel(open_store(ec2_settings.code_url, create=True), package_wheel)
+    boto3.client("iam", endpoint_url=moto.endpoint).create_instance_profile(
+        InstanceProfileName=PROFILE
+    )
+    return ec2_settings
+
+
+@pytest.fixture
+def ec2_app(ec2_settings, moto):
+    app = create_app(ec2_settings, ec2_config(moto.endpoint))
     add_user(app, "ada@example.org")
     return app
+
+
+def ec2_instance(moto, instance_id: str) -> dict:
+    ec2 = boto3.client("ec2", endpoint_url=moto.endpoint, region_name="us-east-1")
+    return ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+
+
+def ec2_user_data(moto, instance_id: str) -> str:
+    ec2 = boto3.client("ec2", endpoint_url=moto.endpoint, region_name="us-east-1")
+    reply = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+    return base64.b64decode(reply["UserData"]["Value"]).decode()
 
 
 def test_the_ec2_provider_without_an_ami_is_refused_at_start(settings):
@@ -364,15 +419,17 @@ def test_python_m_dashboard_without_an_ami_exits_with_one_line(tmp_path):
     ]
 
 
+def test_the_ec2_provider_without_an_instance_profile_is_refused_at_start(settings):
+    config = {"WORKER_PROVIDER": "ec2", "WORKER_EC2_AMI": MOTO_IMAGE}
+    with pytest.raises(ConfigError, match="^DASHBOARD_WORKER_EC2_INSTANCE_PROFILE: is not set"):
+        create_app(settings, config)
+
+
 def test_ec2_workers_use_their_own_endpoint_not_the_s3_one(settings, moto):
     dead = f"http://127.0.0.1:{free_port()}"
-    app = create_app(dataclasses.replace(settings, s3_endpoint_url=dead), ec2_config(moto.endpoint))
-    add_user(app, "ada@example.org")
-    client = app.test_client()
-    sign_in(client, "ada@example.org")
-    assert launch(client).status_code == 302
-    [worker] = workers(app)
-    assert worker.provider == "ec2" and worker.instance_id.startswith("i-"), worker.reason
+    config = {**DEFAULT_CONFIG, **ec2_config(moto.endpoint)}
+    provider = get_provider("ec2", dataclasses.replace(settings, s3_endpoint_url=dead), config)
+    assert provider.client.meta.endpoint_url == moto.endpoint
 
 
 def test_ec2_worker_starts_an_instance_with_the_key_and_kill_terminates_it(ec2_app, moto):
@@ -389,10 +446,7 @@ def test_ec2_worker_starts_an_instance_with_the_key_and_kill_terminates_it(ec2_a
     ][0]
     tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
     assert tags["owner"] == "ada@example.org" and tags["telemetry-worker-id"] == str(worker.id)
-    user_data = ec2.describe_instance_attribute(InstanceId=worker.instance_id, Attribute="userData")
-    import base64
-
-    assert key in base64.b64decode(user_data["UserData"]["Value"]).decode()
+    assert key in ec2_user_data(moto, worker.instance_id)
     assert worker.connect_command.startswith("ssh ubuntu@")
     client.post(f"/workers/{worker.id}/kill", data={"csrf_token": csrf_token(client, "/workers")})
     state = ec2.describe_instances(InstanceIds=[worker.instance_id])["Reservations"][0][
@@ -415,9 +469,9 @@ def test_ec2_expiry_terminates_the_instance(ec2_app, moto):
     assert state in ("shutting-down", "terminated")
 
 
-def test_unreachable_ec2_records_a_failed_worker(settings, moto):
+def test_unreachable_ec2_records_a_failed_worker(ec2_settings, moto):
     dead = f"http://127.0.0.1:{free_port()}"
-    app = create_app(settings, ec2_config(dead))
+    app = create_app(ec2_settings, ec2_config(dead))
     add_user(app, "ada@example.org")
     client = app.test_client()
     sign_in(client, "ada@example.org")
@@ -426,3 +480,99 @@ def test_unreachable_ec2_records_a_failed_worker(settings, moto):
     [worker] = workers(app)
     assert worker.state == "failed" and "EC2 refused" in worker.reason
     assert "EC2 refused" in client.get("/workers").get_data(as_text=True)
+
+
+def test_ec2_worker_gets_the_instance_profile_and_installs_the_published_wheel(
+    ec2_app, moto, package_wheel, tmp_path
+):
+    client = ec2_app.test_client()
+    sign_in(client, "ada@example.org")
+    assert launch(client).status_code == 302
+    [worker] = workers(ec2_app)
+    assert worker.state in ("launching", "running"), worker.reason
+    instance = ec2_instance(moto, worker.instance_id)
+    assert instance["IamInstanceProfile"]["Arn"].endswith(f"instance-profile/{PROFILE}")
+    user_data = ec2_user_data(moto, worker.instance_id)
+    assert "shutdown -h +" not in user_data  # no fixed cap: the kill time follows "extend"
+    assert "TELEMETRY_DATABASE_URL" not in user_data and "SECRET" not in user_data
+    assert "export TELEMETRY_PUBLISHED_URL=s3://published/data" in user_data
+    install = [line for line in user_data.splitlines() if "pip install" in line]
+    assert len(install) == 1 and "/opt/telemetry/bin/pip install" in install[0]
+    # The URL in the user data serves the very wheel that was published, without credentials.
+    url = install[0].split("-o ", 1)[1].split(" ", 2)[1].strip("'")
+    with urllib.request.urlopen(url, timeout=30) as reply:
+        assert reply.read() == package_wheel.read_bytes()
+    with zipfile.ZipFile(package_wheel) as wheel:
+        names = wheel.namelist()
+    assert "mapreduce/job.py" in names and "mapreduce/cat.py" in names
+    assert not any(name.endswith(".so") for name in names)  # pure: any CPU, any Python
+
+
+def test_ec2_extend_moves_the_kill_time_the_instance_reads(ec2_app, moto):
+    client = ec2_app.test_client()
+    sign_in(client, "ada@example.org")
+    launch(client)
+    [worker] = workers(ec2_app)
+
+    def tag() -> int:
+        tags = {t["Key"]: t["Value"] for t in ec2_instance(moto, worker.instance_id)["Tags"]}
+        return int(tags[EXPIRES_TAG])
+
+    assert tag() == int(worker.expires_at.replace(tzinfo=dt.UTC).timestamp())
+    client.post(f"/workers/{worker.id}/extend", data={"csrf_token": csrf_token(client, "/workers")})
+    [extended] = workers(ec2_app)
+    assert extended.expires_at > worker.expires_at
+    assert tag() == int(extended.expires_at.replace(tzinfo=dt.UTC).timestamp())
+
+
+@pytest.mark.parametrize(
+    ("tag_offset", "metadata_answers", "shuts_down"),
+    [(-4000, True, True), (-100, True, False), (+3600, True, False), (None, False, True)],
+)
+def test_the_instance_expiry_script_follows_the_tag(
+    tmp_path, tag_offset, metadata_answers, shuts_down
+):
+    """EXPIRY_SCRIPT itself under sh, with curl answering as the metadata service would."""
+    now = int(dt.datetime.now(dt.UTC).timestamp())
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "expires-at").write_text(str(now - 7200))  # the kill time written at launch
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    answer = f"echo {now + tag_offset}" if metadata_answers else "exit 7"
+    (bin_dir / "curl").write_text(
+        f'#!/bin/sh\ncase "$*" in *api/token*) echo t;; *) {answer};; esac\n'
+    )
+    (bin_dir / "shutdown").write_text(f'#!/bin/sh\necho "$*" > {tmp_path}/shutdown\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    script = tmp_path / "expiry"
+    script.write_text(EXPIRY_SCRIPT)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TELEMETRY_WORKER_STATE": str(state)}
+    assert subprocess.run(["sh", str(script)], env=env, timeout=30).returncode == 0
+    assert (tmp_path / "shutdown").exists() == shuts_down
+
+
+def test_publish_wheel_command_makes_the_wheel_the_one_workers_install(settings, package_wheel):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "dashboard", "publish-wheel", "--wheel", str(package_wheel)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    store = open_store(settings.code_url)
+    key = latest_wheel_key(store)
+    assert result.stdout.strip() == f"published {key}; new EC2 workers install it"
+    assert store.get(key) == package_wheel.read_bytes()
+    missing = subprocess.run(
+        [sys.executable, "-m", "dashboard", "publish-wheel", "--wheel", "/nonexistent.whl"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "error: /nonexistent.whl: no such file"

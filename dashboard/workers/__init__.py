@@ -18,7 +18,7 @@ def get_provider(name: str, settings: Settings, config: Mapping[str, Any]) -> Wo
     if name == "local":
         from dashboard.workers.local import LocalProvider
 
-        return LocalProvider(settings)
+        return LocalProvider(settings, listen=config.get("WORKER_LOCAL_SSH_HOST") or "127.0.0.1")
     if name == "ec2":
         from dashboard.workers.ec2 import EC2Provider
 
@@ -27,6 +27,7 @@ def get_provider(name: str, settings: Settings, config: Mapping[str, Any]) -> Wo
             image_id=config.get("WORKER_EC2_AMI") or "",
             instance_type=config["WORKER_EC2_INSTANCE_TYPE"],
             ssh_user=config["WORKER_EC2_SSH_USER"],
+            instance_profile=config.get("WORKER_EC2_INSTANCE_PROFILE") or "",
             endpoint_url=config.get("WORKER_EC2_ENDPOINT_URL") or None,
         )
     raise WorkerProviderError(

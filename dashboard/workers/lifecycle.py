@@ -60,7 +60,7 @@ def launch(
     session.add(worker)
     session.commit()
     try:
-        result = provider.launch(worker.id, name, owner, ssh_public_key)
+        result = provider.launch(worker.id, name, owner, ssh_public_key, worker.expires_at)
     except WorkerProviderError as exc:
         worker.state = WorkerState.failed.value
         worker.reason = str(exc)
@@ -93,11 +93,22 @@ def refresh(session: Session, provider: WorkerProvider, worker: Worker) -> None:
 
 
 def extend(
-    session: Session, worker: Worker, by: dt.timedelta, now: dt.datetime | None = None
+    session: Session,
+    provider: WorkerProvider,
+    worker: Worker,
+    by: dt.timedelta,
+    now: dt.datetime | None = None,
 ) -> None:
-    """Push the kill time `by` later (from now if it has already passed) and re-arm the warning."""
+    """Push the kill time `by` later (from now if it has already passed) and re-arm the warning.
+
+    The machine is told first (an EC2 worker stops itself after its kill time); when that
+    fails, WorkerProviderError is raised and nothing changes.
+    """
     now = now or utcnow()
-    worker.expires_at = max(worker.expires_at, now) + by
+    expires_at = max(worker.expires_at, now) + by
+    if worker.instance_id:
+        provider.extend(worker.instance_id, expires_at)
+    worker.expires_at = expires_at
     worker.warned_at = None
     session.commit()
     log.info("worker %s extended until %s", worker.id, utc(worker.expires_at))
@@ -120,6 +131,20 @@ def kill(
     log.info("worker %s terminated: %s", worker.id, reason)
 
 
+def _gone(provider_for: ProviderFor, worker: Worker) -> str:
+    """Why an active worker's machine is no longer there ("" while it is, or if unknown)."""
+    if worker.state != WorkerState.running.value or not worker.instance_id:
+        return ""
+    try:
+        gone = provider_for(worker.provider).is_gone(worker.instance_id)
+    except WorkerProviderError as exc:
+        log.warning("worker %s: cannot tell whether it still runs: %s", worker.id, exc)
+        return ""
+    if gone:
+        return "stopped by itself (its machine or the dashboard process that ran it ended)"
+    return ""
+
+
 def expire_workers(
     sessions: sessionmaker,
     settings: Settings,
@@ -127,7 +152,8 @@ def expire_workers(
     now: dt.datetime,
     warn_before: dt.timedelta = dt.timedelta(hours=1),
 ) -> dict[str, int]:
-    """Warn owners whose workers expire within `warn_before`, terminate those past expiry.
+    """Warn owners whose workers expire within `warn_before`, terminate those past expiry,
+    and clean up after workers whose machine ended by itself.
 
     Returns {"warned": n, "terminated": n, "errors": n}. A failed termination stays active
     and is retried by the next sweep.
@@ -137,7 +163,23 @@ def expire_workers(
     with sessions() as session:
         workers = list(session.scalars(select(Worker).where(Worker.state.in_(active))))
         for worker in workers:
-            if worker.expires_at <= now:
+            gone = _gone(provider_for, worker)
+            if gone and worker.expires_at > now:
+                try:
+                    kill(session, provider_for(worker.provider), worker, gone, now)
+                except WorkerProviderError as exc:
+                    session.rollback()
+                    counts["errors"] += 1
+                    log.error("worker %s: cleaning up after it ended failed: %s", worker.id, exc)
+                    continue
+                counts["terminated"] += 1
+                send_mail(
+                    settings,
+                    worker.owner,
+                    f"Worker {worker.name} has stopped",
+                    f"Your analysis worker {worker.name} {gone}.\n",
+                )
+            elif worker.expires_at <= now:
                 try:
                     kill(session, provider_for(worker.provider), worker, "expired", now)
                 except WorkerProviderError as exc:
