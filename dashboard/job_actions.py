@@ -31,17 +31,6 @@ from scheduler.models import JOB_NAME_PATTERN, Job
 log = logging.getLogger(__name__)
 
 RESERVED_NAMES = {"new"}  # /jobs/new is the form
-FIELDS = (
-    "command",
-    "output_dir",
-    "frequency",
-    "day_of_week",
-    "day_of_month",
-    "hour",
-    "timeout_minutes",
-    "enabled",
-    "end_date",
-)
 
 
 def name_problem(
@@ -68,7 +57,7 @@ def name_problem(
 
 
 def _fields_from(data: Mapping[str, Any]) -> dict[str, Any]:
-    fields = {k: data[k] for k in FIELDS if k in data}
+    fields = {k: data[k] for k in job_store.OWNER_FIELDS if k in data}
     if fields.get("frequency") != "weekly":
         fields["day_of_week"] = None
     if fields.get("frequency") != "monthly":
@@ -79,12 +68,8 @@ def _fields_from(data: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _validation_errors(exc: Exception) -> dict[str, str]:
-    for attribute in ("errors", "fields", "field_errors"):
-        value = getattr(exc, attribute, None)
-        if isinstance(value, Mapping) and value:
-            return {str(k): str(v) for k, v in value.items()}
-    return {"__all__": str(exc)}
+def _validation_errors(exc: JobValidationError) -> dict[str, str]:
+    return dict(exc.errors) or {"__all__": str(exc)}
 
 
 def _store(settings: Settings, name: str, tarball: tuple[str, bytes], max_bytes: int) -> str:
