@@ -9,7 +9,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := redis-server chromium firefox-esr wrk
 PYTEST_ARGS ?=
-# flags for `make run` (python -m pipeline.runall --help), e.g. ARGS="--no-demo --ingest-port 8081"
+# flags for `make run` (python -m launcher --help), e.g. ARGS="--no-demo --ingest-port 8081"
 ARGS ?=
 # The dashboard's chart library, vendored from the npm registry at build time (no CDN at run time).
 VENDOR  := dashboard/static/vendor
@@ -56,7 +56,7 @@ $(VENDOR)/chart.umd.min.js: Makefile
 	cp build/npm/node_modules/chart.js/LICENSE.md $(VENDOR)/chart.js.LICENSE.md
 
 run: setup
-	$(BIN)/python -m pipeline.runall $(ARGS)
+	$(BIN)/python -m launcher $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS); rc=$$?; \

@@ -86,7 +86,7 @@ DefinitionsFor = Callable[[str], RevisionInfo | None]
 
 def revision_info_from_cache(cache) -> DefinitionsFor:
     """Adapt a `histograms.revision_cache.RevisionCache` (None for an unusable revision)."""
-    from histograms.revision_cache import RevisionError
+    from histograms.errors import RevisionError
 
     memo: dict[str, RevisionInfo | None] = {}
 

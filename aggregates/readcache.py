@@ -20,6 +20,7 @@ from typing import Any
 
 from aggregates import stats
 from aggregates.dayfile import INDEX_NAME, day_path, decode_day, decode_index
+from aggregates.errors import QueryError
 from aggregates.extract import GROUP_DIMENSIONS
 from pipeline.errors import ObjectNotFound
 from pipeline.layout import sort_key
@@ -46,10 +47,6 @@ CREATE TABLE IF NOT EXISTS rows (
 CREATE INDEX IF NOT EXISTS rows_by_metric ON rows (metric, channel, version);
 CREATE INDEX IF NOT EXISTS rows_by_date ON rows (date);
 """
-
-
-class QueryError(ValueError):
-    """A query names something malformed (the API answers 400 with this message)."""
 
 
 class AggregateCache:

@@ -31,8 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from launcher.demo import seed_revision  # noqa: E402
 from mapreduce import synthetic  # noqa: E402
-from pipeline.demo import seed_revision  # noqa: E402
 from pipeline.stores import open_store  # noqa: E402
 
 REVISION = "https://hg.mozilla.org/mozilla-central/rev/00000000be4c"

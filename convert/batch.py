@@ -36,6 +36,12 @@ from convert.revalidation import MAX_DELAY, is_stash, stash_key, stash_object_id
 from convert.writers import DEFAULT_MAX_OPEN, PartitionWriters
 from pipeline.errors import ObjectNotFound
 from pipeline.layout import UNKNOWN, error_key
+from pipeline.outcomes import (
+    REVALIDATED,
+    SOURCE_CONVERT,
+    SOURCE_CONVERT_HIST,
+    unvalidated_outcome,
+)
 from pipeline.queues.base import WorkQueue
 from pipeline.records import CorruptBatch, Record, encode_record, iter_records
 from pipeline.stats import DEFAULT_KEEP, add_many_once, hour_of
@@ -46,8 +52,6 @@ log = logging.getLogger(__name__)
 PARKED_PREFIX = "parked/"
 PARKED_SUFFIX = ".tpr"
 _PARK_GENERATION = re.compile(r"-p\d+$")
-UNVALIDATED = "unvalidated"  # stats outcome prefix (source convert_hist), + "_<reason>"
-REVALIDATED = "revalidated"  # stats outcome (source convert_hist): validated after all
 TEST_PAUSE_ENV = "TELEMETRY_CONVERT_TEST_PAUSE"  # "records:N" or "uploads:N"; tests only
 
 
@@ -63,7 +67,7 @@ def object_id_for(key: str) -> str:
 
 
 @dataclasses.dataclass
-class Job:
+class BatchMessage:
     """One queue message: the incoming key and how often its records were parked already."""
 
     key: str
@@ -71,7 +75,7 @@ class Job:
     not_before: float = 0.0
 
     @classmethod
-    def from_body(cls, body: str) -> Job:
+    def from_body(cls, body: str) -> BatchMessage:
         data = json.loads(body)
         if not isinstance(data, dict) or not isinstance(data.get("key"), str) or not data["key"]:
             raise ValueError("message body must be a JSON object with a non-empty 'key'")
@@ -130,10 +134,10 @@ class BatchReport:
 class _BatchState:
     """What one batch accumulates while its records stream through (small: counts and ids)."""
 
-    job: Job
+    job: BatchMessage
     object_id: str
     report: BatchReport
-    stats_source: str = "convert"
+    stats_source: str = SOURCE_CONVERT
     records: int = 0
     last_date: str | None = None
     counts: dict[dt.datetime, collections.Counter] = dataclasses.field(
@@ -202,7 +206,7 @@ class BatchProcessor:
         self.max_open_files = max_open_files
 
     def process(
-        self, job: Job, data: bytes | None = None, stats_source: str = "convert"
+        self, job: BatchMessage, data: bytes | None = None, stats_source: str = SOURCE_CONVERT
     ) -> BatchReport:
         """Convert every record of the batch and store every output; never ack or delete.
 
@@ -298,11 +302,11 @@ class BatchProcessor:
         if state.revalidating:
             if state.waiting or not state.revalidated:
                 return
-            stats = [(now, "convert_hist", state.revalidated)]
+            stats = [(now, SOURCE_CONVERT_HIST, state.revalidated)]
         else:
             stats = [(hour, state.stats_source, counts) for hour, counts in state.counts.items()]
             if state.lost:
-                stats.append((now, "convert_hist", state.lost))
+                stats.append((now, SOURCE_CONVERT_HIST, state.lost))
         # Once per batch: a redo (failed delete or ack, crash before the ack, lost lease) has
         # the same outcomes, so its counts are already in and adding them again would double.
         if stats and not add_many_once(
@@ -349,7 +353,7 @@ class BatchProcessor:
                 state.revalidated[(REVALIDATED, *label)] += 1
             return
         state.report.unvalidated[outcome.reason] += 1
-        state.lost[(f"{UNVALIDATED}_{outcome.reason}", *label)] += 1
+        state.lost[(unvalidated_outcome(outcome.reason), *label)] += 1
         state.revisions.add(outcome.details.split(": ", 1)[0])
         if not outcome.revalidate:
             return
@@ -385,7 +389,12 @@ class BatchProcessor:
             outcome.unvalidated = outcome.revalidate = False
 
     def _stash(
-        self, job: Job, object_id: str, data: bytes, report: BatchReport, state: _BatchState
+        self,
+        job: BatchMessage,
+        object_id: str,
+        data: bytes,
+        report: BatchReport,
+        state: _BatchState,
     ) -> str:
         """Keep the records published unvalidated for their re-validation and queue it later."""
         key = stash_key(object_id)
@@ -404,7 +413,7 @@ class BatchProcessor:
         )
         return key
 
-    def _requeue_stash(self, job: Job, waiting: int, report: BatchReport) -> None:
+    def _requeue_stash(self, job: BatchMessage, waiting: int, report: BatchReport) -> None:
         attempt = job.park_attempt + 1
         delay = min(self.park_delay * (2 ** min(job.park_attempt, 16)), MAX_DELAY)
         self._send_later(job.key, waiting, report.input_bytes, attempt, delay)
@@ -429,7 +438,7 @@ class BatchProcessor:
 
     def _park(
         self,
-        job: Job,
+        job: BatchMessage,
         object_id: str,
         data: bytes,
         count: int,

@@ -1,6 +1,6 @@
 """Dimensions of a record: from the submission URL first, then from the payload itself.
 
-URL forms (DESIGN.md "Submission URLs"; a query string such as `?v=4` is ignored):
+URL forms (README "Submission URLs", docs/formats.md; a query string such as `?v=4` is ignored):
 
     /submit/telemetry/<docId>[/<docType>[/<appName>[/<appVersion>[/<channel>[/<buildId>]]]]]
     /submit/<namespace>/<docType>/<docVersion>/<docId>      (generic form, e.g. Glean)

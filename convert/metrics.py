@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Histogram
 
 from convert import outcomes as oc
-from convert.batch import PARKED_PREFIX, BatchReport, Job
+from convert.batch import PARKED_PREFIX, BatchMessage, BatchReport
 from pipeline.config import Settings
 from pipeline.logs import log_context
 from pipeline.metrics import CallbackCollector, MetricsServer, new_registry, serve_metrics
@@ -27,7 +27,7 @@ from pipeline.queues import Message, WorkQueue, open_work_queue
 from pipeline.stores import BlobStore, open_store
 
 if TYPE_CHECKING:
-    from convert.worker import Worker
+    from convert.worker import ConvertWorker
 
 _INCOMING_TIME = re.compile(r"^(\d{8})/(\d{6})-")
 
@@ -188,12 +188,12 @@ class ConvertMetrics:
             self._queue = self._incoming = None
 
 
-def instrument(worker: Worker, metrics: ConvertMetrics) -> None:
+def instrument(worker: ConvertWorker, metrics: ConvertMetrics) -> None:
     """Count what `worker` does: wrap its batch processing and its queue's claims."""
     process = worker.processor.process
     claim = worker.queue.claim
 
-    def timed_process(job: Job, *args: object, **kwargs: object) -> BatchReport:
+    def timed_process(job: BatchMessage, *args: object, **kwargs: object) -> BatchReport:
         started = time.perf_counter()
         try:
             report = process(job, *args, **kwargs)
@@ -213,13 +213,13 @@ def instrument(worker: Worker, metrics: ConvertMetrics) -> None:
     worker.queue.claim = counted_claim
 
 
-def log_batch_fields(worker: Worker) -> None:
+def log_batch_fields(worker: ConvertWorker) -> None:
     """Log every line about a message with its id and batch key as fields (pipeline.logs)."""
     handle = worker.handle
 
     def handle_with_fields(message: Message) -> None:
         try:
-            key = Job.from_body(message.body).key
+            key = BatchMessage.from_body(message.body).key
         except ValueError:
             key = None
         with log_context(message_id=message.id, batch=key):
@@ -228,7 +228,7 @@ def log_batch_fields(worker: Worker) -> None:
     worker.handle = handle_with_fields
 
 
-def instrument_worker(worker: Worker, port: int) -> MetricsServer | None:
+def instrument_worker(worker: ConvertWorker, port: int) -> MetricsServer | None:
     """Log batch keys as fields; count and serve metrics on `port` (0: off). Once per worker."""
     log_batch_fields(worker)
     if not port:

@@ -1,48 +1,53 @@
-"""What can happen to one record: reason codes and the outcome of processing it."""
+"""What can happen to one record: its outcome, and the refusal that names a reason code.
+
+The codes themselves are defined in `pipeline.outcomes` and re-exported here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
-PUBLISHED = "published"
-PARKED = "parked"
+from convert.errors import RecordRejected
 
-CORRUPT_GZIP = "corrupt_gzip"
-TOO_LARGE = "too_large"
-BAD_JSON = "bad_json"
-BAD_PAYLOAD = "bad_payload"
-BAD_PATH = "bad_path"
-MISSING_REVISION = "missing_revision"
-REVISION_UNAVAILABLE = "revision_unavailable"
-INVALID_HISTOGRAM = "invalid_histogram"
-DUPLICATE = "duplicate"
-CORRUPT_BATCH = "corrupt_batch"
-BAD_MESSAGE = "bad_message"
-UNKNOWN_NAMESPACE = "unknown_namespace"
-
-REASON_CODES = (
-    CORRUPT_GZIP,
-    TOO_LARGE,
+# The codes are defined once, in the plumbing package (the health watcher and the dashboard
+# read them too); convert's modules use them through this module.
+from pipeline.outcomes import (
     BAD_JSON,
-    BAD_PAYLOAD,
-    BAD_PATH,
-    MISSING_REVISION,
-    REVISION_UNAVAILABLE,
-    INVALID_HISTOGRAM,
-    DUPLICATE,
-    CORRUPT_BATCH,
     BAD_MESSAGE,
+    BAD_PATH,
+    BAD_PAYLOAD,
+    CORRUPT_BATCH,
+    CORRUPT_GZIP,
+    DUPLICATE,
+    INVALID_HISTOGRAM,
+    MISSING_REVISION,
+    PARKED,
+    PUBLISHED,
+    REASON_CODES,
+    REVISION_UNAVAILABLE,
+    TOO_LARGE,
     UNKNOWN_NAMESPACE,
 )
 
-
-class RecordRejected(Exception):
-    """One record cannot be published; `reason` is its error partition code."""
-
-    def __init__(self, reason: str, details: str) -> None:
-        self.reason = reason
-        self.details = details
-        super().__init__(f"{reason}: {details}")
+__all__ = [
+    "BAD_JSON",
+    "BAD_MESSAGE",
+    "BAD_PATH",
+    "BAD_PAYLOAD",
+    "CORRUPT_BATCH",
+    "CORRUPT_GZIP",
+    "DUPLICATE",
+    "INVALID_HISTOGRAM",
+    "MISSING_REVISION",
+    "PARKED",
+    "PUBLISHED",
+    "REASON_CODES",
+    "REVISION_UNAVAILABLE",
+    "TOO_LARGE",
+    "UNKNOWN_NAMESPACE",
+    "Outcome",
+    "RecordRejected",
+]
 
 
 @dataclasses.dataclass(slots=True)

@@ -31,16 +31,17 @@ import lz4.frame
 from tqdm import tqdm
 
 from convert import outcomes as oc
-from convert.batch import BatchProcessor, Job
+from convert.batch import BatchMessage, BatchProcessor
 from pipeline.config import Settings
 from pipeline.errors import ObjectNotFound
 from pipeline.layout import ERRORS_PREFIX
+from pipeline.outcomes import SOURCE_CONVERT_REPLAY
 from pipeline.records import encode_record
 from pipeline.stores.base import BlobStore
 
 log = logging.getLogger(__name__)
 
-STATS_SOURCE = "convert_replay"
+STATS_SOURCE = SOURCE_CONVERT_REPLAY
 REPLAY_PREFIX = "replay/"
 
 
@@ -136,7 +137,7 @@ def replay_object(
     if batch:
         digest = hashlib.sha256(data).hexdigest()[:16]
         day = key.split("/")[2]
-        job = Job(f"{REPLAY_PREFIX}{key.split('/')[1]}/{day}/{digest}")
+        job = BatchMessage(f"{REPLAY_PREFIX}{key.split('/')[1]}/{day}/{digest}")
         report = processor.process(job, bytes(batch), stats_source=STATS_SOURCE)
         summary.outcomes.update(report.outcomes)
         summary.unvalidated += sum(report.unvalidated.values())
@@ -147,9 +148,9 @@ def replay_object(
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from convert.worker import Worker, WorkerOptions
+    from convert.worker import ConvertWorker, WorkerOptions
 
-    worker = Worker(settings, WorkerOptions())
+    worker = ConvertWorker(settings, WorkerOptions())
     try:
         keys = error_objects(worker.published, args.reason, args.since, args.until)
         summary = ReplaySummary()

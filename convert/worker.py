@@ -1,6 +1,6 @@
 """The worker loop: claim a batch message, keep its lease alive, process, then ack and delete.
 
-One `Worker` per process, each with its own queue client, store clients and database engine.
+One `ConvertWorker` per process, each with its own queue client, store clients and database engine.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 import lz4.frame
 
 from convert import outcomes as oc
-from convert.batch import BatchProcessor, Job
+from convert.batch import BatchMessage, BatchProcessor
 from convert.dedup import Deduplicator
 from convert.geo import GeoLocator
 from convert.histogram_tools import HistogramTools, real_tools
@@ -66,14 +66,14 @@ class WorkerOptions:
     metrics_port: int = 0  # serve this worker's metrics and health there (0: off)
 
 
-class Heartbeat:
+class LeaseExtender:
     """Extend a message's lease every third of the lease while a batch is being processed."""
 
     def __init__(self, queue: WorkQueue, message: Message, lease: float) -> None:
         self.queue, self.message, self.lease = queue, message, lease
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, name=f"heartbeat-{message.id}", daemon=True
+            target=self._run, name=f"lease-extender-{message.id}", daemon=True
         )
 
     def _run(self) -> None:
@@ -91,7 +91,7 @@ class Heartbeat:
                     "message %s: could not extend the lease", self.message.id, exc_info=True
                 )
 
-    def __enter__(self) -> Heartbeat:
+    def __enter__(self) -> LeaseExtender:
         self._thread.start()
         return self
 
@@ -145,7 +145,7 @@ class DelayedMessages:
         return sorted(value for value in values if value > now)
 
 
-class Worker:
+class ConvertWorker:
     def __init__(
         self,
         settings: Settings,
@@ -305,7 +305,7 @@ class Worker:
 
     def handle(self, message: Message) -> None:
         try:
-            job = Job.from_body(message.body)
+            job = BatchMessage.from_body(message.body)
         except ValueError as exc:
             self._reject_message(message, str(exc))
             return
@@ -314,7 +314,7 @@ class Worker:
             self._release(message, remaining)
             return
         lease = self.settings.queue_lease_seconds
-        with Heartbeat(self.queue, message, lease):
+        with LeaseExtender(self.queue, message, lease):
             try:
                 report = self.processor.process(job)
             except Exception:  # noqa: BLE001 - any failure: retry the whole batch later
@@ -409,7 +409,7 @@ def run_worker(
     setup_logging(log_level, settings)
     from convert.metrics import instrument_worker
 
-    worker = Worker(settings, options, delayed=delayed)
+    worker = ConvertWorker(settings, options, delayed=delayed)
     instrument_worker(worker, options.metrics_port)
     tune_gc()
 

@@ -118,10 +118,10 @@ def create_app(
     throttle.init_app(app, app.extensions["telemetry"].engine)  # after the views it limits
     dummy_password_hash()  # made now, so the first unknown-account sign-in costs no extra hash
 
-    from dashboard import errors, formatting
+    from dashboard import error_pages, formatting
 
     formatting.init_app(app)
-    errors.init_app(app)
+    error_pages.init_app(app)
     app.add_url_rule("/", endpoint="index", view_func=jobs.index)
     return app
 

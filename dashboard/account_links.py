@@ -15,14 +15,11 @@ import hashlib
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from dashboard.errors import LinkError
 from dashboard.models import User
 
 SALT = "dashboard-account-link"
 NO_ACCOUNT = "new"
-
-
-class LinkError(Exception):
-    """The link is forged, damaged, expired or already used; the message says which."""
 
 
 def account_fingerprint(user: User | None) -> str:

@@ -29,17 +29,7 @@ from scheduler import jobs as job_store
 from scheduler.models import Job, Run, RunState
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-UPDATABLE = {
-    "end_date",  # "YYYY-MM-DD" or null
-    "command",
-    "output_dir",
-    "frequency",
-    "day_of_week",
-    "day_of_month",
-    "hour",
-    "timeout_minutes",
-    "enabled",
-}
+UPDATABLE = set(job_store.OWNER_FIELDS)  # end_date: "YYYY-MM-DD" or null
 
 
 @bp.before_request

@@ -17,8 +17,8 @@ import pipeline.stats  # noqa: F401  (the health page reads hourly_stats)
 import scheduler.models  # noqa: F401  (jobs and runs)
 
 try:  # the health package declares the alerts table the health page reads
-    import pipeline.health.alerts  # noqa: F401
-except ImportError:  # pragma: no cover - older checkouts without pipeline.health
+    import health.alerts  # noqa: F401
+except ImportError:  # pragma: no cover - older checkouts without health
     pass
 from pipeline.config import Settings
 from pipeline.db import init_db, make_engine, session_factory

@@ -1,43 +1,35 @@
-"""Error pages in the dashboard's own layout instead of Werkzeug's bare ones (and /favicon.ico,
-the one address every browser asks for that would otherwise be a 404).
+"""Errors the dashboard raises on purpose, under the project's root `PipelineError`.
 
-Pages get `errors.html` (with the navigation, so a newcomer who followed a dead link can move
-on); anything under /api/ gets the API's JSON error shape even when no API route matched.
+Each carries a message meant for the person at the form or API call. (The error *pages* are
+`dashboard.error_pages`.)
 """
 
 from __future__ import annotations
 
-from flask import Flask, current_app, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from collections.abc import Mapping
 
-HINTS = {
-    404: "There is nothing at this address. It may have been deleted, or it belongs to "
-    "another user.",
-    405: "This address does not accept that kind of request.",
-    413: "The upload is larger than the dashboard accepts.",
-    500: "Something went wrong on the server; the dashboard's log says what.",
-}
+from pipeline.errors import PipelineError
 
 
-def error_page(exc: HTTPException):
-    code = exc.code or 500
-    if request.path.startswith("/api/"):
-        response = jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description)
-        response.status_code = code
-        return response
-    hint = HINTS.get(code, exc.description)
-    response = exc.get_response()  # keeps headers such as Allow on a 405
-    body = render_template("errors.html", code=code, title=exc.name, hint=hint)
-    response.set_data(body)
-    response.content_type = "text/html; charset=utf-8"
-    return response
+class DashboardError(PipelineError):
+    """Base class for errors raised by `dashboard`."""
 
 
-def favicon():
-    """Browsers and tools that ask for /favicon.ico get the page icon instead of a 404."""
-    return current_app.send_static_file("favicon.svg")
+class UserError(DashboardError):
+    """A user could not be created; the message says why."""
 
 
-def init_app(app: Flask) -> None:
-    app.register_error_handler(HTTPException, error_page)
-    app.add_url_rule("/favicon.ico", endpoint="favicon", view_func=favicon)
+class LinkError(DashboardError):
+    """The link is forged, damaged, expired or already used; the message says which."""
+
+
+class UploadRejected(DashboardError):
+    """The upload is not a safe gzip-compressed tar archive; the message says what is wrong."""
+
+
+class JobFieldErrors(DashboardError):
+    """Field name -> message for every field the job was refused for."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))

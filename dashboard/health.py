@@ -1,6 +1,6 @@
 """Pipeline health: submissions per hour by channel and invalid-record rate, with alerts.
 
-The graphs come from `pipeline.health` (server-side SVG); where that package is not
+The graphs come from the `health` package (server-side SVG); where it is not
 installed the page shows the hourly counts from `pipeline.stats` as a table.
 """
 
@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from dashboard import database
 from dashboard.auth import login_required
+from pipeline import outcomes as oc
 from pipeline.stats import read_counts
 from scheduler.models import utcnow
 
@@ -25,7 +26,7 @@ DAYS = 60
 
 def _graphs(engine) -> Markup | None:
     try:
-        from pipeline.health.report import health_svg
+        from health.report import health_svg
     except ImportError:
         return None
     return Markup(
@@ -35,7 +36,7 @@ def _graphs(engine) -> Markup | None:
 
 def _alerts(engine, since: dt.datetime) -> list | None:
     try:
-        from pipeline.health.alerts import list_alerts
+        from health.alerts import list_alerts
     except ImportError:
         return None
     return list(list_alerts(engine, since))
@@ -43,7 +44,7 @@ def _alerts(engine, since: dt.datetime) -> list | None:
 
 def _backlog():
     try:
-        from pipeline.health.backlog import read_backlog
+        from health.backlog import read_backlog
     except ImportError:
         return None
     return read_backlog(database.settings())
@@ -56,11 +57,11 @@ def daily_table(engine, since: dt.datetime) -> tuple[list[str], list[tuple]]:
     channels: set[str] = set()
     for hour, source, outcome, channel, _doc_type, count in read_counts(engine, since):
         day = hour.date()
-        if source == "ingest":
+        if source == oc.SOURCE_INGEST:
             accepted[(day, channel)] += count
             channels.add(channel)
-        elif source == "convert":
-            converted[day][0 if outcome == "published" else 1] += count
+        elif source == oc.SOURCE_CONVERT:
+            converted[day][0 if outcome == oc.PUBLISHED else 1] += count
     ordered = sorted(channels)
     days = sorted({d for d, _ in accepted} | set(converted), reverse=True)
     rows = []
@@ -79,12 +80,12 @@ def held_back(engine, since: dt.datetime) -> list[tuple[str, int]]:
     `since`, by reason: the records whose histograms were not checked against their revision."""
     totals: dict[str, int] = defaultdict(int)
     for _hour, source, outcome, _channel, _doc_type, count in read_counts(engine, since):
-        if source == "convert_hist" and outcome.startswith("unvalidated_"):
-            reason = outcome.removeprefix("unvalidated_").replace("_", " ")
-            totals[f"published unvalidated ({reason})"] += count
-        elif source == "convert_hist" and outcome == "revalidated":
+        reason = oc.unvalidated_reason(outcome)
+        if source == oc.SOURCE_CONVERT_HIST and reason is not None:
+            totals[f"published unvalidated ({reason.replace('_', ' ')})"] += count
+        elif source == oc.SOURCE_CONVERT_HIST and outcome == oc.REVALIDATED:
             totals["re-validated later"] += count
-        elif source == "convert" and outcome == "parked":
+        elif source == oc.SOURCE_CONVERT and outcome == oc.PARKED:
             totals["parked for a retry"] += count
     return sorted(totals.items())
 

@@ -18,38 +18,19 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dashboard.errors import JobFieldErrors, UploadRejected
 from dashboard.forms import NAME_RULE_MESSAGE
-from dashboard.tarballs import TarballError, check_tarball
+from dashboard.tarballs import check_tarball
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
 from pipeline.stores import open_store
 from scheduler import jobs as job_store
-from scheduler.errors import JobValidationError
-from scheduler.errors import TarballError as StoreTarballError
+from scheduler.errors import JobValidationError, TarballError
 from scheduler.models import JOB_NAME_PATTERN, Job
 
 log = logging.getLogger(__name__)
 
 RESERVED_NAMES = {"new"}  # /jobs/new is the form
-FIELDS = (
-    "command",
-    "output_dir",
-    "frequency",
-    "day_of_week",
-    "day_of_month",
-    "hour",
-    "timeout_minutes",
-    "enabled",
-    "end_date",
-)
-
-
-class JobFieldErrors(PipelineError):
-    """Field name -> message for every field the job was refused for."""
-
-    def __init__(self, errors: Mapping[str, str]) -> None:
-        self.errors = dict(errors)
-        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
 
 
 def name_problem(
@@ -76,7 +57,7 @@ def name_problem(
 
 
 def _fields_from(data: Mapping[str, Any]) -> dict[str, Any]:
-    fields = {k: data[k] for k in FIELDS if k in data}
+    fields = {k: data[k] for k in job_store.OWNER_FIELDS if k in data}
     if fields.get("frequency") != "weekly":
         fields["day_of_week"] = None
     if fields.get("frequency") != "monthly":
@@ -87,12 +68,8 @@ def _fields_from(data: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _validation_errors(exc: Exception) -> dict[str, str]:
-    for attribute in ("errors", "fields", "field_errors"):
-        value = getattr(exc, attribute, None)
-        if isinstance(value, Mapping) and value:
-            return {str(k): str(v) for k, v in value.items()}
-    return {"__all__": str(exc)}
+def _validation_errors(exc: JobValidationError) -> dict[str, str]:
+    return dict(exc.errors) or {"__all__": str(exc)}
 
 
 def _store(settings: Settings, name: str, tarball: tuple[str, bytes], max_bytes: int) -> str:
@@ -100,7 +77,7 @@ def _store(settings: Settings, name: str, tarball: tuple[str, bytes], max_bytes:
     try:
         check_tarball(filename, data, max_bytes)
         return job_store.store_tarball(settings, name, data)
-    except (TarballError, StoreTarballError) as exc:  # ours first, then the scheduler's own checks
+    except (UploadRejected, TarballError) as exc:  # ours first, then the scheduler's own checks
         raise JobFieldErrors({"tarball": str(exc)}) from exc
 
 

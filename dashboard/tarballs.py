@@ -7,29 +7,27 @@ problem for the form. The scheduler's `store_tarball` checks the archive again b
 
 from __future__ import annotations
 
-from pipeline.errors import PipelineError
+from dashboard.errors import UploadRejected
 from scheduler.config import load_scheduler_config
-from scheduler.errors import TarballError as SchedulerTarballError
+from scheduler.errors import TarballError
 from scheduler.tarball import GZIP_MAGIC, validate_tarball
 
 ALLOWED_SUFFIXES = (".tar.gz", ".tgz")
 
 
-class TarballError(PipelineError):
-    """The upload is not a safe gzip-compressed tar archive; the message says what is wrong."""
-
-
 def check_tarball(filename: str, data: bytes, max_bytes: int) -> None:
-    """Raise TarballError unless `data` is a gzip tar of plain files and directories with
+    """Raise UploadRejected unless `data` is a gzip tar of plain files and directories with
     safe relative names, within the scheduler's extraction limits."""
     if not filename.lower().endswith(ALLOWED_SUFFIXES):
-        raise TarballError("The file name must end in .tar.gz or .tgz.")
+        raise UploadRejected("The file name must end in .tar.gz or .tgz.")
     if len(data) > max_bytes:
-        raise TarballError(f"The tarball is {len(data):,} bytes; the limit is {max_bytes:,} bytes.")
+        raise UploadRejected(
+            f"The tarball is {len(data):,} bytes; the limit is {max_bytes:,} bytes."
+        )
     if not data:
-        raise TarballError("The uploaded file is empty.")
+        raise UploadRejected("The uploaded file is empty.")
     if not data.startswith(GZIP_MAGIC):
-        raise TarballError(
+        raise UploadRejected(
             "This is not a gzip file (the content does not start with the gzip header)."
         )
     config = load_scheduler_config()
@@ -40,12 +38,12 @@ def check_tarball(filename: str, data: bytes, max_bytes: int) -> None:
             max_bytes=config.extract_max_bytes,
             max_members=config.extract_max_members,
         )
-    except SchedulerTarballError as exc:
+    except TarballError as exc:
         message = str(exc)
         if message.startswith("corrupt or truncated"):
-            raise TarballError(
+            raise UploadRejected(
                 f"This gzip file does not hold a readable tar archive ({message})."
             ) from exc
-        raise TarballError(f"Unsafe archive: {message}.") from exc
+        raise UploadRejected(f"Unsafe archive: {message}.") from exc
     if not members:
-        raise TarballError("The archive is empty.")
+        raise UploadRejected("The archive is empty.")

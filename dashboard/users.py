@@ -9,15 +9,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from dashboard.errors import UserError
 from dashboard.models import User
-from pipeline.errors import PipelineError
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD_LENGTH = 8
-
-
-class UserError(PipelineError):
-    """A user could not be created; the message says why."""
 
 
 def normalise_email(email: str) -> str:

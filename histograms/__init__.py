@@ -1,7 +1,7 @@
 """Histogram definitions, bucket layouts, the revision cache and payload conversion.
 
 Firefox sends each histogram with its own bucket layout; the pipeline stores the compact form
-of DESIGN.md ("Compact histogram format") instead, which needs the definitions of the exact
+of docs/formats.md ("Published layout") instead, which needs the definitions of the exact
 Histograms.json revision the payload names. This package is that whole chain.
 
 Public API (the convert workers use these names; everything else is internal):

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from histograms import json_codec
 from histograms.convert import IMPLEMENTATION, convert_payload, revision_of
-from histograms.definitions import DefinitionError, load_definitions
-from histograms.revision_cache import RevisionCache, RevisionError
+from histograms.definitions import load_definitions
+from histograms.errors import DefinitionError, RevisionError
+from histograms.revision_cache import RevisionCache
 from pipeline.config import load_settings
 
 

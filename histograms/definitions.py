@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from histograms.buckets import KIND_CODES, layout_for, parameters_for
+from histograms.errors import DefinitionError, ExpressionError
 
 #: C++ constants seen in old Histograms.json files, with their values in the 2013 sources.
 #: Their values changed between versions, so definitions that use one are marked `symbolic`
@@ -31,14 +32,6 @@ CPP_CONSTANTS: dict[str, int] = {
 STARTUP_PREFIX = "STARTUP_"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*")
-
-
-class DefinitionError(ValueError):
-    """The Histograms.json as a whole cannot be used (not JSON, or not an object of objects)."""
-
-
-class ExpressionError(ValueError):
-    """A numeric field is neither an integer nor integer arithmetic over known constants."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import tenacity
 
-from histograms.definitions import DefinitionError, Definitions, load_definitions
-from pipeline.errors import PipelineError
+from histograms.definitions import Definitions, load_definitions
+from histograms.errors import DefinitionError, RevisionError, RevisionUnavailable, UnknownRevision
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +44,6 @@ HISTOGRAMS_PATH = "toolkit/components/telemetry/Histograms.json"
 _REVISION_URL = re.compile(
     r"^https?://[^/?#]+/(?P<repo>[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*)/rev/(?P<rev>[0-9a-fA-F]{6,40})/?$"
 )
-
-
-class RevisionError(PipelineError):
-    """Histogram definitions for a revision could not be obtained."""
-
-    def __init__(self, revision_url: str, problem: str) -> None:
-        self.revision_url = revision_url
-        self.problem = problem
-        super().__init__(f"{revision_url}: {problem}")
-
-
-class UnknownRevision(RevisionError):
-    """Permanent: the revision URL is malformed or the server does not know the revision."""
-
-
-class RevisionUnavailable(RevisionError):
-    """Temporary: the server could not be reached or failed; try the record again later."""
 
 
 class _Transient(Exception):

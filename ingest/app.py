@@ -3,7 +3,7 @@
 The edge does as little as possible per request: check the path and the limits, read the
 body as raw bytes (never decompressed, never parsed), append one record to the spool and
 answer once it is durable. Status codes follow the table in README "Ingest: URLs and status
-codes" (DESIGN.md "Submission URLs").
+codes" (and docs/architecture.md for why the edge never parses).
 """
 
 from __future__ import annotations

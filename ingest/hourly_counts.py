@@ -24,11 +24,12 @@ import logging
 from ingest.paths import TELEMETRY, Submission
 from pipeline.allow_list import AllowList
 from pipeline.layout import OTHER, UNKNOWN, Schema
+from pipeline.outcomes import ACCEPTED, SOURCE_INGEST
 
 log = logging.getLogger(__name__)
 
-SOURCE = "ingest"
-OUTCOME = "accepted"
+SOURCE = SOURCE_INGEST
+OUTCOME = ACCEPTED
 MAX_LABEL = 64
 LABEL_CACHE_SIZE = 10_000
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from pipeline.errors import PipelineError
+from ingest.errors import BadSubmissionPath
 
 SUBMIT_PREFIX = "/submit/"
 TELEMETRY = "telemetry"
@@ -26,10 +26,6 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.+%-]{1,100}$")
 _DOC_VERSION = re.compile(r"^[0-9]{1,9}$")
-
-
-class BadSubmissionPath(PipelineError):
-    """The path is under /submit/ but is not one of the accepted forms (answered with 400)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -83,7 +83,7 @@ class SealedFile:
     size: int
 
     def message(self) -> dict[str, object]:
-        """The work-queue message announcing this batch (see DESIGN.md "Incoming batches")."""
+        """The work-queue message announcing this batch (see docs/formats.md "Spool record and incoming batch")."""
         return {"key": self.key, "records": self.records, "bytes": self.size}
 
 

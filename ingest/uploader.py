@@ -8,7 +8,7 @@ Order of effects for one file, each step retried with exponential backoff until 
 3. only then the local file is deleted.
 
 A crash between 2 and 3 sends the key a second time on restart; consumers are idempotent per
-key (DESIGN.md: output names derive from the batch id). While the store or queue is down the
+key (docs/contracts.md "Work queue": output names derive from the batch id). While the store or queue is down the
 server keeps spooling; the spool cap (507) is the only backpressure clients see.
 
 Store and queue calls are blocking (boto3, sqlite3), so they run in a single worker thread,

@@ -6,7 +6,7 @@ Modules, in the order a job meets them:
 - `fetch`, `reader`: get a file (in place, cached, or downloaded) and stream its records;
 - `shuffle`: canonical keys, stable partitions, sorted spill runs, bounded merge;
 - `tasks`: one map task and one reduce task, shared by every engine;
-- `runner`: the Runner interface and JobSummary; `local` and `dask_runner` implement it;
+- `runner`: the Engine interface and JobSummary; `local` and `dask_runner` implement it;
 - `job`: the command line; `synthetic`: published-layout test and benchmark data;
 - `records`: `read(filter)`, records parsed one by one for notebooks; `cat`: its command line;
 - `export`: selected records written as Parquet for DuckDB, pandas and Spark.

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 from mapreduce import progress as progress_bars
 from mapreduce.errors import EngineFailure, MapReduceError
 from mapreduce.planner import Plan
-from mapreduce.runner import JobSummary, Runner, summarise
+from mapreduce.runner import Engine, JobSummary, summarise
 from mapreduce.tasks import MapResult, ReduceResult, TaskSettings, run_map, run_reduce
 
 # Dask's statistical profiler samples every task's stack every 10 ms, taking the GIL each time;
@@ -91,7 +91,7 @@ def dask_reduce(
 
 
 @dataclasses.dataclass
-class DaskRunner(Runner):
+class DaskEngine(Engine):
     """Runs a job on an existing scheduler (`scheduler`) or a LocalCluster it starts."""
 
     scheduler: str | None = None

@@ -20,7 +20,7 @@ from mapreduce import progress as progress_bars
 from mapreduce.errors import BadInputData, EngineFailure, JobScriptFailed, JobScriptInvalid
 from mapreduce.output import FORMATTERS
 from mapreduce.planner import list_inputs, make_plan
-from mapreduce.runner import JobSummary, Runner
+from mapreduce.runner import Engine, JobSummary
 from mapreduce.script import load_job_script
 from mapreduce.shuffle import DEFAULT_SPILL_RECORDS
 from mapreduce.tasks import StoreOpener, TaskSettings
@@ -182,7 +182,7 @@ def open_input_store(args: argparse.Namespace, settings: Settings) -> BlobStore:
     return open_store(args.bucket, setting="--bucket", endpoint_url=settings.s3_endpoint_url)
 
 
-def make_runner(args: argparse.Namespace) -> Runner:
+def make_runner(args: argparse.Namespace) -> Engine:
     profile_dir = os.path.join(args.work_dir, "profiles") if args.profile else None
     show = progress_bars.wanted(args.progress)
     if args.engine == "dask":
@@ -192,17 +192,17 @@ def make_runner(args: argparse.Namespace) -> Runner:
             raise ConfigError(
                 "--engine", "dask is not installed: pip install 'telemetry-pipeline[dask]'"
             ) from exc
-        from mapreduce.dask_runner import DaskRunner
+        from mapreduce.dask_runner import DaskEngine
 
-        return DaskRunner(
+        return DaskEngine(
             scheduler=args.scheduler,
             workers=args.num_mappers,
             show_progress=show,
             profile_dir=profile_dir,
         )
-    from mapreduce.local import LocalRunner
+    from mapreduce.local import LocalEngine
 
-    return LocalRunner(work_dir=args.work_dir, show_progress=show, profile_dir=profile_dir)
+    return LocalEngine(work_dir=args.work_dir, show_progress=show, profile_dir=profile_dir)
 
 
 @contextlib.contextmanager

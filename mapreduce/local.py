@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 from mapreduce import progress as progress_bars
 from mapreduce.errors import EngineFailure
 from mapreduce.planner import Plan
-from mapreduce.runner import JobSummary, Runner, summarise
+from mapreduce.runner import Engine, JobSummary, summarise
 from mapreduce.tasks import TaskSettings, run_map, run_reduce
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def run_children(
 
 
 @dataclasses.dataclass
-class LocalRunner(Runner):
+class LocalEngine(Engine):
     """Mappers and reducers as processes on this machine; spills in `work_dir`."""
 
     work_dir: str

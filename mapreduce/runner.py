@@ -117,7 +117,7 @@ def load_profile_stats(data: bytes) -> dict:
     return marshal.loads(data)
 
 
-class Runner(abc.ABC):
+class Engine(abc.ABC):
     """Executes a planned job; the job script never knows which runner it runs on."""
 
     name: str

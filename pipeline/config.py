@@ -1,6 +1,6 @@
 """One settings object for every service: built-in defaults < TOML file < environment.
 
-The environment names (`TELEMETRY_*`) are part of the public contract in DESIGN.md. A TOML
+The environment names (`TELEMETRY_*`) are part of the public contract (README "Configuration", docs/contracts.md). A TOML
 file named by `TELEMETRY_CONFIG` may set the same keys in lower case without the prefix
 (`queue_url = "redis://..."`). Derived defaults (the stores under the data directory) are
 computed after the data directory itself is known, so changing only `TELEMETRY_DATA_DIR`

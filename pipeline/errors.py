@@ -39,3 +39,11 @@ class ObjectNotFound(StoreError, KeyError):
 
 class QueueError(PipelineError):
     """A work queue operation failed after its retries."""
+
+
+class LayoutError(PipelineError):
+    """A filter or schema file is malformed, or a key is not in the published layout."""
+
+
+class MailError(PipelineError):
+    """A message could not be delivered to the SMTP server."""

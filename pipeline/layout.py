@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.errors import LayoutError
 from pipeline.stores.base import BlobStore, ObjectInfo
 
 DIMENSIONS = (
@@ -53,10 +53,6 @@ _FILE_NAME = re.compile(
     r"^(?P<appBuildID>.+)\.(?P<submission_date>[^.]+)\.v(?P<format>\d+)\.log\.(?P<id>[^./]+)\.lz4$"
 )
 DEFAULT_SCHEMA_PATH = Path(__file__).with_name("telemetry_schema.json")
-
-
-class LayoutError(PipelineError):
-    """A filter or schema file is malformed, or a key is not in the published layout."""
 
 
 def sanitize(value: object) -> str:

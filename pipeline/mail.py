@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlparse
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError, MailError
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,6 @@ TRANSIENT = (
     ConnectionError,
     TimeoutError,
 )
-
-
-class MailError(PipelineError):
-    """A message could not be delivered to the SMTP server."""
 
 
 def build_message(sender: str, to: str, subject: str, body: str) -> EmailMessage:

@@ -22,7 +22,7 @@ What "named by a message" can be known depends on the queue backend:
   any message. Anything younger is assumed covered (SQS does not otherwise lose messages).
 
 A re-announced batch loses what its lost message said besides the key (a parked batch's
-parking count starts again). The health watcher (`python -m pipeline.health`) runs a pass every
+parking count starts again). The health watcher (`python -m health`) runs a pass every
 TELEMETRY_RECONCILE_INTERVAL_SECONDS; `python -m pipeline reconcile` runs one by hand. Several
 reconcilers at once only send duplicate messages.
 """

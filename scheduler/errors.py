@@ -28,3 +28,17 @@ class TarballError(SchedulerError):
 
 class RunnerError(SchedulerError):
     """A runner could not start or follow a run (configuration, cloud API)."""
+
+
+class OutputMissing(SchedulerError):
+    """The output directory does not exist (the command wrote nothing there)."""
+
+
+class Refused(SchedulerError):
+    """An output file carries raw data, or cannot be checked; str() says which rule, where."""
+
+    def __init__(self, rule: str, where: str, detail: str = "") -> None:
+        self.rule, self.where, self.detail = rule, where, detail
+        super().__init__(
+            f"{detail} [rule {rule}, {where}]" if detail else f"[rule {rule}, {where}]"
+        )

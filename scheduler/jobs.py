@@ -36,10 +36,8 @@ from scheduler.tarball import validate_tarball
 log = logging.getLogger(__name__)
 
 RUNNERS = ("local", "ec2")
-EDITABLE_FIELDS = (
-    "name",
-    "owner",
-    "tarball_key",
+# What a job's owner sets through the dashboard's form and its API (the one list of them).
+OWNER_FIELDS = (
     "command",
     "output_dir",
     "frequency",
@@ -49,8 +47,9 @@ EDITABLE_FIELDS = (
     "timeout_minutes",
     "enabled",
     "end_date",
-    "runner",
 )
+# Every field `update_job` accepts: the owner's, and those the service or the operator sets.
+EDITABLE_FIELDS = ("name", "owner", "tarball_key", *OWNER_FIELDS, "runner")
 MAX_TIMEOUT_MINUTES = 24 * 60
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 

@@ -38,7 +38,8 @@ from pipeline.seen_docs import seen_doc_ids
 from pipeline.stores import BlobStore
 from pipeline.stores.base import validate_key
 from scheduler.config import SchedulerConfig
-from scheduler.publish_scan import Refused, Scanner
+from scheduler.errors import OutputMissing, Refused
+from scheduler.publish_scan import Scanner
 
 MAX_OUTPUT_FILES = 10_000
 MAX_OUTPUT_DEPTH = 32
@@ -57,10 +58,6 @@ class Staged:
 
     rel: str
     path: Path
-
-
-class OutputMissing(Exception):
-    """The output directory does not exist (the command wrote nothing there)."""
 
 
 _KINDS = (

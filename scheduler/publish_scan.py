@@ -35,6 +35,8 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from scheduler.errors import Refused
+
 CHUNK = 256 * 1024
 OVERLAP = 64  # longer than any fixed-width pattern below
 LOOKUP_BATCH = 2000
@@ -63,16 +65,6 @@ STRING_STOP = re.compile(rb'["\\]')
 
 def _submission_mask(mask: int) -> bool:
     return (mask & 3) == 3 or bool(mask & 4 and mask & 24)
-
-
-class Refused(Exception):
-    """An output file carries raw data, or cannot be checked; str() says which rule, where."""
-
-    def __init__(self, rule: str, where: str, detail: str = "") -> None:
-        self.rule, self.where, self.detail = rule, where, detail
-        super().__init__(
-            f"{detail} [rule {rule}, {where}]" if detail else f"[rule {rule}, {where}]"
-        )
 
 
 @dataclasses.dataclass

@@ -17,8 +17,8 @@ from aggregates.dayfile import day_path, encode_day
 from histograms.buckets import exponential_buckets
 from histograms.convert import convert_payload
 from histograms.definitions import load_definitions
+from launcher.demo import seed_revision
 from mapreduce.synthetic import write_partition
-from pipeline.demo import seed_revision
 from pipeline.stores import open_store
 from pipeline.stores.base import BlobStore
 from pipeline.system_jobs import AGGREGATES_JOB

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from convert import outcomes as oc
 from convert.record import HISTOGRAM_ERRORS_KEY
-from convert.worker import EXIT_WORK_LEFT, Worker, WorkerOptions
+from convert.worker import EXIT_WORK_LEFT, ConvertWorker, WorkerOptions
 from pipeline.config import load_settings
 from pipeline.db import make_engine
 from pipeline.stats import HourlyStat
@@ -45,7 +45,7 @@ def worker(data_dir, tmp_path, shared_fixtures, hg, monkeypatch):
     monkeypatch.setenv("TELEMETRY_HISTOGRAM_CACHE", str(cache))
     monkeypatch.setenv("TELEMETRY_HG_BASE_URL", hg.url)
     monkeypatch.setenv("TELEMETRY_MAX_DECOMPRESSED_BYTES", str(4 * 1024 * 1024))
-    return Worker(load_settings(), WorkerOptions(drain=True, park_delay=3600))
+    return ConvertWorker(load_settings(), WorkerOptions(drain=True, park_delay=3600))
 
 
 def corpus(shared_fixtures):

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from convert import outcomes as oc
-from convert.batch import CrashPoint, Job, object_id_for
+from convert.batch import BatchMessage, CrashPoint, object_id_for
 from convert.dedup import Deduplicator
-from convert.worker import EXIT_WORK_LEFT, Heartbeat, Worker, WorkerOptions
+from convert.worker import EXIT_WORK_LEFT, ConvertWorker, LeaseExtender, WorkerOptions
 from pipeline.db import make_engine
 from pipeline.errors import StoreError
 from pipeline.records import encode_record
@@ -35,12 +35,12 @@ from tests.test_convert_support import (
 PARTITION = "idle_daily/Firefox/release/23.0.1/20130814063812.20231114.v2.log.{}.lz4"
 
 
-def make_worker(settings, available=True, **options) -> Worker:
+def make_worker(settings, available=True, **options) -> ConvertWorker:
     opts = WorkerOptions(drain=True, **options)
-    return Worker(settings, opts, tools=stub_tools(available))
+    return ConvertWorker(settings, opts, tools=stub_tools(available))
 
 
-def submit(worker: Worker, key: str, data: bytes, **extra) -> None:
+def submit(worker: ConvertWorker, key: str, data: bytes, **extra) -> None:
     worker.incoming.put(key, data)
     worker.queue.send(json.dumps({"key": key, "records": 0, "bytes": len(data), **extra}))
 
@@ -70,9 +70,9 @@ def test_reprocessing_a_batch_overwrites_identically_and_counts_no_duplicates(se
     worker = make_worker(settings)
     data = make_batch([good(), good(), ("/bad", {}, b"x")])
     worker.incoming.put("b/again.tpr", data)
-    first = worker.processor.process(Job("b/again.tpr"))
+    first = worker.processor.process(BatchMessage("b/again.tpr"))
     snapshot = read_all(worker.published)
-    second = worker.processor.process(Job("b/again.tpr"))
+    second = worker.processor.process(BatchMessage("b/again.tpr"))
     assert read_all(worker.published) == snapshot
     assert first.outcomes == second.outcomes == {oc.PUBLISHED: 2, oc.BAD_PATH: 1}
 
@@ -94,7 +94,7 @@ def test_duplicates_across_batches_are_metadata_only_errors(settings):
 
 def test_dedup_forgets_ids_after_the_window(settings):
     engine = make_engine(settings.database_url)
-    Worker(settings, WorkerOptions(), tools=stub_tools())  # creates the tables
+    ConvertWorker(settings, WorkerOptions(), tools=stub_tools())  # creates the tables
     dedup = Deduplicator(engine, window_days=7)
     now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     assert dedup.claim("a", ["x"], now) == {"x": "a"}
@@ -223,7 +223,7 @@ def test_heartbeat_keeps_a_short_lease_alive(settings):
     worker = make_worker(settings)
     worker.queue.send("{}")
     message = worker.queue.claim(lease_seconds=0.6)
-    with Heartbeat(worker.queue, message, 0.6):
+    with LeaseExtender(worker.queue, message, 0.6):
         time.sleep(2.0)
         assert worker.queue.claim(wait_seconds=0) is None
     assert worker.queue.ack(message) is True
@@ -266,6 +266,6 @@ def test_parked_records_are_logged_and_reported_with_their_reason(settings, capl
     worker = make_worker(settings, available=False, drain_wait=0)
     worker.incoming.put("why.tpr", make_batch([good(), good()]))
     with caplog.at_level("INFO", logger="convert.batch"):
-        report = worker.processor.process(Job("why.tpr"))
+        report = worker.processor.process(BatchMessage("why.tpr"))
     assert report.parked_reasons == {oc.REVISION_UNAVAILABLE: 2}
     assert "could not be fetched: 2 x revision_unavailable" in caplog.text

@@ -12,7 +12,7 @@ import time
 import uuid
 
 from convert.__main__ import combined_status
-from convert.worker import EXIT_WORK_LEFT, DelayedMessages, Worker, WorkerOptions
+from convert.worker import EXIT_WORK_LEFT, ConvertWorker, DelayedMessages, WorkerOptions
 from pipeline.config import load_settings
 from pipeline.errors import StoreError
 from pipeline.queues import open_queue
@@ -30,17 +30,17 @@ LEFT_LINE = "drain: 1 message(s) still queued: "
 HINT = "run again later (batches that keep failing end up in `python -m pipeline dead-letters`)"
 
 
-def make_worker(settings, delayed=None, **options) -> Worker:
-    return Worker(settings, WorkerOptions(drain=True, **options), stub_tools(), delayed)
+def make_worker(settings, delayed=None, **options) -> ConvertWorker:
+    return ConvertWorker(settings, WorkerOptions(drain=True, **options), stub_tools(), delayed)
 
 
-def submit(worker: Worker, key: str) -> None:
+def submit(worker: ConvertWorker, key: str) -> None:
     data = make_batch([(telemetry_path(), {"Content-Encoding": "gzip"}, gz(v1_payload()))])
     worker.incoming.put(key, data)
     worker.queue.send(json.dumps({"key": key, "records": 1, "bytes": len(data)}))
 
 
-def break_published_store(worker: Worker) -> None:
+def break_published_store(worker: ConvertWorker) -> None:
     def failing_put_file(key, path):
         raise StoreError("published store is down")
 
@@ -151,7 +151,10 @@ def test_cli_workers_know_what_their_siblings_delayed(data_dir, shared_fixtures)
 
 
 def run_second_while_first_works(
-    first: Worker, second: Worker, claimed: threading.Event, threads: dict | None = None
+    first: ConvertWorker,
+    second: ConvertWorker,
+    claimed: threading.Event,
+    threads: dict | None = None,
 ) -> dict[str, int]:
     """Run both workers on threads (kept in `threads`), the second once the first has claimed
     its batch (`claimed` is set); returns their exit statuses by name."""

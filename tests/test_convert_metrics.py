@@ -8,7 +8,7 @@ import urllib.request
 
 from convert import outcomes as oc
 from convert.metrics import ConvertMetrics, count_incoming, incoming_key_time, instrument
-from convert.worker import Worker, WorkerOptions
+from convert.worker import ConvertWorker, WorkerOptions
 from pipeline.metrics import MetricsServer
 from pipeline.queues import open_work_queue
 from tests.metrics_support import get_json, scrape, value
@@ -19,7 +19,7 @@ def good():
     return (telemetry_path(), {"Content-Encoding": "gzip"}, gz(v1_payload()))
 
 
-def submit(worker: Worker, key: str, data: bytes) -> None:
+def submit(worker: ConvertWorker, key: str, data: bytes) -> None:
     worker.incoming.put(key, data)
     worker.queue.send(json.dumps({"key": key, "records": 0, "bytes": len(data)}))
 
@@ -36,7 +36,7 @@ def test_incoming_age_comes_from_the_key_ingest_gives_each_batch():
 
 
 def test_scrape_after_converted_batches_shows_outcomes_claims_and_queue_state(settings):
-    worker = Worker(settings, WorkerOptions(drain=True), tools=stub_tools())
+    worker = ConvertWorker(settings, WorkerOptions(drain=True), tools=stub_tools())
     metrics = ConvertMetrics(settings)
     instrument(worker, metrics)
     server = MetricsServer(metrics.registry, 0, checks=metrics.checks()).start()
@@ -77,7 +77,7 @@ def test_scrape_after_converted_batches_shows_outcomes_claims_and_queue_state(se
 
 
 def test_parked_records_are_counted_and_their_batch_shown(settings):
-    worker = Worker(settings, WorkerOptions(drain=True), tools=stub_tools(available=False))
+    worker = ConvertWorker(settings, WorkerOptions(drain=True), tools=stub_tools(available=False))
     metrics = ConvertMetrics(settings)
     instrument(worker, metrics)
     server = MetricsServer(metrics.registry, 0).start()

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 import convert.record
 from convert import outcomes as oc
-from convert.worker import Worker, WorkerOptions
+from convert.worker import ConvertWorker, WorkerOptions
 from pipeline.config import load_settings
 from pipeline.db import make_engine
 from pipeline.stats import HourlyStat
@@ -40,7 +40,7 @@ def worker(data_dir, tmp_path, shared_fixtures, monkeypatch):
     monkeypatch.setenv("TELEMETRY_HISTOGRAM_CACHE", str(cache))
     monkeypatch.setenv("TELEMETRY_HG_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("TELEMETRY_QUEUE_MAX_ATTEMPTS", "2")
-    return Worker(load_settings(), WorkerOptions(drain=True, retry_delay=0))
+    return ConvertWorker(load_settings(), WorkerOptions(drain=True, retry_delay=0))
 
 
 @pytest.fixture
@@ -59,27 +59,27 @@ def with_lone_surrogate(body: bytes, escape: str) -> bytes:
     return gzip.compress(text.replace('"locale":', f'"locale":"{escape}","x_locale":', 1).encode())
 
 
-def run_batch(worker: Worker, key: str, records: list[tuple[str, dict, bytes]]) -> None:
+def run_batch(worker: ConvertWorker, key: str, records: list[tuple[str, dict, bytes]]) -> None:
     data = make_batch(records)
     worker.incoming.put(key, data)
     worker.queue.send(json.dumps({"key": key, "records": len(records), "bytes": len(data)}))
     assert worker.run() == 0
 
 
-def published_lines(worker: Worker) -> list[bytes]:
+def published_lines(worker: ConvertWorker) -> list[bytes]:
     everything = read_all(worker.published)
     return [
         line for key, lines in everything.items() if not key.startswith("errors/") for line in lines
     ]
 
 
-def assert_batch_done(worker: Worker, key: str) -> None:
+def assert_batch_done(worker: ConvertWorker, key: str) -> None:
     assert worker.queue.depth() == 0
     assert worker.queue.dead_letters() == []
     assert not worker.incoming.exists(key)
 
 
-def convert_stats(worker: Worker) -> collections.Counter:
+def convert_stats(worker: ConvertWorker) -> collections.Counter:
     with make_engine(worker.settings.database_url).connect() as conn:
         rows = conn.execute(
             select(HourlyStat.outcome, HourlyStat.count).where(HourlyStat.source == "convert")
@@ -192,7 +192,7 @@ def test_an_unexpected_failure_fetching_definitions_parks_the_records(
         raise RuntimeError("the fetch broke in a new way")
 
     tools = dataclasses.replace(real_tools(settings), definitions=broken_definitions)
-    worker = Worker(settings, WorkerOptions(drain=True, retry_delay=0), tools=tools)
+    worker = ConvertWorker(settings, WorkerOptions(drain=True, retry_delay=0), tools=tools)
     records = [(path(), GZIP, body) for _ in range(2)]
     data = make_batch(records)
     worker.incoming.put("b/fetch.tpr", data)

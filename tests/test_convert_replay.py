@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from convert import outcomes as oc
-from convert.worker import Worker, WorkerOptions
+from convert.worker import ConvertWorker, WorkerOptions
 from pipeline.config import load_settings
 from pipeline.stores import open_store
 from tests.test_convert_support import (
@@ -61,7 +61,7 @@ def test_replay_publishes_what_converts_now_and_is_idempotent(
         (f"/submit/myns/other/1/{other}", {}, gzip.compress(b'{"b": 2}')),
         (idle_path, {"Content-Encoding": "gzip"}, idle_body),
     ]
-    worker = Worker(load_settings(), WorkerOptions(drain=True))
+    worker = ConvertWorker(load_settings(), WorkerOptions(drain=True))
     worker.incoming.put("b/one.tpr", make_batch(records))
     worker.queue.send(json.dumps({"key": "b/one.tpr", "records": 3, "bytes": 0}))
     assert worker.run() == 0

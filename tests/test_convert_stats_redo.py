@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 import pipeline.stats as pipeline_stats
 from convert import outcomes as oc
-from convert.batch import Job
-from convert.worker import Worker, WorkerOptions
+from convert.batch import BatchMessage
+from convert.worker import ConvertWorker, WorkerOptions
 from pipeline.db import make_engine
 from pipeline.errors import StoreError
 from pipeline.stats import HourlyStat, read_counts
@@ -34,8 +34,8 @@ HOUR = dt.datetime(2026, 1, 1, 5, 0)
 KEY = ("published", "release", "main")
 
 
-def make_worker(settings) -> Worker:
-    return Worker(settings, WorkerOptions(drain=True), tools=stub_tools())
+def make_worker(settings) -> ConvertWorker:
+    return ConvertWorker(settings, WorkerOptions(drain=True), tools=stub_tools())
 
 
 def batch() -> bytes:
@@ -92,13 +92,13 @@ def test_processing_the_same_batch_twice_counts_it_once(settings):
     """A crash between the stats write and the ack, or a lost lease: process() runs again."""
     worker = make_worker(settings)
     worker.incoming.put("b/twice.tpr", batch())
-    first = worker.processor.process(Job("b/twice.tpr"))
-    second = worker.processor.process(Job("b/twice.tpr"))
+    first = worker.processor.process(BatchMessage("b/twice.tpr"))
+    second = worker.processor.process(BatchMessage("b/twice.tpr"))
     assert first.outcomes == second.outcomes
     assert stats(settings) == ONE_RUN
     # another batch with the same content is counted (the mark is per batch id)
     worker.incoming.put("b/other.tpr", batch())
-    worker.processor.process(Job("b/other.tpr"))
+    worker.processor.process(BatchMessage("b/other.tpr"))
     assert stats(settings) == {key: 2 * n for key, n in ONE_RUN.items()}
 
 

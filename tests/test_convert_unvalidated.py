@@ -140,8 +140,8 @@ def test_redone_batch_and_stash_publish_every_record_exactly_once(
     data_dir, tmp_path, shared_fixtures, monkeypatch
 ):
     """A crash before the ack redoes a batch, then its stash: same objects, no second copy."""
-    from convert.batch import Job
-    from convert.worker import Worker, WorkerOptions
+    from convert.batch import BatchMessage
+    from convert.worker import ConvertWorker, WorkerOptions
     from tests.test_convert_support import seed_histogram_cache
 
     cache = seed_histogram_cache(shared_fixtures, tmp_path / "cache")
@@ -156,11 +156,11 @@ def test_redone_batch_and_stash_publish_every_record_exactly_once(
     esr_path = f"/submit/telemetry/{esr_id}/main/Firefox/153.7.0/esr/20261103151912"
     gzh = {"Content-Encoding": "gzip"}
     batch = make_batch([(idle_path, gzh, idle_body), (esr_path, gzh, gzip.compress(ping))])
-    worker = Worker(load_settings(), WorkerOptions(drain=True))
+    worker = ConvertWorker(load_settings(), WorkerOptions(drain=True))
     worker.incoming.put("b/one.tpr", batch)
-    first = worker.processor.process(Job("b/one.tpr"))
+    first = worker.processor.process(BatchMessage("b/one.tpr"))
     snapshot, stash = _documents(worker.published), worker.incoming.get("unvalidated/b_one.tpr")
-    again = worker.processor.process(Job("b/one.tpr"))  # the redo after a crash
+    again = worker.processor.process(BatchMessage("b/one.tpr"))  # the redo after a crash
     assert _documents(worker.published) == snapshot
     assert worker.incoming.get("unvalidated/b_one.tpr") == stash
     assert first.unvalidated == again.unvalidated == {"revision_unavailable": 1}
@@ -168,9 +168,9 @@ def test_redone_batch_and_stash_publish_every_record_exactly_once(
     worker.close()
 
     shutil.move(tmp_path / "esr-later", esr_dir)  # the revision becomes available
-    later = Worker(load_settings(), WorkerOptions(drain=True))
+    later = ConvertWorker(load_settings(), WorkerOptions(drain=True))
     for _ in range(2):  # processed, then redone
-        report = later.processor.process(Job("unvalidated/b_one.tpr", park_attempt=1))
+        report = later.processor.process(BatchMessage("unvalidated/b_one.tpr", park_attempt=1))
         assert not report.keep_incoming and not report.unvalidated
         documents = _documents(later.published)
         ids = collections.Counter(doc for docs in documents.values() for doc, _ in docs)

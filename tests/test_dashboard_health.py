@@ -1,4 +1,4 @@
-"""The health page: graphs from pipeline.health with alerts listed, and the daily fallback table."""
+"""The health page: graphs from health with alerts listed, and the daily fallback table."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def seed(settings):
 def test_health_page_shows_graphs_and_alerts(app, settings):
     from sqlalchemy.orm import Session
 
-    from pipeline.health.alerts import Alert
+    from health.alerts import Alert
 
     engine, hour = seed(settings)
     with Session(engine) as session:
@@ -73,7 +73,7 @@ def test_dead_letter_alert_is_listed_but_not_drawn(app, settings):
     """The watcher's dead-letter incident shows in the alerts table; the chart plots stats only."""
     import dataclasses
 
-    from pipeline.health.alerts import evaluate
+    from health.alerts import evaluate
     from pipeline.queues import open_work_queue
 
     engine, _hour = seed(settings)
@@ -119,19 +119,19 @@ def _run(module: str, *args: str, data_dir) -> subprocess.CompletedProcess:
 
 
 def test_simulated_outages_show_on_the_health_page(app, data_dir):
-    """`python -m pipeline.simulate` (60 days, outages) into app.db, the watcher evaluates once,
+    """`python -m health.simulate` (60 days, outages) into app.db, the watcher evaluates once,
     then /health draws the traffic and lists one alert per injected outage."""
     # The range ends now, so the traffic depends on the weekday and hour the test runs at; with
     # seed 0 every one of the 168 (weekday, hour) ends gives exactly the injected alerts, also
     # after the watcher's evaluation (checked in-process when this test was written).
-    simulated = _run("pipeline.simulate", "--days", "60", "--seed", "0", data_dir=data_dir)
+    simulated = _run("health.simulate", "--days", "60", "--seed", "0", data_dir=data_dir)
     injected = simulated.stdout.split("injected incidents:", 1)[1].split("detected alerts:")[0]
     # "  drop       beta               2026-10-31 13:00 .. 2026-11-06 13:00  beta stops ..."
     truth = [line.split() for line in injected.strip().splitlines()[1:]]
     assert {row[0] for row in truth} == {"drop", "decline", "error_rate"}
     [stopped] = [row for row in truth if row[0] == "drop"]
     channel, stopped_at = stopped[1], f"{stopped[2]} {stopped[3]}"
-    _run("pipeline.health", "--once", data_dir=data_dir)  # as the watcher does; no duplicates
+    _run("health", "--once", data_dir=data_dir)  # as the watcher does; no duplicates
 
     client = app.test_client()
     sign_in(client, "ada@example.org")
@@ -191,7 +191,7 @@ def test_pending_parked_and_dead_lettered_batches_are_shown(app, settings):
 
 
 def test_backlog_counts_are_minimums_past_the_read_budget(settings):
-    from pipeline.health.backlog import read_backlog
+    from health.backlog import read_backlog
     from pipeline.records import encode_record
     from pipeline.stores import open_store
 

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect, select, text
 
 import convert.dedup  # noqa: F401 - every module that declares tables
 import dashboard.models  # noqa: F401
-import pipeline.health.alerts  # noqa: F401
+import health.alerts  # noqa: F401
 import pipeline.stats  # noqa: F401
 import scheduler.models  # noqa: F401
 from pipeline import migrate
@@ -171,7 +171,7 @@ def test_services_starting_together_migrate_once(database_url):
     """Four processes start on a fresh database at once: one migrates under the lock, the
     others wait and find it current; none fails."""
     script = (
-        "import sys, convert.dedup, scheduler.models, dashboard.models, pipeline.health.alerts\n"
+        "import sys, convert.dedup, scheduler.models, dashboard.models, health.alerts\n"
         "from pipeline.db import init_db, make_engine\n"
         "init_db(make_engine(sys.argv[1]))\n"
     )

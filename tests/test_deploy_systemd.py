@@ -17,7 +17,7 @@ SERVICES = {
     "telemetry-ingest.service": "ingest",
     "telemetry-convert@.service": "convert",
     "telemetry-scheduler.service": "scheduler",
-    "telemetry-health.service": "pipeline.health",
+    "telemetry-health.service": "health",
     "telemetry-dashboard.service": "dashboard",
 }
 HARDENING = ("User=telemetry", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes")

@@ -1,6 +1,6 @@
 """The README's first hour in a real browser (Debian chromium driven by Playwright).
 
-`python -m pipeline.runall` (what `make run` starts) on a new data directory, the first user
+`python -m launcher` (what `make run` starts) on a new data directory, the first user
 created exactly as the README says, then: sign in, see the demo job (it belongs to
 demo@localhost; the first user is an admin), its finished run with the banner and buttons of
 a finished run, its published output, the demo submissions on /health, and no page wider than
@@ -52,7 +52,7 @@ def first_hour(tmp_path, shared_fixtures):
     )
     ingest_port, dashboard_port = free_port(), free_port()
     log_path = tmp_path / "runall.log"
-    argv = ["-m", "pipeline.runall", "--ingest-port", str(ingest_port)]
+    argv = ["-m", "launcher", "--ingest-port", str(ingest_port)]
     with service(argv + ["--dashboard-port", str(dashboard_port)], log_path, env):
         try:
             wait_for_port(dashboard_port, 90)

@@ -162,14 +162,14 @@ def test_hash_policy_needs_a_key(data_dir):
 def test_a_parked_batch_keeps_the_country_not_the_address(settings):
     """Records parked for an unavailable revision are stored again as a batch: with their
     country, without the address, and published later with that country."""
-    from convert.worker import EXIT_WORK_LEFT, Worker, WorkerOptions
+    from convert.worker import EXIT_WORK_LEFT, ConvertWorker, WorkerOptions
     from tests.test_convert_support import gz, make_batch, stub_tools, telemetry_path
     from tests.test_convert_support import v1_payload as real_v1_payload
 
     headers = {"Content-Encoding": "gzip", "Remote-Addr": CLIENT}
     batch = make_batch([(telemetry_path(None), headers, gz(real_v1_payload()))])
     options = WorkerOptions(drain=True, drain_wait=0, park_delay=0.5)
-    parking = Worker(settings, options, tools=stub_tools(False))
+    parking = ConvertWorker(settings, options, tools=stub_tools(False))
     parking.incoming.put("g.tpr", batch)
     parking.queue.send(json.dumps({"key": "g.tpr", "records": 1, "bytes": len(batch)}))
     assert parking.run() == EXIT_WORK_LEFT
@@ -177,7 +177,9 @@ def test_a_parked_batch_keeps_the_country_not_the_address(settings):
     [record] = iter_records(parking.incoming.open(parked), parked)
     assert dict(record.headers) == {"Content-Encoding": "gzip", "Geo-Country": "GB"}
 
-    retry = Worker(settings, WorkerOptions(drain=True, drain_wait=60), tools=stub_tools(True))
+    retry = ConvertWorker(
+        settings, WorkerOptions(drain=True, drain_wait=60), tools=stub_tools(True)
+    )
     assert retry.run() == 0
     [lines] = [found for key, found in read_all(retry.published).items() if key.startswith("idle")]
     assert json.loads(lines[0].split(b"\t", 1)[1])["info"]["geoCountry"] == "GB"
@@ -186,7 +188,7 @@ def test_a_parked_batch_keeps_the_country_not_the_address(settings):
 def test_a_corrupt_batch_tail_keeps_no_address(settings):
     """Bytes that cannot be parsed go to errors/corrupt_batch as they are, except the value
     of any address header in them."""
-    from convert.worker import Worker, WorkerOptions
+    from convert.worker import ConvertWorker, WorkerOptions
     from pipeline.records import encode_record
     from tests.test_convert_support import error_entries, gz, make_batch, stub_tools
     from tests.test_convert_support import v1_payload as real_v1_payload
@@ -195,7 +197,7 @@ def test_a_corrupt_batch_tail_keeps_no_address(settings):
     bad = bytearray(encode_record(1, "/submit/telemetry/x", headers, gz(real_v1_payload())))
     bad[-1] ^= 0xFF  # checksum mismatch, followed by another record: not a torn tail
     good = make_batch([("/submit/telemetry/y", {"Remote-Addr": CLIENT}, b"{}")])
-    worker = Worker(settings, WorkerOptions(drain=True), tools=stub_tools(True))
+    worker = ConvertWorker(settings, WorkerOptions(drain=True), tools=stub_tools(True))
     worker.incoming.put("c.tpr", good + bytes(bad) + good)
     worker.queue.send(json.dumps({"key": "c.tpr", "records": 3, "bytes": 1}))
     assert worker.run() == 0

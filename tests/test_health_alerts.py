@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import event
 
+from health import alerts, simulate
+from health.anomaly import DAY, HOUR, Incident
 from pipeline.db import init_db, make_engine
-from pipeline.health import alerts, simulate
-from pipeline.health.anomaly import DAY, HOUR, Incident
 from pipeline.stats import add_counts
 from tests.servers import free_port
 

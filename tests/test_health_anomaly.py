@@ -12,8 +12,8 @@ import datetime as dt
 
 import pytest
 
-from pipeline.health import simulate
-from pipeline.health.anomaly import (
+from health import simulate
+from health.anomaly import (
     DAY,
     HOUR,
     INVALID,

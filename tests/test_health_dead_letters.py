@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
+from health import alerts
+from health.anomaly import HOUR, Incident
+from health.dead_letters import KIND_DEAD_LETTERS, queue_subject
 from pipeline.db import init_db, make_engine
-from pipeline.health import alerts
-from pipeline.health.anomaly import HOUR, Incident
-from pipeline.health.dead_letters import KIND_DEAD_LETTERS, queue_subject
 from pipeline.queues import open_work_queue
 from tests.servers import free_port
 
@@ -133,7 +133,7 @@ def test_unreadable_queue_skips_the_check_and_keeps_the_open_alert(
         mail, queue_url=f"redis://:hunter2@127.0.0.1:{free_port()}/0?queue=telemetry"
     )
 
-    with caplog.at_level(logging.WARNING, logger="pipeline.health"):
+    with caplog.at_level(logging.WARNING, logger="health"):
         skipped = alerts.evaluate(engine, NOW + HOUR, unreachable, ["ops@example.org"])
 
     assert skipped.closed == [] and skipped.mails_sent == 0  # no verdict is not a recovery
@@ -163,7 +163,7 @@ def test_long_queue_url_is_shortened_to_the_subject_column_without_its_password(
 
 def run_watcher(data_dir, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.health", "--once"],
+        [sys.executable, "-m", "health", "--once"],
         env={"TELEMETRY_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin", **env},
         capture_output=True,
         text=True,

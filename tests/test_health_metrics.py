@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+from health.alerts import evaluate
+from health.dead_letters import KIND_DEAD_LETTERS
+from health.metrics import HealthMetrics
 from pipeline.db import init_db, make_engine
-from pipeline.health.alerts import evaluate
-from pipeline.health.dead_letters import KIND_DEAD_LETTERS
-from pipeline.health.metrics import HealthMetrics
 from pipeline.metrics import MetricsServer
 from pipeline.queues import open_work_queue
 from tests.metrics_support import get_json, scrape, value

@@ -7,11 +7,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from health import simulate
+from health.alerts import record_incidents
+from health.anomaly import DAY, HOUR, Incident, StatsFrame
+from health.report import AlertMark, health_svg, render_svg
 from pipeline.db import init_db, make_engine
-from pipeline.health import simulate
-from pipeline.health.alerts import record_incidents
-from pipeline.health.anomaly import DAY, HOUR, Incident, StatsFrame
-from pipeline.health.report import AlertMark, health_svg, render_svg
 from pipeline.stats import add_counts, read_counts
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -1,4 +1,4 @@
-"""`python -m pipeline.simulate` as a person runs it: a subprocess writing to a SQLite file."""
+"""`python -m health.simulate` as a person runs it: a subprocess writing to a SQLite file."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from health.alerts import Alert
 from pipeline.db import make_engine
-from pipeline.health.alerts import Alert
 from pipeline.stats import HourlyStat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ def _run(*args: str, env_dir: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
     env["TELEMETRY_DATA_DIR"] = str(env_dir)
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.simulate", *args],
+        [sys.executable, "-m", "health.simulate", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

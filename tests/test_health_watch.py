@@ -1,4 +1,4 @@
-"""`python -m pipeline.health --once`: the periodic evaluation that `make run` starts."""
+"""`python -m health --once`: the periodic evaluation that `make run` starts."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import datetime as dt
 import subprocess
 import sys
 
+from health.alerts import list_alerts
+from health.simulate import generate, write
 from pipeline.db import init_db, make_engine
-from pipeline.health.alerts import list_alerts
-from pipeline.health.simulate import generate, write
 
 
 def run_watcher(env_dir, *args: str) -> subprocess.CompletedProcess:
     env = {"TELEMETRY_DATA_DIR": str(env_dir), "PATH": "/usr/bin:/bin"}
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.health", "--once", *args],
+        [sys.executable, "-m", "health", "--once", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -60,7 +60,7 @@ def test_watcher_with_unusable_database_fails_naming_the_setting(tmp_path):
         "TELEMETRY_DATABASE_URL": f"sqlite:///{blocker}/sub/app.db",
     }
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.health", "--once"],
+        [sys.executable, "-m", "health", "--once"],
         env=env,
         capture_output=True,
         text=True,

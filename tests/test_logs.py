@@ -93,9 +93,7 @@ def test_ingest_access_log_is_a_json_object_with_the_doc_id(data_dir):
     ]
 
 
-@pytest.mark.parametrize(
-    "module", ["ingest", "convert", "scheduler", "pipeline.health", "dashboard"]
-)
+@pytest.mark.parametrize("module", ["ingest", "convert", "scheduler", "health", "dashboard"])
 def test_every_service_takes_the_same_log_level_flag(module, data_dir):
     result = run(module, "--help")
     assert result.returncode == 0

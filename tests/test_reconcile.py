@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from health.alerts import list_alerts
+from health.stale_incoming import KIND_STALE_INCOMING
 from pipeline.config import load_settings
 from pipeline.db import make_engine
-from pipeline.health.alerts import list_alerts
-from pipeline.health.stale_incoming import KIND_STALE_INCOMING
 from pipeline.queues import open_queue, open_work_queue
 from pipeline.reconcile import Reconciler, find_stranded, keys_named
 from pipeline.stores import open_store
@@ -62,7 +62,7 @@ def published_doc_ids(settings) -> list[str]:
 
 def run_watcher_once(env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.health", "--once"],
+        [sys.executable, "-m", "health", "--once"],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""The one command (`make run` = `python -m pipeline.runall`): start, publish a submission, stop."""
+"""The one command (`make run` = `python -m launcher`): start, publish a submission, stop."""
 
 from __future__ import annotations
 
@@ -43,10 +43,10 @@ def wait_for(condition, timeout: float, what: str):
 
 
 def start_runall(env, cwd, log_path, ingest_port, dashboard_port, *extra) -> subprocess.Popen:
-    """`python -m pipeline.runall` on the given ports, its output in `log_path`."""
+    """`python -m launcher` on the given ports, its output in `log_path`."""
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "pipeline.runall", *extra]
+            [sys.executable, "-m", "launcher", *extra]
             + ["--ingest-port", str(ingest_port), "--dashboard-port", str(dashboard_port)],
             env=env,
             stdout=log,
@@ -286,7 +286,7 @@ def test_a_taken_port_is_one_clear_line_and_nothing_starts(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "pipeline.runall", "--ingest-port", str(port)]
+            [sys.executable, "-m", "launcher", "--ingest-port", str(port)]
             + ["--dashboard-port", str(free_port())],
             env=env,
             cwd=tmp_path,
@@ -311,11 +311,11 @@ def test_make_run_passes_args_to_runall():
         text=True,
         timeout=60,
     )
-    assert "-m pipeline.runall --no-demo --ingest-port 8081" in done.stdout
+    assert "-m launcher --no-demo --ingest-port 8081" in done.stdout
 
 
 def test_only_a_missing_or_empty_data_dir_is_new(tmp_path):
-    from pipeline.runall import is_new_data_dir
+    from launcher.runall import is_new_data_dir
 
     assert is_new_data_dir(str(tmp_path / "missing"))
     assert is_new_data_dir(str(tmp_path))
@@ -327,7 +327,7 @@ def test_ports_are_checked_before_anything_starts():
     """Unit checks of the same one-line errors: a port range and two servers on one port."""
     import argparse
 
-    from pipeline.runall import Service, check_ports, port_number
+    from launcher.runall import Service, check_ports, port_number
 
     with pytest.raises(argparse.ArgumentTypeError, match="1 to 65535"):
         port_number("99999")

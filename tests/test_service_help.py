@@ -44,7 +44,7 @@ def run(*argv: str, **env: str) -> subprocess.CompletedProcess:
             ["SPOOL_DIR", "HG_BASE_URL", "SECRET_KEY"],
         ),
         (
-            "pipeline.health",
+            "health",
             ["--once", "--interval", "--metrics-port"],
             ["ALERT_RECIPIENTS"],
             ["SPOOL_DIR", "SECRET_KEY", "CODE_URL"],

@@ -19,7 +19,7 @@ from tests.servers import free_port, wait_for_port
     "argv, metric",
     [
         (["scheduler"], "scheduler_runs"),
-        (["pipeline.health"], "health_open_alerts"),
+        (["health"], "health_open_alerts"),
         (["convert", "--workers", "2"], "convert_queue_depth"),
     ],
 )
@@ -43,7 +43,7 @@ def test_service_serves_metrics_and_heartbeats_on_its_metrics_port(data_dir, arg
         assert process.wait(60) == 0
 
 
-@pytest.mark.parametrize("module", ["scheduler", "pipeline.health", "convert"])
+@pytest.mark.parametrize("module", ["scheduler", "health", "convert"])
 def test_a_metrics_port_in_use_is_one_line_naming_the_setting(data_dir, module):
     import socket
 

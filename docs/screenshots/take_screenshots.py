@@ -31,8 +31,8 @@ def main() -> int:
     from werkzeug.serving import make_server
 
     from dashboard import create_app
+    from launcher.demo import fixtures_dir
     from pipeline.config import load_settings
-    from pipeline.demo import fixtures_dir
     from tests.aggregates_data import publish_firefox23
 
     settings = load_settings()

@@ -1,6 +1,6 @@
 """Schedule the example job for `make run`: `python -m scheduler.examples.demo_job`.
 
-`pipeline.runall` starts this once, after posting the demo submissions, as a process of its
+`launcher` starts this once, after posting the demo submissions, as a process of its
 own (the plumbing package imports no service). On a data directory without a job named
 `published-summary` it schedules the example (daily at 12:00 UTC), waits until the converter
 has published something, and asks for one run now, so the public output page of a new

@@ -20,8 +20,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 from sqlalchemy import Engine
 
-from pipeline.health.alerts import describe_kind, list_alerts
-from pipeline.health.anomaly import (
+from health.alerts import describe_kind, list_alerts
+from health.anomaly import (
     DAY,
     HOUR,
     INVALID,

@@ -10,9 +10,9 @@ one message when an incident opens, one when it recovers, none on re-evaluation.
 send leaves the flag unset, so the next evaluation retries it.
 
 Besides the detectors' incidents, each run reads the work queue's dead-letter count
-(`pipeline.health.dead_letters`): dead letters are an incident of kind `dead_letters`,
+(`health.dead_letters`): dead letters are an incident of kind `dead_letters`,
 reconciled, stored and mailed the same way; so are incoming batches older than
-TELEMETRY_STALE_INCOMING_MINUTES (`pipeline.health.stale_incoming`, kind `stale_incoming`). When the queue cannot be read, that kind is not
+TELEMETRY_STALE_INCOMING_MINUTES (`health.stale_incoming`, kind `stale_incoming`). When the queue cannot be read, that kind is not
 judged on this run: its open alert stays open rather than being taken for a recovery.
 """
 
@@ -26,9 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from sqlalchemy import Boolean, DateTime, Engine, Float, Integer, String, Text, delete, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pipeline.db import Base
-from pipeline.errors import PipelineError
-from pipeline.health.anomaly import (
+from health.anomaly import (
     DEFAULT_SETTINGS,
     HOUR,
     KINDS,
@@ -37,18 +35,20 @@ from pipeline.health.anomaly import (
     StatsFrame,
     detect_all,
 )
-from pipeline.health.dead_letters import (
+from health.dead_letters import (
     KIND_DEAD_LETTERS,
     WHAT,
     dead_letter_incident,
     read_dead_letter_count,
 )
-from pipeline.health.stale_incoming import (
+from health.stale_incoming import (
     KIND_STALE_INCOMING,
     read_stale_incoming,
     stale_incoming_incident,
 )
-from pipeline.health.stale_incoming import WHAT as WHAT_STALE
+from health.stale_incoming import WHAT as WHAT_STALE
+from pipeline.db import Base
+from pipeline.errors import PipelineError
 from pipeline.mail import send_mail
 from pipeline.stats import hour_of, read_counts
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from health.anomaly import Incident
+from health.dead_letters import queue_subject
 from pipeline.config import hide_url_passwords
-from pipeline.health.anomaly import Incident
-from pipeline.health.dead_letters import queue_subject
 from pipeline.stores import open_store
 from pipeline.stores.base import ObjectInfo
 

@@ -11,7 +11,7 @@ error rates. The `outages` scenario adds the incidents the pipeline has actually
 - revisions missing upstream for a fresh nightly (missing_revision jumps for half a day).
 
 `generate()` is pure (seeded `random.Random`); `write()` stores the counts through
-`pipeline.stats.add_many`; `main()` is `python -m pipeline.simulate`.
+`pipeline.stats.add_many`; `main()` is `python -m health.simulate`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine, delete
 
-from pipeline.health.anomaly import (
+from health.anomaly import (
     DAY,
     DEFAULT_SETTINGS,
     HOUR,
@@ -39,6 +39,7 @@ from pipeline.health.anomaly import (
     StatsFrame,
     detect_all,
 )
+from pipeline import outcomes as oc
 from pipeline.stats import HourlyStat, StatKey, add_many
 
 log = logging.getLogger(__name__)
@@ -46,14 +47,14 @@ log = logging.getLogger(__name__)
 CHANNEL_VOLUME = {"release": 4000.0, "beta": 500.0, "nightly": 150.0, "esr": 80.0}  # mean per hour
 DOC_TYPES = {"saved-session": 0.85, "idle-daily": 0.15}
 USUAL_ERROR_RATES = {
-    "bad_json": 0.002,
-    "corrupt_gzip": 0.0005,
-    "too_large": 0.0001,
-    "bad_path": 0.0002,
-    "missing_revision": 0.001,
-    "revision_unavailable": 0.0005,
-    "invalid_histogram": 0.005,
-    "duplicate": 0.003,
+    oc.BAD_JSON: 0.002,
+    oc.CORRUPT_GZIP: 0.0005,
+    oc.TOO_LARGE: 0.0001,
+    oc.BAD_PATH: 0.0002,
+    oc.MISSING_REVISION: 0.001,
+    oc.REVISION_UNAVAILABLE: 0.0005,
+    oc.INVALID_HISTOGRAM: 0.005,
+    oc.DUPLICATE: 0.003,
 }
 WEEKDAY_FACTOR = (1.0, 1.02, 1.03, 1.01, 0.97, 0.78, 0.72)  # Monday .. Sunday
 HISTORY_DAYS = 29  # outages start after this, so the detectors have four weeks of baseline
@@ -135,14 +136,14 @@ def outage_plan(start: dt.datetime, history_days: int = HISTORY_DAYS) -> list[In
         ),
         InjectedIncident(
             KIND_ERROR_RATE,
-            "invalid_histogram",
+            oc.INVALID_HISTOGRAM,
             base + 21 * DAY + 15 * HOUR,
             base + 24 * DAY + 15 * HOUR,
             "a validation change rejects 12% of submissions as invalid_histogram for three days",
         ),
         InjectedIncident(
             KIND_ERROR_RATE,
-            "missing_revision",
+            oc.MISSING_REVISION,
             base + 26 * DAY + 8 * HOUR,
             base + 26 * DAY + 20 * HOUR,
             "45% of nightly submissions fail with missing_revision for twelve hours",
@@ -163,10 +164,10 @@ def _effects(
         elif incident.subject == "release" and channel == "release":
             progress = (hour - incident.start) / (incident.end - incident.start)
             factor *= 1.0 - 0.4 * progress
-        elif incident.subject == "invalid_histogram":
-            extra["invalid_histogram"] = 0.12
-        elif incident.subject == "missing_revision" and channel == "nightly":
-            extra["missing_revision"] = 0.45
+        elif incident.subject == oc.INVALID_HISTOGRAM:
+            extra[oc.INVALID_HISTOGRAM] = 0.12
+        elif incident.subject == oc.MISSING_REVISION and channel == "nightly":
+            extra[oc.MISSING_REVISION] = 0.45
     return factor, extra
 
 
@@ -213,16 +214,16 @@ def generate(
                 n = poisson(rng, mean * share)
                 if not n:
                     continue
-                accepted[("accepted", channel, doc_type)] = n
+                accepted[(oc.ACCEPTED, channel, doc_type)] = n
                 remaining = n
                 for reason, rate in USUAL_ERROR_RATES.items():
                     failed = min(remaining, poisson(rng, n * (rate + extra.get(reason, 0.0))))
                     if failed:
                         converted[(reason, channel, doc_type)] = failed
                         remaining -= failed
-                converted[("published", channel, doc_type)] = remaining
-        counts.append((hour, "ingest", accepted))
-        counts.append((hour, "convert", converted))
+                converted[(oc.PUBLISHED, channel, doc_type)] = remaining
+        counts.append((hour, oc.SOURCE_INGEST, accepted))
+        counts.append((hour, oc.SOURCE_CONVERT, converted))
     return Simulation(start, end, counts, truth)
 
 
@@ -248,7 +249,7 @@ def _parser() -> argparse.ArgumentParser:
 
     settings = load_settings()
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.simulate",
+        prog="python -m health.simulate",
         description=(
             "Write realistic simulated hourly traffic (ingest and convert counts per channel) "
             "into the hourly_stats table, optionally with injected outages, print the injected "
@@ -303,10 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy import func, select
     from sqlalchemy.exc import SQLAlchemyError
 
+    from health import alerts
     from pipeline.config import load_settings
     from pipeline.db import init_db, make_engine
     from pipeline.errors import ConfigError
-    from pipeline.health import alerts
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -361,3 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{until}  {incident.details}"
             )
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Prometheus metrics and health checks of the health watcher (`python -m pipeline.health`).
+"""Prometheus metrics and health checks of the health watcher (`python -m health`).
 
 Open alerts are read from the `alerts` table when scraped (one gauge per kind), so they agree
 with the dashboard's /health page; evaluations are counted as this watcher runs them.
@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Engine, func, select, text
 
-from pipeline.health.alerts import Alert
-from pipeline.health.anomaly import KINDS
-from pipeline.health.dead_letters import KIND_DEAD_LETTERS
+from health.alerts import Alert
+from health.anomaly import KINDS
+from health.dead_letters import KIND_DEAD_LETTERS
 from pipeline.metrics import CallbackCollector, new_registry
 
 

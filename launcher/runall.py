@@ -1,4 +1,4 @@
-"""Run the whole pipeline on one machine: `make run` / `python -m pipeline.runall`.
+"""Run the whole pipeline on one machine: `make run` / `python -m launcher`.
 
 Starts ingest, convert workers, the scheduler service and the dashboard as child processes
 on the embedded defaults (or whatever the TELEMETRY_* settings say), prints their URLs once
@@ -27,7 +27,7 @@ from pathlib import Path
 from pipeline.config import load_settings
 from pipeline.logs import setup_logging
 
-log = logging.getLogger("pipeline.runall")
+log = logging.getLogger("launcher")
 STOP_GRACE_SECONDS = 20.0
 DEMO_NOTE = "DEMO-DATA.txt"  # written beside the data when demo data was added
 
@@ -62,7 +62,7 @@ def build_services(args: argparse.Namespace) -> list[Service]:
         ),
         Service("convert", [py, "-m", "convert", "--workers", str(args.workers)] + metrics[0]),
         Service("scheduler", [py, "-m", "scheduler"] + metrics[1]),
-        Service("health", [py, "-m", "pipeline.health"] + metrics[2]),
+        Service("health", [py, "-m", "health"] + metrics[2]),
         Service(
             "dashboard",
             [py, "-m", "dashboard", "--host", host, "--port", str(args.dashboard_port)],
@@ -126,12 +126,12 @@ def note_demo_data(data_dir: str) -> None:
     path.mkdir(parents=True, exist_ok=True)
     (path / DEMO_NOTE).write_text(
         f"This data directory was new on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, so\n"
-        "`make run` (python -m pipeline.runall) added demo data once:\n"
+        "`make run` (python -m launcher) added demo data once:\n"
         "- a few synthetic `main` pings (Firefox 153.7.0 esr, build ID `demo`) and, when the\n"
         "  shared fixtures are present, the real Firefox 23 idle-daily submission;\n"
         "- the example job `published-summary` (owner demo@localhost) and its first run.\n"
         "Later starts on this directory add nothing. To start without demo data, use a new\n"
-        'directory with `make run ARGS="--no-demo"` (python -m pipeline.runall --no-demo).\n'
+        'directory with `make run ARGS="--no-demo"` (python -m launcher --no-demo).\n'
     )
 
 
@@ -193,7 +193,7 @@ def port_number(text: str) -> int:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     settings = load_settings()
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.runall",
+        prog="python -m launcher",
         description="Start ingest, convert, scheduler and dashboard together on one machine.",
         epilog='With make, pass flags in ARGS: make run ARGS="--no-demo --ingest-port 8081"\n\n'
         "Effective settings (TELEMETRY_* environment or TELEMETRY_CONFIG file):\n"
@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--no-demo" if args.no_demo else f"the data directory {settings.data_dir} is in use",
         )
     else:
-        from pipeline.demo import send_demo_submissions
+        from launcher.demo import send_demo_submissions
 
         note_demo_data(settings.data_dir)
         log.info(

@@ -1,4 +1,4 @@
-"""`python -m pipeline.health`: evaluate the pipeline's health on a fixed interval.
+"""`python -m health`: evaluate the pipeline's health on a fixed interval.
 
 A separate small process so that neither ingest, convert nor the scheduler carries the
 detectors; `make run` starts it beside the other services. It is also where the reconciler
@@ -18,16 +18,16 @@ import threading
 import time
 from collections.abc import Sequence
 
+from health.alerts import evaluate
+from health.metrics import HealthMetrics
 from pipeline.config import COMMON_SETTINGS, hide_url_passwords, load_settings
 from pipeline.db import init_db, make_engine
 from pipeline.errors import ConfigError
-from pipeline.health.alerts import evaluate
-from pipeline.health.metrics import HealthMetrics
 from pipeline.logs import add_log_level_argument, setup_logging
 from pipeline.metrics import serve_metrics
 from pipeline.reconcile import Reconciler
 
-log = logging.getLogger("pipeline.health")
+log = logging.getLogger("health")
 
 
 SETTINGS_USED = (
@@ -58,7 +58,7 @@ def recipients_of(value: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings()
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.health",
+        prog="python -m health",
         description="Detect drops, declines and error-rate rises in the hourly stats, "
         "dead-lettered batches in the work queue (TELEMETRY_QUEUE_URL) and incoming batches "
         "older than TELEMETRY_STALE_INCOMING_MINUTES; store and mail alerts. Every "

@@ -8,7 +8,7 @@ revision is not among them). Otherwise a small generated v4 `main` ping is poste
 with a matching demo Histograms.json seeded under a revision that exists only locally.
 The generated pings are marked as demo data by their build ID, `demo`, so they are published
 under `main/Firefox/esr/153.7.0/demo.<date>...` and a filter on appBuildID tells them apart.
-`pipeline.runall` sends them once, to a new data directory only.
+`launcher.runall` sends them once, to a new data directory only.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from histograms.revision_cache import RevisionCache
 from pipeline.config import Settings
 
-log = logging.getLogger("pipeline.demo")
+log = logging.getLogger("launcher.demo")
 DEMO_BUILD_ID = "demo"
 ESR_REVISION_PATH = "releases/mozilla-esr153/a9effd9e521653405f0ffd311e8edf90bde92237"
 DEMO_REVISION = "https://hg.mozilla.org/mozilla-central/rev/0000000000de"
@@ -67,8 +68,7 @@ def fixtures_dir() -> Path | None:
 
 def seed_revision(cache_dir: str, revision_url: str, histograms_json: bytes) -> None:
     """Place a Histograms.json where the RevisionCache looks for `revision_url`."""
-    repo_and_rev = revision_url.split("://", 1)[1].split("/", 1)[1].replace("/rev/", "/")
-    target = Path(cache_dir) / repo_and_rev / "Histograms.json"
+    target = RevisionCache(cache_dir).path_for(revision_url)
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from health.anomaly import Incident
 from pipeline.config import hide_url_passwords
-from pipeline.health.anomaly import Incident
 from pipeline.queues import open_work_queue
 
 log = logging.getLogger(__name__)

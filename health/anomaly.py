@@ -18,7 +18,7 @@ only after a few good steps so a borderline series does not flap):
   revisions).
 
 No I/O here: `StatsFrame.from_rows` turns `pipeline.stats.read_counts` rows into series and
-`detect_all` runs everything; `pipeline.health.alerts` stores and mails the results.
+`detect_all` runs everything; `health.alerts` stores and mails the results.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import datetime as dt
 import math
 import statistics
 from collections.abc import Iterable, Sequence
+
+from pipeline.outcomes import DUPLICATE, PARKED, PUBLISHED, SOURCE_CONVERT, SOURCE_INGEST
 
 HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
@@ -39,9 +41,6 @@ KIND_DECLINE = "decline"
 KIND_ERROR_RATE = "error_rate"
 KINDS = (KIND_DROP, KIND_DECLINE, KIND_ERROR_RATE)
 
-PUBLISHED = "published"
-DUPLICATE = "duplicate"
-PARKED = "parked"  # waiting for its Histograms.json: neither converted nor invalid (yet)
 INVALID = "invalid"  # subject of the aggregate invalid-record rate (every reason but duplicate)
 
 StatRow = tuple[dt.datetime, str, str, str, str, int]  # as pipeline.stats.read_counts returns
@@ -144,11 +143,11 @@ class StatsFrame:
             index = int((hour - start) / HOUR)
             if not 0 <= index < hours:
                 continue
-            if source == "ingest":
+            if source == SOURCE_INGEST:
                 frame.submissions.setdefault(channel, [0] * hours)[index] += count
-            elif source == "convert" and outcome == PARKED:
+            elif source == SOURCE_CONVERT and outcome == PARKED:
                 frame.parked[index] += count
-            elif source == "convert":
+            elif source == SOURCE_CONVERT:
                 frame.converted[index] += count
                 if outcome != PUBLISHED:
                     frame.reasons.setdefault(outcome, [0] * hours)[index] += count
