@@ -1,7 +1,7 @@
 """Byte for byte: the real payloads convert to exactly the output kept in a fixture.
 
 The fixture (`tests/data/convert_golden.json.gz`) was written by this test from the real
-payloads in ../shared/fixtures with the code of the time, before convert's hot path was made
+payloads of the shared fixtures (the `shared_fixtures` fixture) with the code of the time, before convert's hot path was made
 faster (issue 19); a faster path must give the same lines, partitions and outcomes. Write it
 again only on purpose, after a deliberate change of the output:
 
