@@ -62,6 +62,13 @@ cdef Py_ssize_t _skip_value(const char* p, Py_ssize_t i, Py_ssize_t n) noexcept 
         depth = 1
         i += 1
         while True:
+            while i + 8 <= n and not (
+                _STRUCTURAL[<unsigned char>p[i]] | _STRUCTURAL[<unsigned char>p[i + 1]]
+                | _STRUCTURAL[<unsigned char>p[i + 2]] | _STRUCTURAL[<unsigned char>p[i + 3]]
+                | _STRUCTURAL[<unsigned char>p[i + 4]] | _STRUCTURAL[<unsigned char>p[i + 5]]
+                | _STRUCTURAL[<unsigned char>p[i + 6]] | _STRUCTURAL[<unsigned char>p[i + 7]]
+            ):
+                i += 8
             while i < n and not _STRUCTURAL[<unsigned char>p[i]]:
                 i += 1
             if i >= n:
