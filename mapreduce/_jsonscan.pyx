@@ -110,7 +110,7 @@ cdef object _key(const char* p, Py_ssize_t start, Py_ssize_t stop, object unesca
 
 
 def index(object text, Py_ssize_t start, Py_ssize_t end, object unescape):
-    """{name: (start, end)} of the members of the object at text[start:end] (UTF-8 offsets).
+    """{name: (start, end)} of the members of the object that is text[start:end] (UTF-8 offsets).
 
     A repeated name keeps its first position and its last span, as a parsed dict does.
     None if the text is not shaped like an object. `unescape` decodes a name with escapes.
@@ -125,7 +125,7 @@ def index(object text, Py_ssize_t start, Py_ssize_t end, object unescape):
         return None
     i = _skip_ws(p, i + 1, end)
     if i < end and p[i] == b'}':
-        return members
+        return members if _skip_ws(p, i + 1, end) == end else None
     while True:
         if i >= end or p[i] != b'"':
             return None
@@ -151,7 +151,7 @@ def index(object text, Py_ssize_t start, Py_ssize_t end, object unescape):
         if p[i] == b',':
             i = _skip_ws(p, i + 1, end)
         elif p[i] == b'}':
-            return members
+            return members if _skip_ws(p, i + 1, end) == end else None
         else:
             return None
 
@@ -174,7 +174,7 @@ def find(object text, Py_ssize_t start, Py_ssize_t end, bytes name, object unesc
         return None
     i = _skip_ws(p, i + 1, end)
     if i < end and p[i] == b'}':
-        return ()
+        return () if _skip_ws(p, i + 1, end) == end else None
     while True:
         if i >= end or p[i] != b'"':
             return None
@@ -206,6 +206,8 @@ def find(object text, Py_ssize_t start, Py_ssize_t end, bytes name, object unesc
         if p[i] == b',':
             i = _skip_ws(p, i + 1, end)
         elif p[i] == b'}':
+            if _skip_ws(p, i + 1, end) != end:
+                return None
             return (found_start, found_end) if found_start >= 0 else ()
         else:
             return None

@@ -55,11 +55,11 @@ class LazyRecord(Mapping):
         return spans
 
     def __getitem__(self, key: str) -> Any:
-        values = self._values
-        value = values.get(key, _MISSING)
+        value = self._values.get(key, _MISSING)
         if value is _MISSING:
             start, end = self._members()[key]
-            value = values.get(key, _MISSING)  # filled if the text was parsed whole
+            values = self._values  # the whole dict if the text had to be parsed whole
+            value = values.get(key, _MISSING)
             if value is _MISSING:
                 value = values[key] = loads(_span(self._text, start, end))
         return value

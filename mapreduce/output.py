@@ -3,13 +3,16 @@
 Strings are written as they are; every other key or value as JSON (`json.dumps` with its
 default separators, so a list of numbers reads `[1, 2, 3]` as in Python). JSON rather than
 `str()` makes a tuple and a list print the same, so both engines and a key that went through a
-spill (where `("a", 1)` and `["a", 1]` are one key) give byte-identical lines.
+spill (where `("a", 1)` and `["a", 1]` are one key) give byte-identical lines. A `LazyRecord`
+is written as the dict it stands for; anything else JSON cannot represent as its `str()`.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from mapreduce.lazyjson import to_jsonable
 
 
 def to_text(item: Any) -> str:
@@ -18,7 +21,7 @@ def to_text(item: Any) -> str:
         return item
     if kind is int:
         return str(item)
-    return json.dumps(item, ensure_ascii=False, default=str)
+    return json.dumps(item, ensure_ascii=False, default=to_jsonable)
 
 
 def format_line(key: Any, value: Any) -> str:
