@@ -309,6 +309,11 @@ def main() -> None:
         print(f"all_histograms_local_time: {long_local['elapsed']:.2f} s (2 mappers, 2 reducers)")
         print(f"all_histograms_dask_time: {long_dask['elapsed']:.2f} s (running cluster)")
         print(f"dask_vs_local_long_job_ratio: {long_dask['elapsed'] / long_local['elapsed']:.2f} x")
+        print(
+            f"dask_vs_local_long_job_cpu_rate_ratio: "
+            f"{long_local['mapper_cpu_rate'] / long_dask['mapper_cpu_rate']:.2f} x "
+            "(local mapper MB/s per CPU second over Dask's: the engine's own cost, less load noise)"
+        )
         cold = run_job("simple_counter.py", published, work, "-m", "2", "--engine", "dask")
         print(
             f"dask_simple_counter_cold_time: {cold['elapsed']:.2f} s (including LocalCluster start)"
