@@ -79,6 +79,9 @@ class LazyRecord(Mapping):
     def __len__(self) -> int:
         return len(self._members())
 
+    def __reversed__(self) -> Iterator[str]:
+        return reversed(list(self._members()))
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, LazyRecord):
             other = other.to_dict()

@@ -98,6 +98,7 @@ def test_behaves_like_the_parsed_dict(scanner, text):
             with pytest.raises(KeyError):
                 record[missing]
     assert list(record) == list(parsed)
+    assert list(reversed(record)) == list(reversed(parsed))
     assert len(record) == len(parsed)
     assert list(record.keys()) == list(parsed.keys())
     assert list(record.items()) == list(parsed.items())
