@@ -18,8 +18,8 @@ runs each job as its own process (the real CLI) and prints `name: value unit` li
   the full input and for a quarter of it selected by a filter: it should not grow with input;
 - the Dask engine on the same simple_counter job, on a pre-started LocalCluster (2 workers,
   1 thread each) and cold (starting its own cluster), and on a job long enough for task
-  overhead not to dominate (every histogram of every record summed per channel: over 20 s
-  locally even for --size-mb 256 on a 2-core machine).
+  overhead not to dominate (every histogram of every record summed per channel: about 16 CPU
+  seconds per 256 MB, so the default 1024 MB runs well over 20 s on two cores).
 
 Targets (issues 6 and 19): >= 200 MB/s per mapper for simple_counter, >= 1.8x from 1 to 2
 mappers, osdistribution >= 3x and histogram_aggregate >= 1.0x the bare parse, peak RSS
