@@ -3,8 +3,7 @@
 Strings are written as they are; every other key or value as JSON (`json.dumps` with its
 default separators, so a list of numbers reads `[1, 2, 3]` as in Python). JSON rather than
 `str()` makes a tuple and a list print the same, so both engines and a key that went through a
-spill (where `("a", 1)` and `["a", 1]` are one key) give byte-identical lines. A `LazyRecord`
-is written as the dict it stands for; anything else JSON cannot represent as its `str()`.
+spill (where `("a", 1)` and `["a", 1]` are one key) give byte-identical lines.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ def to_text(item: Any) -> str:
         return item
     if kind is int:
         return str(item)
+    # to_jsonable: a LazyRecord as the dict it stands for, anything else as its str()
     return json.dumps(item, ensure_ascii=False, default=to_jsonable)
 
 

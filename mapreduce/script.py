@@ -9,8 +9,7 @@ A job script is a plain Python file defining
 
 `key` is the record's docId, `dims` the list of dimension values parsed from the object's
 path in `pipeline.layout.DIMENSIONS` order (as the original telemetry-server did), `value`
-the record's JSON text (an exact `str`; `mapreduce.lazyjson.LazyRecord(value)` is the parsed dict,
-parsed only as far as the script reads it). `values` is an iterator, never a list: a key with a million values
+the record's JSON text. `values` is an iterator, never a list: a key with a million values
 is streamed. Each engine loads the script from its source text, so the same file runs
 unchanged in local processes and on Dask workers.
 """
