@@ -107,7 +107,7 @@ def read_records(
                 pending = b""
                 start = newline + 1
                 lineno += 1
-                record = _parse(line, 0, len(line))
+                record = _parse_keyed(line, 0, len(line))
                 if record is None:
                     _bad_line(stats, lineno, strict)
                 else:
@@ -118,7 +118,7 @@ def read_records(
             find = data.find
             while (newline := find(b"\n", start)) >= 0:
                 lineno += 1
-                record = _parse(data, start, newline)
+                record = _parse_keyed(data, start, newline)
                 start = newline + 1
                 if record is None:
                     _bad_line(stats, lineno, strict)
@@ -136,7 +136,7 @@ def read_records(
         return
     if pending:
         lineno += 1
-        record = _parse(pending, 0, len(pending))
+        record = _parse_keyed(pending, 0, len(pending))
         if record is None:
             _bad_line(stats, lineno, strict)
         else:
@@ -144,7 +144,7 @@ def read_records(
             yield record
 
 
-def _parse(data: bytes, start: int, end: int) -> tuple[str, str] | None:
+def _parse_keyed(data: bytes, start: int, end: int) -> tuple[str, str] | None:
     """The (docId, value) of the line data[start:end] (without its newline), None if bad."""
     if end > start and data[end - 1] == 13:  # \r
         end -= 1
