@@ -33,12 +33,14 @@ def extensions() -> list:
         return []
     from setuptools import Extension
 
-    # Named explicitly so the modules are always `histograms._fast` and `aggregates._scan`,
-    # whatever the tree looks like (the aggregates' mapper falls back to orjson without it).
+    # Named explicitly so the modules are always `histograms._fast`, `aggregates._scan` and
+    # `mapreduce._jsonscan`, whatever the tree looks like (the aggregates' mapper and
+    # mapreduce.lazyjson fall back to orjson without theirs).
     return cythonize(
         [
             Extension("histograms._fast", ["histograms/_fast.pyx"]),
             Extension("aggregates._scan", ["aggregates/_scan.pyx"]),
+            Extension("mapreduce._jsonscan", ["mapreduce/_jsonscan.pyx"]),
         ],
         compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
         quiet=True,

@@ -6,16 +6,24 @@ Generates about --size-mb of uncompressed, realistic converted records (about 10
 compact histograms) in the published layout once, caching them under the temp directory, then
 runs each job as its own process (the real CLI) and prints `name: value unit` lines:
 
+- the baseline, measured in the same run: a bare loop (this process, one core) that
+  decompresses every file and `orjson.loads` every record: what a job that parses whole
+  records could at best do;
 - simple_counter with 1 and 2 mappers: MB/s of uncompressed input per mapper (as measured
   inside the mappers, and as the whole job's rate divided by mappers), speed-up 1 -> 2;
-- histogram_aggregate with 2 mappers (parses every record);
+- osdistribution (reads one field per record) and histogram_aggregate (one histogram per
+  record) with 2 mappers, and their rate per mapper CPU second over the baseline's per CPU
+  second (`*_vs_bare_parse`): a job pays only for what it reads (mapreduce.lazyjson);
 - peak RSS of the whole job (the job process and all its children, sampled with psutil), for
   the full input and for a quarter of it selected by a filter: it should not grow with input;
 - the Dask engine on the same simple_counter job, on a pre-started LocalCluster (2 workers,
-  1 thread each) and cold (starting its own cluster).
+  1 thread each) and cold (starting its own cluster), and on a job long enough for task
+  overhead not to dominate (every histogram of every record summed per channel: about 16 CPU
+  seconds per 256 MB, so the default 1024 MB runs well over 20 s on two cores).
 
-Targets (issue 6): >= 200 MB/s per mapper for simple_counter, >= 1.7x from 1 to 2 mappers,
-peak RSS independent of input size, Dask within 1.5x of the local engine.
+Targets (issues 6 and 19): >= 200 MB/s per mapper for simple_counter, >= 1.8x from 1 to 2
+mappers, osdistribution >= 3x and histogram_aggregate >= 1.0x the bare parse, peak RSS
+independent of input size, Dask within 1.3x of the local engine on the long job.
 """
 
 from __future__ import annotations
@@ -131,6 +139,57 @@ def run_job(script: str, published: Path, work: Path, *extra: str) -> dict:
     }
 
 
+# A long job for the engine comparison: every histogram of every record, summed per channel.
+ALL_HISTOGRAMS = """
+from orjson import loads
+
+from mapreduce.examples.histogram_aggregate import add_arrays
+
+
+def map(key, dims, value, context):
+    for name, histogram in (loads(value).get("histograms") or {}).items():
+        context.write((dims[2], name, len(histogram)), histogram)
+
+
+def combine(key, values, context):
+    total = None
+    for histogram in values:
+        total = histogram if total is None else add_arrays(total, histogram)
+    context.write(key, total)
+
+
+reduce = combine
+"""
+
+
+def bare_parse(published: Path) -> dict:
+    """The baseline: decompress every file and orjson.loads every record, in this process."""
+    import orjson
+
+    from mapreduce.reader import decompressed_chunks
+
+    files = sorted(published.rglob("*.lz4"))
+    total = records = 0
+    started, cpu_started = time.monotonic(), time.process_time()
+    for path in files:
+        with open(path, "rb") as stream:
+            pending = b""
+            for data in decompressed_chunks(stream):
+                total += len(data)
+                lines = (pending + data).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    orjson.loads(line[line.find(b"\t") + 1 :])
+                    records += 1
+    cpu = time.process_time() - cpu_started
+    return {
+        "rate": total / 1e6 / (time.monotonic() - started),
+        "cpu_rate": total / 1e6 / cpu,
+        "records": records,
+        "files": len(files),
+    }
+
+
 def report(name: str, run: dict, mappers: int) -> None:
     print(
         f"{name}_mapper_rate: {run['mapper_rate']:.1f} MB/s per mapper (wall clock inside each mapper)"
@@ -161,6 +220,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mapreduce-bench-work-"))
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
 
+    bare = bare_parse(published)
+    print(
+        f"bare_parse_cpu_rate: {bare['cpu_rate']:.1f} MB/s per CPU second (decompress + orjson.loads, one core)"
+    )
+    print(f"bare_parse_rate: {bare['rate']:.1f} MB/s (wall clock)")
+
     one = run_job("simple_counter.py", published, work, "-m", "1")
     two = run_job("simple_counter.py", published, work, "-m", "2")
     print(f"input: {one['uncompressed_mb']:.0f} MB uncompressed")
@@ -184,8 +249,16 @@ def main() -> None:
         f"(input ratio {two['uncompressed_mb'] / quarter['uncompressed_mb']:.1f} x)"
     )
 
-    hist = run_job("histogram_aggregate.py", published, work, "-m", "2", "-r", "2")
-    report("histogram_aggregate_2_mappers", hist, 2)
+    for script, name in (
+        ("osdistribution.py", "osdistribution"),
+        ("histogram_aggregate.py", "histogram_aggregate"),
+    ):
+        run = run_job(script, published, work, "-m", "2", "-r", "2")
+        report(f"{name}_2_mappers", run, 2)
+        print(
+            f"{name}_vs_bare_parse: {run['mapper_cpu_rate'] / bare['cpu_rate']:.2f} x "
+            f"(per mapper CPU second over the bare loop's per CPU second)"
+        )
 
     if not args.skip_dask:
         import dask
@@ -210,12 +283,37 @@ def main() -> None:
                 "--scheduler",
                 cluster.scheduler_address,
             )
+            long_job = work / "all_histograms.py"
+            long_job.write_text(ALL_HISTOGRAMS)
+            long_local = run_job(str(long_job), published, work, "-m", "2", "-r", "2")
+            long_dask = run_job(
+                str(long_job),
+                published,
+                work,
+                "-m",
+                "2",
+                "-r",
+                "2",
+                "--engine",
+                "dask",
+                "--scheduler",
+                cluster.scheduler_address,
+            )
         assert warm["lines"] == two["lines"]
         print(f"dask_simple_counter_2_workers_time: {warm['elapsed']:.2f} s (running cluster)")
         print(
             f"dask_simple_counter_2_workers_mapper_cpu_rate: {warm['mapper_cpu_rate']:.1f} MB/s per CPU second"
         )
         print(f"dask_vs_local_ratio: {warm['elapsed'] / two['elapsed']:.2f} x")
+        assert long_dask["lines"] == long_local["lines"]
+        print(f"all_histograms_local_time: {long_local['elapsed']:.2f} s (2 mappers, 2 reducers)")
+        print(f"all_histograms_dask_time: {long_dask['elapsed']:.2f} s (running cluster)")
+        print(f"dask_vs_local_long_job_ratio: {long_dask['elapsed'] / long_local['elapsed']:.2f} x")
+        print(
+            f"dask_vs_local_long_job_cpu_rate_ratio: "
+            f"{long_local['mapper_cpu_rate'] / long_dask['mapper_cpu_rate']:.2f} x "
+            "(local mapper MB/s per CPU second over Dask's: the engine's own cost, less load noise)"
+        )
         cold = run_job("simple_counter.py", published, work, "-m", "2", "--engine", "dask")
         print(
             f"dask_simple_counter_cold_time: {cold['elapsed']:.2f} s (including LocalCluster start)"

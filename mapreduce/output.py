@@ -15,6 +15,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from mapreduce.lazyjson import to_jsonable
+
 
 def to_text(item: Any) -> str:
     kind = type(item)
@@ -22,7 +24,8 @@ def to_text(item: Any) -> str:
         return item
     if kind is int:
         return str(item)
-    return json.dumps(item, ensure_ascii=False, default=str)
+    # to_jsonable: a LazyRecord as the dict it stands for, anything else as its str()
+    return json.dumps(item, ensure_ascii=False, default=to_jsonable)
 
 
 def format_line(key: Any, value: Any) -> str:
@@ -30,7 +33,7 @@ def format_line(key: Any, value: Any) -> str:
 
 
 def format_jsonl_line(key: Any, value: Any) -> str:
-    return json.dumps([key, value], ensure_ascii=False, default=str) + "\n"
+    return json.dumps([key, value], ensure_ascii=False, default=to_jsonable) + "\n"
 
 
 FORMATTERS: dict[str, Callable[[Any, Any], str]] = {"tsv": format_line, "jsonl": format_jsonl_line}

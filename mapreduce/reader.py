@@ -99,16 +99,39 @@ def read_records(
     try:
         for data in decompressed_chunks(stream, on_progress):
             stats.uncompressed_bytes += len(data)
-            lines = (pending + data).split(b"\n") if pending else data.split(b"\n")
-            pending = lines.pop()
-            for line in lines:
+            start = 0
+            if pending:  # the line cut by the previous chunk: only it is copied, not the chunk
+                newline = data.find(b"\n")
+                if newline < 0:
+                    pending += data
+                    if len(pending) > MAX_LINE_BYTES:
+                        raise RuntimeError(
+                            f"line {lineno + 1} is longer than {MAX_LINE_BYTES} bytes"
+                        )
+                    continue
+                line = pending + data[:newline]
+                pending = b""
+                start = newline + 1
                 lineno += 1
-                record = _parse(line)
+                record = _parse(line, 0, len(line))
+                if record is None:
+                    _bad_line(stats, lineno, strict)
+                else:
+                    stats.records += 1
+                    yield record
+            # Lines are found in place and only the docId and the value are copied out
+            # (decoded): splitting the chunk first copied every byte twice more.
+            find = data.find
+            while (newline := find(b"\n", start)) >= 0:
+                lineno += 1
+                record = _parse(data, start, newline)
+                start = newline + 1
                 if record is None:
                     _bad_line(stats, lineno, strict)
                     continue
                 stats.records += 1
                 yield record
+            pending = data[start:]
             if len(pending) > MAX_LINE_BYTES:
                 raise RuntimeError(f"line {lineno + 1} is longer than {MAX_LINE_BYTES} bytes")
     except (RuntimeError, EOFError) as exc:
@@ -119,7 +142,7 @@ def read_records(
         return
     if pending:
         lineno += 1
-        record = _parse(pending)
+        record = _parse(pending, 0, len(pending))
         if record is None:
             _bad_line(stats, lineno, strict)
         else:
@@ -127,19 +150,23 @@ def read_records(
             yield record
 
 
-def _parse_keyed(line: bytes) -> tuple[str, str] | None:
-    if line.endswith(b"\r"):
-        line = line[:-1]
-    tab = line.find(b"\t")
-    if tab <= 0 or line[tab + 1 : tab + 2] != b"{" or not line.endswith(b"}"):
+def _parse_keyed(data: bytes, start: int, end: int) -> tuple[str, str] | None:
+    """The (docId, value) of the line data[start:end] (without its newline), None if bad."""
+    if end > start and data[end - 1] == 13:  # \r
+        end -= 1
+    tab = data.find(b"\t", start, end)
+    # 123 and 125 are `{` and `}`; tab + 1 < end also rules out a value that is only `{`
+    if tab <= start or tab + 1 >= end - 1 or data[tab + 1] != 123 or data[end - 1] != 125:
         return None
     try:
-        return line[:tab].decode(), line[tab + 1 :].decode()
+        return data[start:tab].decode(), data[tab + 1 : end].decode()
     except UnicodeDecodeError:
         return None
 
 
-def _parse_error_line(line: bytes) -> tuple[str, str] | None:
+def _parse_error_line(data: bytes, start: int, end: int) -> tuple[str, str] | None:
+    """The (key, line) of an errors/ record data[start:end]: its docId, or batch#offset."""
+    line = data[start:end]
     if line.endswith(b"\r"):
         line = line[:-1]
     try:

@@ -48,3 +48,62 @@ def test_windows_line_endings_and_bad_lines_are_told_apart():
     got, stats = records_of(data)
     assert got == [("a", '{"x": 1}'), ("b", '{"x": 2}')]
     assert stats.bad_lines == 2 and stats.first_bad_line == 2
+
+
+def _reference(body: bytes) -> tuple[list[tuple[str, str]], list[int]]:
+    """What a reader must yield: the rule of the module docstring, applied line by line."""
+    good, bad = [], []
+    for number, line in enumerate(body.split(b"\n"), 1):
+        if number == body.count(b"\n") + 1 and not line:
+            break  # the empty remainder after a final newline is not a line
+        line = line[:-1] if line.endswith(b"\r") else line
+        doc_id, tab, value = line.partition(b"\t")
+        try:
+            if doc_id and tab and value.startswith(b"{") and value.endswith(b"}") and value != b"{":
+                good.append((doc_id.decode(), value.decode()))
+                continue
+        except UnicodeDecodeError:
+            pass
+        bad.append(number)
+    return good, bad
+
+
+@pytest.mark.parametrize("chunk", [3, 16, 1 << 16])
+def test_every_kind_of_line_at_any_chunk_size_matches_the_rule(monkeypatch, chunk):
+    monkeypatch.setattr(reader, "READ_BYTES", chunk)
+    monkeypatch.setattr(reader, "MAX_DECOMPRESSED", chunk)
+    lines = [
+        b'a\t{"x": 1}',
+        b'b\t{"long": "' + b"y" * 300 + b'"}',  # longer than the small chunks
+        b"",
+        b'\t{"no": "id"}',
+        b"no tab",
+        b"c\t{",
+        b"d\t}",
+        b"e\t{}",
+        b'f\t{"x": 1} ',
+        b'g\t{"x": "\xff"}',
+        b'\xff\t{"x": 1}',
+        b'h\t{"x": 1}\r',
+        b"\r",
+        b'i\t{"tab\tinside": "\xc3\xa9"}',
+        b'j\t["not", "an object"]',
+        b'k\t{"last": true}',
+    ]
+    for ending in (b"\n", b""):
+        body = b"\n".join(lines) + ending
+        got, stats = records_of(lz4.frame.compress(body))
+        good, bad = _reference(body)
+        assert got == good
+        assert stats.records == len(good) and stats.bad_lines == len(bad)
+        assert stats.first_bad_line == bad[0]
+
+
+def test_a_line_longer_than_the_limit_makes_the_file_corrupt(monkeypatch):
+    monkeypatch.setattr(reader, "READ_BYTES", 64)
+    monkeypatch.setattr(reader, "MAX_DECOMPRESSED", 64)
+    monkeypatch.setattr(reader, "MAX_LINE_BYTES", 1000)
+    body = b'a\t{"x": 1}\n' + b'b\t{"x": "' + b"z" * 5000 + b'"}\nc\t{"x": 3}\n'
+    got, stats = records_of(lz4.frame.compress(body))
+    assert got == [("a", '{"x": 1}')]
+    assert "longer than 1000 bytes" in stats.corrupt

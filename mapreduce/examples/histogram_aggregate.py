@@ -12,10 +12,7 @@ the total missing too. Output per (channel, version):
 `skipped` counts arrays whose length did not match (a different bucket layout).
 """
 
-try:
-    from orjson import loads
-except ImportError:  # the job also runs where only the standard library is installed
-    from json import loads
+from mapreduce.lazyjson import LazyRecord
 
 HISTOGRAM = "GC_MS"
 STATISTICS = 5
@@ -30,15 +27,18 @@ def add_arrays(total, other):
     return out
 
 
-def histograms_of(record):
-    """A v1 record's histograms, or a v4 ping's parent-process `payload.histograms`."""
+def histogram_of(record, name):
+    """A v1 record's histogram, or a v4 ping's from the parent process's `payload.histograms`.
+
+    get_path parses only the histogram itself: the record around it is merely scanned.
+    """
     if "payload" in record:
-        return (record["payload"] or {}).get("histograms") or {}
-    return record.get("histograms") or {}
+        return record.get_path("payload", "histograms", name)
+    return record.get_path("histograms", name)
 
 
 def map(key, dims, value, context):
-    histogram = histograms_of(loads(value)).get(HISTOGRAM)
+    histogram = histogram_of(LazyRecord(value), HISTOGRAM)
     if histogram:
         context.write((dims[2], dims[3]), {"histogram": histogram, "submissions": 1, "skipped": 0})
 

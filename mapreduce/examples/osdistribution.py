@@ -6,15 +6,13 @@
 Output: `["release", "WINNT"]<TAB>count` (the key is a JSON list: channel, OS).
 """
 
-try:
-    from orjson import loads
-except ImportError:  # the job also runs where only the standard library is installed
-    from json import loads
+from mapreduce.lazyjson import LazyRecord
 
 
 def map(key, dims, value, context):
     channel = dims[2]
-    info = loads(value).get("info") or {}
+    # LazyRecord(value) is loads(value) parsed only as far as it is read: here just `info`.
+    info = LazyRecord(value).get("info") or {}
     context.write((channel, str(info.get("OS", "UNKNOWN"))), 1)
 
 
