@@ -16,6 +16,7 @@ by them.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import contextvars
 import logging
@@ -120,57 +121,61 @@ class _StderrHandler(logging.StreamHandler):
 
 
 class _BufferedStderrHandler(_StderrHandler):
-    """Writes the lines to stderr in batches: at most every `interval` seconds (a daemon
-    thread flushes), at once for WARNING and above (and everything buffered before them),
-    and at exit (`logging.shutdown` flushes every handler).
+    """Writes the lines to stderr in batches from a daemon thread, at most `interval` seconds
+    apart (sooner when `max_lines` wait); WARNING and above are written at once with
+    everything before them, and `logging.shutdown` (at exit) writes what is left.
 
-    For a server that logs a line per request (the ingest access log): one `write` per
-    batch instead of one per line. The price: a process killed with SIGKILL loses up to
-    `interval` seconds of log lines (never data: submissions are in the spool).
+    For a server that logs a line per request (the ingest access log): the request path only
+    formats its line and queues it, never waits for a write (one `write` per batch instead of
+    one per line). The price: a process killed with SIGKILL loses up to `interval` seconds of
+    log lines (never data: submissions are in the spool).
     """
 
-    def __init__(self, interval: float = 0.2, max_bytes: int = 64 * 1024) -> None:
+    def __init__(self, interval: float = 0.2, max_lines: int = 2000) -> None:
         super().__init__()
         self.interval = interval
-        self.max_bytes = max_bytes
-        self._lines: list[str] = []
-        self._size = 0
-        self._closed = threading.Event()
+        self.max_lines = max_lines
+        self._lines: collections.deque[str] = collections.deque()  # thread-safe append/pop
+        self._write_lock = threading.Lock()  # one writer at a time keeps the lines in order
+        self._wake = threading.Event()
+        self._closed = False
         threading.Thread(target=self._flush_periodically, name="log-flush", daemon=True).start()
 
-    def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
+    def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
         except Exception:
             self.handleError(record)
             return
         self._lines.append(line + self.terminator)
-        self._size += len(line) + 1
-        if record.levelno >= logging.WARNING or self._size >= self.max_bytes:
-            self._write()
-
-    def _write(self) -> None:
-        if not self._lines:
-            return
-        text, self._lines, self._size = "".join(self._lines), [], 0
-        try:
-            stream = self.stream
-            stream.write(text)
-            stream.flush()
-        except Exception:  # a closed or broken stderr: drop the batch, as a failed emit would
-            pass
+        if record.levelno >= logging.WARNING:
+            self.flush()
+        elif len(self._lines) >= self.max_lines:
+            self._wake.set()
 
     def flush(self) -> None:
-        with self.lock:
-            self._write()
+        with self._write_lock:
+            lines = self._lines
+            batch = [lines.popleft() for _ in range(len(lines))]
+            if not batch:
+                return
+            try:
+                stream = self.stream
+                stream.write("".join(batch))
+                stream.flush()
+            except Exception:  # a closed or broken stderr: drop the batch, as a failed emit would
+                pass
 
     def _flush_periodically(self) -> None:
-        while not self._closed.wait(self.interval):
+        while not self._closed:
+            self._wake.wait(self.interval)
+            self._wake.clear()
             self.flush()
 
     def close(self) -> None:
         self.flush()
-        self._closed.set()
+        self._closed = True
+        self._wake.set()
         super().close()
 
 
