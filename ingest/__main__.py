@@ -7,6 +7,7 @@ import asyncio
 import errno
 import logging
 import sys
+from collections.abc import Callable
 
 from pipeline.config import COMMON_SETTINGS, Settings, load_settings
 from pipeline.errors import PipelineError
@@ -72,6 +73,16 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     return parser
 
 
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (about a third more requests per CPU second
+    through aiohttp), else None: asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
@@ -81,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(settings).parse_args(argv)
     if args.fsync_policy:
         settings = load_settings(fsync_policy=args.fsync_policy)
-    setup_logging("ingest", args.log_level, settings=settings)
+    # One access-log line per request: written in batches, not one write each.
+    setup_logging("ingest", args.log_level, settings=settings, buffered=True)
 
     from ingest.app import create_app
     from ingest.server import serve
@@ -90,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(
             settings, drain_timeout=args.drain_timeout, count_hourly=not args.no_hourly_counts
         )
-        asyncio.run(serve(app, args.host, args.port, access_log=not args.no_access_log))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(serve(app, args.host, args.port, access_log=not args.no_access_log))
     except PipelineError as exc:
         logging.getLogger("ingest").error("%s", exc)
         return 2

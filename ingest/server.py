@@ -108,7 +108,12 @@ async def running(
         loop = asyncio.get_running_loop()
         listener = await loop.create_server(factory, host, port, backlog=1024)
         bound = listener.sockets[0].getsockname()[1]
-        log.info("ingest: listening on http://%s:%d", host, bound)
+        log.info(
+            "ingest: listening on http://%s:%d (event loop: %s)",
+            host,
+            bound,
+            type(loop).__module__.partition(".")[0],
+        )
         yield f"http://{host}:{bound}"
     finally:
         if listener is not None:

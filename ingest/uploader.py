@@ -2,8 +2,9 @@
 
 Order of effects for one file, each step retried with exponential backoff until it works:
 
-1. `store.put_file(key, path)`: the key is derived from the file name, so repeating this
-   after a crash or a failed queue send overwrites the same object, never duplicates it;
+1. `store.adopt_file(key, path)` (a hard link in a local store on the same file system, an
+   upload otherwise): the key is derived from the file name, so repeating this after a
+   crash or a failed queue send overwrites the same object, never duplicates it;
 2. `queue.send({"key", "records", "bytes"})`;
 3. only then the local file is deleted.
 
@@ -118,7 +119,7 @@ class Uploader:
         if not state["stored"]:
             if self._store is None:
                 self._store = self._open_store()
-            self._store.put_file(sealed.key, str(sealed.path))
+            self._store.adopt_file(sealed.key, str(sealed.path))
             state["stored"] = True
         if self._queue is None:
             self._queue = self._open_queue()

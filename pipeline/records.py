@@ -30,6 +30,9 @@ from pipeline.errors import PipelineError
 MAGIC = b"TPR1"
 HEADER = struct.Struct(">4sQHIII")
 MAX_PATH = 0xFFFF
+# `json.dumps(..., separators=(",", ":"), sort_keys=True)`, its encoder made once (per record
+# on the ingest edge, making it was a third of the cost)
+_HEADERS_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
 
 class CorruptBatch(PipelineError):
@@ -54,7 +57,7 @@ def encode_record(received_ms: int, path: str, headers: Mapping[str, str], body:
     path_bytes = path.encode("utf-8")
     if len(path_bytes) > MAX_PATH:
         raise ValueError("path too long for a record")
-    header_bytes = json.dumps(dict(headers), separators=(",", ":"), sort_keys=True).encode("utf-8")
+    header_bytes = _HEADERS_JSON.encode(dict(headers)).encode("utf-8")
     crc = zlib.crc32(body, zlib.crc32(header_bytes, zlib.crc32(path_bytes)))
     head = HEADER.pack(MAGIC, received_ms, len(path_bytes), len(header_bytes), len(body), crc)
     return b"".join((head, path_bytes, header_bytes, body))

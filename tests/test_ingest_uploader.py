@@ -21,12 +21,12 @@ class FlakyStore:
     def __init__(self, store, failures: int) -> None:
         self.store, self.failures, self.puts = store, failures, []
 
-    def put_file(self, key: str, path: str) -> None:
+    def adopt_file(self, key: str, path: str) -> None:
         self.puts.append(key)
         if self.failures:
             self.failures -= 1
             raise StoreError("store unavailable")
-        self.store.put_file(key, path)
+        self.store.adopt_file(key, path)
 
 
 class FlakyQueue:

@@ -119,6 +119,26 @@ def test_text_lines_carry_the_fields_as_key_value(capsys):
         setup_logging("test", "WARNING")
 
 
+def test_buffered_lines_keep_their_order_and_are_all_written(capsys):
+    """The buffered handler (ingest's) holds INFO lines back, writes them before a warning
+    and writes the rest when it is replaced or closed (as at exit)."""
+    setup_logging("test", "INFO", buffered=True)
+    log = logging.getLogger("t")
+    try:
+        log.info("first", extra={"docId": "a"})
+        log.info("second")
+        log.warning("third")
+        assert [line.split(": ", 1)[1] for line in capsys.readouterr().err.splitlines()] == [
+            "first docId=a",
+            "second",
+            "third",
+        ]
+        log.info("fourth")
+    finally:
+        setup_logging("test", "WARNING")  # replaces and closes the buffered handler
+    assert capsys.readouterr().err.strip().endswith("t: fourth")
+
+
 def test_json_lines_keep_the_traceback_in_one_object():
     try:
         raise ValueError("boom")

@@ -153,6 +153,34 @@ def test_invalid_keys_are_refused(store):
     assert keys(store) == []
 
 
+def test_an_adopted_file_is_stored_and_survives_its_source(store, tmp_path):
+    source = tmp_path / "sealed.batch"
+    source.write_bytes(os.urandom(50_000))
+    source.chmod(0o644)
+    body = source.read_bytes()
+    store.adopt_file("20260101/one.batch", str(source))
+    source.unlink()  # what the spool does once the batch is announced
+    assert store.get("20260101/one.batch") == body
+    assert [name for name in keys(store) if TMP_MARK in name] == []
+
+
+def test_the_local_store_adopts_a_file_without_copying_it(tmp_path):
+    """A hard link on the same file system; a copy when the file's mode is not the store's."""
+    store = open_store(f"file://{tmp_path}/store", setting="TELEMETRY_INCOMING_URL")
+    linked, copied = tmp_path / "linked.batch", tmp_path / "copied.batch"
+    linked.write_bytes(b"records")
+    linked.chmod(0o644)
+    copied.write_bytes(b"more records")
+    copied.chmod(0o600)
+    store.adopt_file("a/linked.batch", str(linked))
+    store.adopt_file("a/copied.batch", str(copied))
+    root = tmp_path / "store" / "a"
+    assert (root / "linked.batch").stat().st_ino == linked.stat().st_ino
+    assert (root / "copied.batch").stat().st_ino != copied.stat().st_ino
+    assert (root / "copied.batch").stat().st_mode & 0o777 == 0o644
+    assert store.get("a/copied.batch") == b"more records"
+
+
 def test_failed_put_file_leaves_no_object(store, tmp_path):
     with pytest.raises(OSError):
         store.put_file("k", str(tmp_path / "does-not-exist"))

@@ -63,6 +63,11 @@ class BlobStore(abc.ABC):
     def put_file(self, key: str, path: str) -> None:
         """Store the file at `path` under `key` atomically (multipart where large)."""
 
+    def adopt_file(self, key: str, path: str) -> None:
+        """`put_file` for a file its owner never writes again (a sealed spool file): a store
+        may then keep the file itself rather than a copy (the local store links it)."""
+        self.put_file(key, path)
+
     @abc.abstractmethod
     def open(self, key: str) -> BinaryIO:
         """Return a readable binary stream; raises ObjectNotFound."""
