@@ -317,7 +317,7 @@ def start(spec: SandboxSpec, argv: Sequence[str], **popen_kwargs) -> subprocess.
     return subprocess.Popen(build_command(spec, argv), start_new_session=True, **popen_kwargs)
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Host pids of every descendant of `pid` (children files of /proc), deepest last."""
     found, queue = [], [pid]
     while queue:
@@ -349,7 +349,7 @@ def _signal(pid: int, sig: int) -> None:
 
 def terminate(proc: subprocess.Popen) -> None:
     """Ask every process in the sandbox to stop (SIGTERM); the namespace's init ignores it."""
-    for pid in _descendants(proc.pid):
+    for pid in descendants(proc.pid):
         _signal(pid, signal.SIGTERM)
 
 
@@ -360,7 +360,7 @@ def kill(proc: subprocess.Popen) -> None:
     exits only after the namespace's init) and its pid may belong to someone else: no signal."""
     if proc.poll() is not None:
         return
-    for pid in _descendants(proc.pid):
+    for pid in descendants(proc.pid):
         _signal(pid, signal.SIGKILL)
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # safe: the group leader is not reaped yet
@@ -371,6 +371,7 @@ def kill(proc: subprocess.Popen) -> None:
 def stop(proc: subprocess.Popen, grace_seconds: float = 10.0) -> int | None:
     """SIGTERM to everything in the sandbox, SIGKILL after `grace_seconds`; returns the exit
     status (None when even SIGKILL did not end it within 10 s)."""
+    tree = set(descendants(proc.pid)) if proc.poll() is None else set()
     if proc.poll() is None:
         terminate(proc)
         try:
@@ -378,10 +379,32 @@ def stop(proc: subprocess.Popen, grace_seconds: float = 10.0) -> int | None:
         except subprocess.TimeoutExpired:
             pass
     deadline = time.monotonic() + grace_seconds
-    while _descendants(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+    while descendants(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     kill(proc)
     try:
-        return proc.wait(10)
+        status = proc.wait(10)
     except subprocess.TimeoutExpired:  # pragma: no cover - unkillable (D state)
         return None
+    wait_gone(tree)
+    return status
+
+
+def wait_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
+    """Wait until every one of `pids` has exited (gone, or a zombie); returns those left.
+
+    Once bwrap has exited the kernel is still ending the processes of its PID namespace, and
+    they no longer show as its descendants: a caller that says "every process of the run is
+    gone" waits for the ones it saw before the kill."""
+    deadline = time.monotonic() + timeout
+    while (left := {pid for pid in pids if _running(pid)}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -114,7 +114,7 @@ def worker_named(app, name: str) -> Worker:
 def sandbox_pids(worker: Worker) -> set[int]:
     """bwrap's pid and every process below it: the whole sandbox, as the host sees it."""
     root = int((Path(worker.instance_id) / "sshd.pid").read_text())
-    return {root, *sandbox._descendants(root)}
+    return {root, *sandbox.descendants(root)}
 
 
 def alive(pids: set[int]) -> set[int]:

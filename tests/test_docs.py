@@ -21,9 +21,15 @@ DOCS = REPO / "docs"
 # not match itself.
 OUTSIDE_NOTES = ("DESIGN" + ".md", "STYLE" + ".md")
 OUTSIDE_PATHS = (".." + "/shared", "/work" + "/")
-# The real Mozilla fixtures are read in place beside the checkout: the test fixtures loader,
-# the demo data of `make run`, and the README that tells where to put them name that place.
-FIXTURE_LOCATION_USERS = {"tests/conftest.py", "README.md", "launcher/demo.py"}
+# The real Mozilla fixtures and the node.js anchor harness are read in place beside the
+# checkout: the test fixtures loader, the demo data of `make run`, the ingest-vs-node
+# benchmark, and the README that tells where to put them name that place.
+FIXTURE_LOCATION_USERS = {
+    "tests/conftest.py",
+    "README.md",
+    "launcher/demo.py",
+    "bench/ingest_vs_node.py",
+}
 
 
 def tracked_text_files() -> list[str]:

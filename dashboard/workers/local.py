@@ -316,12 +316,14 @@ def _stop_by_pid(workspace: Path) -> None:
     pid = _sandbox_pid(workspace)
     if pid is None:
         return
+    tree = {pid, *sandbox.descendants(pid)}
     sandbox.kill(_ForeignSandbox(pid, workspace))
     deadline = time.monotonic() + 10
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.05)
+    sandbox.wait_gone(tree)
 
 
 def stop_all() -> None:
