@@ -12,10 +12,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mapreduce.records import as_filter, dumps, read
+from mapreduce.records import add_selection_arguments, as_filter, dumps, read
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.layout import SOURCE_DIMENSIONS, SOURCES
+from pipeline.layout import SOURCE_DIMENSIONS
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
 
@@ -34,28 +34,17 @@ def build_parser(published_url: str) -> argparse.ArgumentParser:
         "  python -m mapreduce.cat -f glean.json --doc-id 0a1b...\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "-f",
-        "--input-filter",
-        metavar="FILE",
-        help='JSON filter as for mapreduce.job; "source": "namespaces" or "errors" selects those '
-        "trees (default: every record of --source)",
-    )
-    parser.add_argument(
-        "--source",
-        choices=SOURCES,
-        help="which tree to read without a filter file (default: telemetry, or the filter's)",
+    add_selection_arguments(
+        parser,
+        published_url,
+        filter_help='JSON filter as for mapreduce.job; "source": "namespaces" or "errors" selects '
+        "those trees (default: every record of --source)",
+        source_help="which tree to read without a filter file (default: telemetry, or the "
+        "filter's)",
     )
     parser.add_argument("--doc-id", metavar="ID", help="print only records with this docId")
     parser.add_argument(
         "--limit", type=int, metavar="N", help="stop after N records (default: all)"
-    )
-    parser.add_argument(
-        "-b",
-        "--bucket",
-        metavar="URL",
-        default=published_url,
-        help="store URL of the published data (default: TELEMETRY_PUBLISHED_URL = %(default)s)",
     )
     return parser
 

@@ -17,10 +17,9 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from mapreduce.records import FilterSource, as_filter, read_text
+from mapreduce.records import FilterSource, add_selection_arguments, as_filter, read_text
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.layout import SOURCES
 from pipeline.stores import BlobStore
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -101,25 +100,15 @@ def build_parser(published_url: str) -> argparse.ArgumentParser:
         '            hive_partitioning=true, hive_types_autocast=false) GROUP BY 1"',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "-f",
-        "--input-filter",
-        metavar="FILE",
-        help="JSON filter as for mapreduce.job (default: every record of --source)",
-    )
-    parser.add_argument(
-        "--source", choices=SOURCES, help="which tree to export without a filter file"
+    add_selection_arguments(
+        parser,
+        published_url,
+        filter_help="JSON filter as for mapreduce.job (default: every record of --source)",
+        source_help="which tree to export without a filter file",
     )
     parser.add_argument("--format", choices=FORMATS, default="parquet", help="(default: parquet)")
     parser.add_argument(
         "--out", required=True, metavar="DIR", help="output directory; must be empty or absent"
-    )
-    parser.add_argument(
-        "-b",
-        "--bucket",
-        metavar="URL",
-        default=published_url,
-        help="store URL of the published data (default: TELEMETRY_PUBLISHED_URL = %(default)s)",
     )
     return parser
 

@@ -11,6 +11,7 @@ base64) and, where it is text, also decoded as `body_text` (gunzipped first if i
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 import gzip
@@ -24,7 +25,7 @@ from typing import Any
 import orjson
 
 from mapreduce.reader import FileStats, read_records
-from pipeline.layout import ERRORS, InputFilter, list_matching, source_dimensions
+from pipeline.layout import ERRORS, SOURCES, InputFilter, list_matching, source_dimensions
 from pipeline.stores import BlobStore, open_store
 
 _LONG_NUMBER = re.compile(r"\d{19}")
@@ -42,6 +43,22 @@ def as_filter(input_filter: FilterSource, source: str | None = None) -> InputFil
     if source and input_filter.source != source:
         raise ValueError(f"the filter selects source {input_filter.source!r}, not {source!r}")
     return input_filter
+
+
+def add_selection_arguments(
+    parser: argparse.ArgumentParser, published_url: str, filter_help: str, source_help: str
+) -> None:
+    """The flags that choose records, the same for every records CLI (cat, export):
+    `-f/--input-filter`, `--source` and `-b/--bucket`."""
+    parser.add_argument("-f", "--input-filter", metavar="FILE", help=filter_help)
+    parser.add_argument("--source", choices=SOURCES, help=source_help)
+    parser.add_argument(
+        "-b",
+        "--bucket",
+        metavar="URL",
+        default=published_url,
+        help="store URL of the published data (default: TELEMETRY_PUBLISHED_URL = %(default)s)",
+    )
 
 
 def read(
