@@ -12,6 +12,8 @@ import dataclasses
 import threading
 from collections.abc import Callable
 
+from pipeline.config import Settings
+from pipeline.stores import BlobStore, open_store
 from scheduler.models import RunState
 
 
@@ -44,6 +46,21 @@ class RunOutcome:
 
 class Runner(abc.ABC):
     name: str = "base"
+    settings: Settings
+
+    def _stores(self) -> tuple[BlobStore, BlobStore]:
+        """The code store (tarballs, EC2 staging) and the public store (published output)."""
+        code = open_store(
+            self.settings.code_url,
+            setting="TELEMETRY_CODE_URL",
+            endpoint_url=self.settings.s3_endpoint_url,
+        )
+        public = open_store(
+            self.settings.public_url,
+            setting="TELEMETRY_PUBLIC_URL",
+            endpoint_url=self.settings.s3_endpoint_url,
+        )
+        return code, public
 
     @abc.abstractmethod
     def execute(

@@ -50,7 +50,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipeline.aws import default_region, make_client
 from pipeline.config import Settings
 from pipeline.errors import ObjectNotFound, StoreError
-from pipeline.stores import open_store
 from scheduler.config import SchedulerConfig
 from scheduler.errors import RunnerError
 from scheduler.models import RunState
@@ -305,19 +304,6 @@ class EC2Runner(Runner):
         if instance_id:
             log.warning("terminating instance %s of a lost run", instance_id)
             self.terminate(instance_id)
-
-    def _stores(self):
-        code = open_store(
-            self.settings.code_url,
-            setting="TELEMETRY_CODE_URL",
-            endpoint_url=self.settings.s3_endpoint_url,
-        )
-        public = open_store(
-            self.settings.public_url,
-            setting="TELEMETRY_PUBLIC_URL",
-            endpoint_url=self.settings.s3_endpoint_url,
-        )
-        return code, public
 
     def _discard_staging(self, request: RunRequest) -> None:
         """Nothing a killed run staged is ever published."""

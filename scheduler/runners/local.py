@@ -52,7 +52,6 @@ from urllib.parse import urlparse
 
 from pipeline.config import Settings
 from pipeline.errors import ObjectNotFound, StoreError
-from pipeline.stores import open_store
 from scheduler import sandbox
 from scheduler.config import SchedulerConfig
 from scheduler.errors import TarballError
@@ -144,19 +143,6 @@ class LocalRunner(Runner):
         self.settings = settings
         self.config = config
         self.work_root = Path(config.work_dir or Path(settings.data_dir) / "runs")
-
-    def _stores(self):
-        code = open_store(
-            self.settings.code_url,
-            setting="TELEMETRY_CODE_URL",
-            endpoint_url=self.settings.s3_endpoint_url,
-        )
-        public = open_store(
-            self.settings.public_url,
-            setting="TELEMETRY_PUBLIC_URL",
-            endpoint_url=self.settings.s3_endpoint_url,
-        )
-        return code, public
 
     def sandbox_problem(self) -> str | None:
         """Why no sandbox can be set up here (None: it can)."""
