@@ -35,7 +35,7 @@ from convert.record import RecordConverter
 from convert.revalidation import MAX_DELAY, is_stash, stash_key, stash_object_id
 from convert.writers import DEFAULT_MAX_OPEN, PartitionWriters
 from pipeline.errors import ObjectNotFound
-from pipeline.layout import UNKNOWN, error_key
+from pipeline.layout import PARKED_PREFIX, UNKNOWN, error_key
 from pipeline.outcomes import (
     REVALIDATED,
     SOURCE_CONVERT,
@@ -49,7 +49,6 @@ from pipeline.stores.base import BlobStore
 
 log = logging.getLogger(__name__)
 
-PARKED_PREFIX = "parked/"
 PARKED_SUFFIX = ".tpr"
 _PARK_GENERATION = re.compile(r"-p\d+$")
 TEST_PAUSE_ENV = "TELEMETRY_CONVERT_TEST_PAUSE"  # "records:N" or "uploads:N"; tests only

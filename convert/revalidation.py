@@ -15,7 +15,9 @@ the same reason the stash's docIds are claimed for deduplication under that id.
 
 from __future__ import annotations
 
-STASH_PREFIX = "unvalidated/"
+from pipeline.layout import UNVALIDATED_PREFIX
+
+STASH_PREFIX = UNVALIDATED_PREFIX
 STASH_SUFFIX = ".tpr"
 OBJECT_ID_PREFIX = STASH_PREFIX.replace("/", "_")
 DEFINITIONS_KEY = "histogramDefinitions"

@@ -17,14 +17,11 @@ import itertools
 
 from pipeline.config import Settings
 from pipeline.errors import ObjectNotFound, PipelineError
+from pipeline.layout import PARKED_PREFIX, UNVALIDATED_PREFIX
 from pipeline.queues import open_work_queue
 from pipeline.records import scan
 from pipeline.stores import open_store
 
-PARKED_PREFIX = "parked/"  # where convert puts parked records (convert.batch.PARKED_PREFIX)
-# Raw copies of records already published unvalidated (convert.revalidation.STASH_PREFIX):
-# they wait for re-validation, not for conversion, so they are not part of the backlog.
-UNVALIDATED_PREFIX = "unvalidated/"
 LIST_LIMIT = 10_000  # objects listed at most per page view; more is shown as "at least"
 READ_BUDGET = 32 * 1024 * 1024  # bytes of batches read to count their records, per page view
 

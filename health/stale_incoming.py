@@ -18,6 +18,7 @@ import logging
 from health.anomaly import Incident
 from health.dead_letters import queue_subject
 from pipeline.config import hide_url_passwords
+from pipeline.layout import PARKED_PREFIX, UNVALIDATED_PREFIX
 from pipeline.stores import open_store
 from pipeline.stores.base import ObjectInfo
 
@@ -25,7 +26,6 @@ log = logging.getLogger(__name__)
 
 KIND_STALE_INCOMING = "stale_incoming"
 WHAT = "unconverted incoming batches"
-PARKED_PREFIX = "parked/"  # where convert keeps records waiting for their revision
 
 
 def read_stale_incoming(settings, now: dt.datetime) -> list[ObjectInfo] | None:
@@ -39,7 +39,11 @@ def read_stale_incoming(settings, now: dt.datetime) -> list[ObjectInfo] | None:
             setting="TELEMETRY_INCOMING_URL",
             endpoint_url=settings.s3_endpoint_url,
         )
-        return [info for info in store.list("") if info.modified <= limit]
+        return [
+            info
+            for info in store.list("")
+            if info.modified <= limit and not info.key.startswith(UNVALIDATED_PREFIX)
+        ]
     except Exception as exc:  # noqa: BLE001 - an unusable store must not end the watcher
         problem = " ".join(str(exc).split()) or type(exc).__name__
         log.warning(

@@ -38,6 +38,11 @@ OTHER = "OTHER"
 UNKNOWN = "UNKNOWN"
 FORMAT_VERSION = "v2"
 ERRORS_PREFIX = "errors/"
+# In the incoming store, beside ingest's batches: records convert parked (their revision fetch
+# failed unexpectedly; retried with a growing delay) and raw copies of records it published
+# unvalidated (waiting, by design for hours, to be re-validated: not a backlog).
+PARKED_PREFIX = "parked/"
+UNVALIDATED_PREFIX = "unvalidated/"
 NAMESPACES_PREFIX = "namespaces/"
 RESERVED_TOP_LEVEL = ("errors", "namespaces")
 TELEMETRY, NAMESPACES, ERRORS = "telemetry", "namespaces", "errors"
