@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 # The Cython hot loop, built in place so the editable install picks it up.
-histograms/_fast.so-stamp: histograms/_fast.pyx aggregates/_scan.pyx mapreduce/_jsonscan.pyx $(STAMP)
+histograms/_fast.so-stamp: histograms/_fast.pyx aggregates/_scan.pyx mapreduce/_jsonscan.pyx pipeline/_jsonskip.pxd $(STAMP)
 	$(BIN)/python setup.py -q build_ext --inplace
 	$(BIN)/python -c "import histograms._fast" || { echo "the Cython hot loop did not build (see above)"; exit 1; }
 	$(BIN)/python -c "import aggregates._scan" || { echo "the aggregates scanner did not build (see above)"; exit 1; }

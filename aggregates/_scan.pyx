@@ -24,6 +24,8 @@ from cpython.array cimport array
 from cpython cimport array as carray
 from libc.stdlib cimport strtod
 
+from pipeline._jsonskip cimport json_skip_string, json_skip_value, json_ws
+
 cdef array _TEMPLATE = array("d")
 
 
@@ -31,55 +33,20 @@ class _Bail(Exception):
     pass
 
 
-cdef inline Py_ssize_t _ws(const unsigned char* p, Py_ssize_t i, Py_ssize_t n):
-    while i < n and (p[i] == 32 or p[i] == 10 or p[i] == 13 or p[i] == 9):
-        i += 1
-    return i
+# The shared structural scan (pipeline/_jsonskip.pxd) reads `const char*`; this module walks
+# the text as unsigned bytes.
+cdef inline Py_ssize_t _ws(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    return json_ws(<const char*>p, i, n)
 
 
-cdef Py_ssize_t _skip_string(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) except -2:
+cdef inline Py_ssize_t _skip_string(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
     # p[i] == '"'; returns the index after the closing quote
-    i += 1
-    while i < n:
-        if p[i] == 92:  # backslash
-            i += 2
-        elif p[i] == 34:
-            return i + 1
-        else:
-            i += 1
-    return -1
+    return json_skip_string(<const char*>p, i, n)
 
 
-cdef Py_ssize_t _skip_value(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) except -2:
-    """Index after the JSON value starting at i (strings, nesting, scalars); -1 if malformed."""
-    cdef int depth = 0
-    cdef unsigned char c
-    i = _ws(p, i, n)
-    if i >= n:
-        return -1
-    c = p[i]
-    if c == 34:
-        return _skip_string(p, i, n)
-    if c != 123 and c != 91:  # a scalar: up to the next delimiter
-        while i < n and p[i] != 44 and p[i] != 125 and p[i] != 93 and p[i] != 32 \
-                and p[i] != 10 and p[i] != 13 and p[i] != 9:
-            i += 1
-        return i
-    while i < n:
-        c = p[i]
-        if c == 34:
-            i = _skip_string(p, i, n)
-            if i < 0:
-                return -1
-            continue
-        if c == 123 or c == 91:
-            depth += 1
-        elif c == 125 or c == 93:
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return -1
+cdef inline Py_ssize_t _skip_value(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """Index after the JSON value starting at i or after whitespace; -1 if the text ends first."""
+    return json_skip_value(<const char*>p, json_ws(<const char*>p, i, n), n)
 
 
 cdef str _key(const unsigned char* p, Py_ssize_t start, Py_ssize_t end):

@@ -28,6 +28,10 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from cpython cimport array
 
+from pipeline._jsonskip cimport json_skip_string as _skip_string
+from pipeline._jsonskip cimport json_skip_value as _skip_value
+from pipeline._jsonskip cimport json_ws as _ws
+
 from histograms.spec import STATS, flexible_spec
 
 cdef extern from "Python.h":
@@ -468,56 +472,6 @@ cdef inline bint _counts_reserve(Py_ssize_t n) noexcept:
     _counts = grown
     _counts_capacity = n
     return True
-
-
-cdef inline Py_ssize_t _ws(const char *s, Py_ssize_t p, Py_ssize_t end) noexcept:
-    while p < end and (s[p] == 32 or s[p] == 10 or s[p] == 13 or s[p] == 9):
-        p += 1
-    return p
-
-
-cdef Py_ssize_t _skip_string(const char *s, Py_ssize_t p, Py_ssize_t end) noexcept:
-    """Position after the string starting at p (a quote), or -1 if it does not end."""
-    p += 1
-    while p < end:
-        if s[p] == 34:
-            return p + 1
-        if s[p] == 92:
-            p += 1
-        p += 1
-    return -1
-
-
-cdef Py_ssize_t _skip_value(const char *s, Py_ssize_t p, Py_ssize_t end) noexcept:
-    """Position after the value starting at p, found by bracket matching outside strings, or
-    -1. It does not validate: whoever uses the span parses it (orjson) or has parsed it."""
-    cdef Py_ssize_t depth = 0
-    cdef char c
-    if p >= end:
-        return -1
-    c = s[p]
-    if c == 34:
-        return _skip_string(s, p, end)
-    if c != 123 and c != 91:
-        while p < end and s[p] != 44 and s[p] != 125 and s[p] != 93 and s[p] != 32 \
-                and s[p] != 10 and s[p] != 13 and s[p] != 9:
-            p += 1
-        return p
-    while p < end:
-        c = s[p]
-        if c == 34:
-            p = _skip_string(s, p, end)
-            if p < 0:
-                return -1
-            continue
-        if c == 123 or c == 91:
-            depth += 1
-        elif c == 125 or c == 93:
-            depth -= 1
-            if depth == 0:
-                return p + 1
-        p += 1
-    return -1
 
 
 cdef inline Py_ssize_t _key_end(const char *s, Py_ssize_t p, Py_ssize_t end) noexcept:

@@ -12,87 +12,12 @@ gives None, and the caller parses the whole text instead (and gets orjson's erro
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.string cimport memchr, memcmp
 
+from pipeline._jsonskip cimport json_skip_string as _skip_string
+from pipeline._jsonskip cimport json_skip_value as _skip_value
+from pipeline._jsonskip cimport json_ws as _skip_ws
+
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
-
-
-cdef inline Py_ssize_t _skip_ws(const char* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
-    cdef char c
-    while i < n:
-        c = p[i]
-        if c != b' ' and c != b'\n' and c != b'\t' and c != b'\r':
-            break
-        i += 1
-    return i
-
-
-# Bytes that matter while skipping a container: quotes and brackets; everything else is
-# passed over with one table load per byte.
-cdef unsigned char _STRUCTURAL[256]
-for _c in range(256):
-    _STRUCTURAL[_c] = _c in b'"{}[]'
-
-
-cdef inline Py_ssize_t _skip_string(const char* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
-    """`p[i]` is the opening quote: the index after the closing one, or -1."""
-    cdef const char* quote
-    cdef Py_ssize_t j, backslashes
-    i += 1
-    while i < n:
-        quote = <const char*>memchr(p + i, b'"', n - i)
-        if quote == NULL:
-            return -1
-        j = quote - p
-        backslashes = 0
-        while j - backslashes > i and p[j - backslashes - 1] == b'\\':
-            backslashes += 1
-        if backslashes % 2 == 0:
-            return j + 1
-        i = j + 1
-    return -1
-
-
-cdef Py_ssize_t _skip_value(const char* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
-    """`p[i]` starts a value: the index just after it, or -1 when the text ends first."""
-    cdef char c = p[i]
-    cdef Py_ssize_t depth
-    if c == b'"':
-        return _skip_string(p, i, n)
-    if c == b'{' or c == b'[':
-        depth = 1
-        i += 1
-        while True:
-            while i + 8 <= n and not (
-                _STRUCTURAL[<unsigned char>p[i]] | _STRUCTURAL[<unsigned char>p[i + 1]]
-                | _STRUCTURAL[<unsigned char>p[i + 2]] | _STRUCTURAL[<unsigned char>p[i + 3]]
-                | _STRUCTURAL[<unsigned char>p[i + 4]] | _STRUCTURAL[<unsigned char>p[i + 5]]
-                | _STRUCTURAL[<unsigned char>p[i + 6]] | _STRUCTURAL[<unsigned char>p[i + 7]]
-            ):
-                i += 8
-            while i < n and not _STRUCTURAL[<unsigned char>p[i]]:
-                i += 1
-            if i >= n:
-                return -1
-            c = p[i]
-            if c == b'"':
-                i = _skip_string(p, i, n)
-                if i < 0:
-                    return -1
-                continue
-            if c == b'{' or c == b'[':
-                depth += 1
-            else:
-                depth -= 1
-                if depth == 0:
-                    return i + 1
-            i += 1
-    while i < n:
-        c = p[i]
-        if (c == b',' or c == b'}' or c == b']' or c == b' ' or c == b'\n' or c == b'\t'
-                or c == b'\r'):
-            break
-        i += 1
-    return i
 
 
 cdef const char* _buffer(object text, Py_ssize_t* size) except NULL:
