@@ -24,6 +24,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "ssh.sock"
+# Connections one worker's relay carries at once (sshd's own MaxStartups plays this role for a
+# listening sshd; here every connection costs two threads in the dashboard and an `sshd -i`
+# process counted against the sandbox user's process limit, shared by every run and worker).
+MAX_CONNECTIONS = 16
 READY_LINE = "worker acceptor ready"
 # Plain Python run inside the sandbox: check the sshd configuration once, then start one
 # `sshd -i` (inetd mode) per connection on the Unix socket, with the connection as its stdio.
@@ -51,8 +55,10 @@ while True:
 class Relay:
     """Accepts TCP connections on (host, port 0 -> chosen) and pipes each to the socket."""
 
-    def __init__(self, host: str, socket_dir: Path) -> None:
+    def __init__(self, host: str, socket_dir: Path, max_connections: int = MAX_CONNECTIONS) -> None:
         self.listener = socket.create_server((host, 0))
+        self.max_connections = max_connections
+        self._active = 0  # connections accepted and not yet finished
         self.port: int = self.listener.getsockname()[1]
         self._dir_fd = os.open(socket_dir, os.O_PATH | os.O_DIRECTORY)
         self._connections: set[socket.socket] = set()
@@ -76,7 +82,26 @@ class Relay:
                 client, _ = self.listener.accept()
             except OSError:
                 return  # closed
-            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+            with self._lock:
+                full = self._active >= self.max_connections
+                if not full:
+                    self._active += 1
+            if full:  # refused at once: a flood of connections cannot exhaust anything
+                log.warning(
+                    "ssh relay %s: %d connections open; refusing another",
+                    self.port,
+                    self.max_connections,
+                )
+                client.close()
+                continue
+            threading.Thread(target=self._carry, args=(client,), daemon=True).start()
+
+    def _carry(self, client: socket.socket) -> None:
+        try:
+            self._connect(client)
+        finally:
+            with self._lock:
+                self._active -= 1
 
     def _connect(self, client: socket.socket) -> None:
         inside = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
