@@ -93,6 +93,22 @@ window.TM = (function () {
     return Math.abs(value) >= 100 ? Math.round(value).toLocaleString("en") : Number(value.toPrecision(3)).toString();
   }
 
+  /* The filters both views start from; null (with the reason shown) when there are none. */
+  async function loadFilters() {
+    let filters;
+    try {
+      filters = await api("filters");
+    } catch (error) {
+      status(`Cannot load the aggregates: ${error.message}`, true);
+      return null;
+    }
+    if (!filters.metrics.length) {
+      status("No aggregates yet: the telemetry-aggregates job has not published any.");
+      return null;
+    }
+    return filters;
+  }
+
   /* Keep the URL (and the permalink) equal to the state on screen. */
   function remember(form) {
     const params = readState(form);
@@ -101,5 +117,5 @@ window.TM = (function () {
     return params;
   }
 
-  return { api, readState, writeState, fillSelect, fillCommon, describe, status, download, csv, number, remember };
+  return { api, loadFilters, readState, writeState, fillSelect, fillCommon, describe, status, download, csv, number, remember };
 })();

@@ -125,16 +125,8 @@
   }
 
   async function start() {
-    try {
-      filters = await TM.api("filters");
-    } catch (error) {
-      TM.status(`Cannot load the aggregates: ${error.message}`, true);
-      return;
-    }
-    if (!filters.metrics.length) {
-      TM.status("No aggregates yet: the telemetry-aggregates job has not published any.");
-      return;
-    }
+    filters = await TM.loadFilters();
+    if (!filters) return;
     TM.fillCommon(form, filters);
     for (const name of ["channel", "b_channel"]) TM.fillSelect(form.elements[name], filters.channels);
     const state = new URLSearchParams(window.location.search);

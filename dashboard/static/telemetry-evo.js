@@ -112,16 +112,8 @@
   }
 
   async function start() {
-    try {
-      filters = await TM.api("filters");
-    } catch (error) {
-      TM.status(`Cannot load the aggregates: ${error.message}`, true);
-      return;
-    }
-    if (!filters.metrics.length) {
-      TM.status("No aggregates yet: the telemetry-aggregates job has not published any.");
-      return;
-    }
+    filters = await TM.loadFilters();
+    if (!filters) return;
     TM.fillCommon(form, filters);
     TM.fillSelect(form.elements.channel, filters.channels);
     const state = new URLSearchParams(window.location.search);
