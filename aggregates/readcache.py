@@ -9,6 +9,7 @@ its rows. Deleting the cache file is always safe: it is rebuilt from the store.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import sqlite3
@@ -109,9 +110,18 @@ class AggregateCache:
         with self._connect() as db:
             return db.execute("SELECT 1 FROM days LIMIT 1").fetchone() is None
 
+    @contextlib.contextmanager
+    def _loading(self) -> Iterator[None]:
+        """One loader at a time per cache file: the dashboard's gunicorn workers share it, and
+        without this each of them loaded the same days (minutes of CPU for a new dashboard).
+        Whoever waited then finds the days loaded and has nothing to do."""
+        with self._lock, open(self.path.with_name(self.path.name + ".lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
     def sync(self, force: bool = False) -> list[str]:
         """Load every date whose published aggregates are newer than the cache's; returns them."""
-        with self._lock:
+        with self._loading():
             if not force and time.monotonic() - self._synced_at < self.min_sync_seconds:
                 return []
             self._synced_at = time.monotonic()

@@ -179,3 +179,38 @@ def test_the_dask_engine_gives_the_same_aggregates(settings):
     local = aggregate_days(settings, ["20261201"], mappers=1)
     on_dask = aggregate_days(settings, ["20261201"], engine="dask", mappers=2)
     assert as_comparable(on_dask) == as_comparable(local) == expected_rows(records)
+
+
+def test_two_dashboard_processes_load_a_day_once(settings, tmp_path):
+    """gunicorn's workers share the cache file: while one loads a day, another waits and
+    then has nothing left to load (it used to load every day again)."""
+    import threading
+
+    seed(settings.histogram_cache)
+    published, public = open_store(settings.published_url), open_store(settings.public_url)
+    record = {
+        "v4": False, "date": "20261201", "channel": "release", "version": "23.0.1",
+        "build_id": "20261101000000", "os": "WINNT", "gc": [1] * 10, "flag": [0, 1, 0],
+        "keyed": {}, "content_gc": None, "uptime": 10,
+    }  # fmt: skip
+    publish(published, [record], "first")
+    jobrun.run(settings, tmp_path / "run", "agg", mappers=1)
+    publish_job_output(tmp_path / "run", public, "agg")
+    loading, second_done = threading.Event(), threading.Event()
+
+    class Staged(AggregateCache):
+        def _load_day(self, document):
+            loading.set()
+            second_done.wait(5)  # with the lock the second never gets here while we load
+            super()._load_day(document)
+
+    first = Staged(public, tmp_path / "cache.db", "agg", min_sync_seconds=0)
+    second = AggregateCache(public, tmp_path / "cache.db", "agg", min_sync_seconds=0)
+    loaded = {}
+    thread = threading.Thread(target=lambda: loaded.setdefault("first", first.sync(force=True)))
+    thread.start()
+    assert loading.wait(30)
+    loaded["second"] = second.sync(force=True)
+    second_done.set()
+    thread.join(30)
+    assert loaded == {"first": ["20261201"], "second": []}
