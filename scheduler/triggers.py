@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
@@ -37,18 +37,33 @@ class Schedule(Protocol):
     end_date: dt.datetime | None
 
 
-def schedule_key(job: Schedule) -> tuple:
+class ScheduleKey(NamedTuple):
+    """A distinct schedule: jobs with equal keys fire at the same instants, so the service keeps
+    one alarm per key (end dates are applied per job). `day` is the weekday (0 = Monday) of a
+    weekly schedule, the day of the month of a monthly one, None for daily."""
+
+    frequency: str
+    day: int | None
+    hour: int
+
+    @property
+    def alarm_id(self) -> str:
+        """The APScheduler job id of this schedule's alarm."""
+        return f"fire:{self.frequency}:{self.day}:{self.hour}"
+
+
+def schedule_key(job: Schedule) -> ScheduleKey:
     """Jobs with equal keys fire at the same instants (end dates are applied per job)."""
     if job.frequency == "weekly":
-        return ("weekly", job.day_of_week, job.hour)
+        return ScheduleKey("weekly", job.day_of_week, job.hour)
     if job.frequency == "monthly":
-        return ("monthly", job.day_of_month, job.hour)
-    return ("daily", None, job.hour)
+        return ScheduleKey("monthly", job.day_of_month, job.hour)
+    return ScheduleKey("daily", None, job.hour)
 
 
-def trigger_for_key(key: tuple) -> BaseTrigger:
+def trigger_for_key(key: ScheduleKey) -> BaseTrigger:
     """The APScheduler trigger for a `schedule_key`."""
-    frequency, day, hour = key
+    frequency, day, hour = ScheduleKey(*key)
     if frequency == "daily":
         return CronTrigger(hour=hour, minute=0, second=0, timezone=UTC)
     if frequency == "weekly":
@@ -81,9 +96,12 @@ def _next_from_trigger(trigger: BaseTrigger, after: dt.datetime) -> dt.datetime 
     return trigger.get_next_fire_time(None, after + dt.timedelta(microseconds=1))
 
 
-def next_run_time(job: Schedule, after: dt.datetime | None = None) -> dt.datetime | None:
-    """The first firing strictly after `after` (default: now), aware UTC; None past the end date."""
-    after = as_utc(after) if after is not None else Clock().now()
+def next_run_time(
+    job: Schedule, after: dt.datetime | None = None, *, clock: Clock | None = None
+) -> dt.datetime | None:
+    """The first firing strictly after `after` (default: the clock's now), aware UTC; None past
+    the end date."""
+    after = as_utc(after) if after is not None else (clock or Clock()).now()
     fire = _next_from_trigger(trigger_for(job), after)
     if fire is None or (job.end_date is not None and fire > as_utc(job.end_date)):
         return None
@@ -112,12 +130,12 @@ _LOOKBACK = {
 }
 
 
-def latest_firing(job_or_key: Schedule | tuple, at: dt.datetime) -> dt.datetime | None:
+def latest_firing(job_or_key: Schedule | ScheduleKey, at: dt.datetime) -> dt.datetime | None:
     """The last firing at or before `at` (ignoring end dates): what an alarm that just went off was for."""
-    key = job_or_key if isinstance(job_or_key, tuple) else schedule_key(job_or_key)
+    key = ScheduleKey(*job_or_key) if isinstance(job_or_key, tuple) else schedule_key(job_or_key)
     trigger = trigger_for_key(key)
     at = as_utc(at)
-    current = at - _LOOKBACK[key[0]]
+    current = at - _LOOKBACK[key.frequency]
     latest = None
     while True:
         fire = _next_from_trigger(trigger, current)

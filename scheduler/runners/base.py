@@ -3,6 +3,9 @@
 The service owns the database; a runner only gets a `RunRequest` (a snapshot of the job
 fields it needs) and returns a `RunOutcome`. `cancel` is an Event the service sets when
 someone cancels the run or the service shuts down; runners must stop promptly when it is set.
+Facts a runner records while a run goes (`on_started`, e.g. an EC2 instance id) come back to
+it as a `LostRun` when a restarted service finds the run orphaned, so that the runner, not the
+service, decides what cleaning up means.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 from pipeline.config import Settings
 from pipeline.stores import BlobStore, open_store
@@ -44,9 +48,23 @@ class RunOutcome:
     log_tail: str = ""
 
 
+@dataclasses.dataclass(frozen=True)
+class LostRun:
+    """A run found `running` by a service that did not start it: its process is gone.
+
+    `recorded` holds the run-row fields runners record through `on_started` (the union of
+    their `recorded_fields`), so the runner that set them can clean up after the run."""
+
+    run_id: int
+    recorded: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
 class Runner(abc.ABC):
     name: str = "base"
     settings: Settings
+    # Run-row fields this runner writes through `on_started`; a lost run carrying any of them
+    # was this runner's, and goes to its `abandon`.
+    recorded_fields: ClassVar[tuple[str, ...]] = ()
 
     def _stores(self) -> tuple[BlobStore, BlobStore]:
         """The code store (tarballs, EC2 staging) and the public store (published output)."""
@@ -69,5 +87,5 @@ class Runner(abc.ABC):
         """Run to completion (blocking). `on_started(fields)` lets the runner record early facts
         (e.g. `instance_id`) on the run row while it is still going."""
 
-    def abandon(self, instance_id: str | None) -> None:  # noqa: B027 - optional hook
+    def abandon(self, lost: LostRun) -> None:  # noqa: B027 - optional hook
         """Clean up after a run found `lost` on restart (e.g. terminate its instance)."""

@@ -61,7 +61,7 @@ from scheduler.publish import (
     stage_store,
     tail,
 )
-from scheduler.runners.base import Runner, RunOutcome, RunRequest
+from scheduler.runners.base import LostRun, Runner, RunOutcome, RunRequest
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +202,7 @@ def render_user_data(
 
 class EC2Runner(Runner):
     name = "ec2"
+    recorded_fields = ("instance_id",)
 
     def __init__(self, settings: Settings, config: SchedulerConfig) -> None:
         self.settings = settings
@@ -300,7 +301,9 @@ class EC2Runner(Runner):
     def terminate(self, instance_id: str) -> None:
         self.ec2.terminate_instances(InstanceIds=[instance_id])
 
-    def abandon(self, instance_id: str | None) -> None:
+    def abandon(self, lost: LostRun) -> None:
+        """A lost run's instance may still be running (and billing): terminate it."""
+        instance_id = lost.recorded.get("instance_id")
         if instance_id:
             log.warning("terminating instance %s of a lost run", instance_id)
             self.terminate(instance_id)
