@@ -1,0 +1,36 @@
+"""The heartbeat reads the service's injected clock, like every other time read."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from scheduler.clock import FakeClock
+from scheduler.models import SchedulerHeartbeat
+from scheduler.service import SchedulerService
+from tests.test_scheduler_service import T0, RecordingRunner, config  # noqa: F401
+from tests.test_scheduler_service import Session as Session  # noqa: F401 - fixture
+
+
+def beats(Session) -> list[tuple[dt.datetime, dt.datetime]]:  # noqa: F811
+    with Session() as session:
+        return list(
+            session.execute(select(SchedulerHeartbeat.started_at, SchedulerHeartbeat.beat_at))
+        )
+
+
+def test_heartbeat_follows_the_injected_clock_and_goes_with_the_service(
+    settings,
+    config,  # noqa: F811
+    Session,  # noqa: F811
+):
+    clock = FakeClock(T0)
+    service = SchedulerService(settings, config, clock=clock, runners={"local": RecordingRunner()})
+    service.dispatch()
+    assert beats(Session) == [(T0, T0)]
+    clock.advance(seconds=5)
+    service.dispatch()
+    assert beats(Session) == [(T0, T0 + dt.timedelta(seconds=5))]
+    service.stop()
+    assert beats(Session) == []
