@@ -13,7 +13,6 @@ like any other; its code tarball only holds a README, since the command runs the
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gzip
 import io
 import logging
@@ -35,6 +34,7 @@ from pipeline.system_jobs import (
     AGGREGATES_OWNER,
     write_rerun_request,
 )
+from scheduler.clock import Clock
 from scheduler.jobs import create_job, request_run_now, store_tarball
 from scheduler.models import Job, Run, RunState
 
@@ -83,11 +83,20 @@ def ensure_aggregates_job(settings: Settings, sessions: sessionmaker) -> tuple[J
     return job, True
 
 
-def request_rerun(settings: Settings, session: Session, job: Job, first: str, last: str) -> Run:
+def request_rerun(
+    settings: Settings,
+    session: Session,
+    job: Job,
+    first: str,
+    last: str,
+    *,
+    clock: Clock | None = None,
+) -> Run:
     """Recompute `first`..`last` on the next run, and queue that run now."""
+    clock = clock or Clock()
     public = open_store(settings.public_url, endpoint_url=settings.s3_endpoint_url)
-    write_rerun_request(public, first, last, dt.datetime.now(dt.UTC), job.name)
-    return request_run_now(session, job)
+    write_rerun_request(public, first, last, clock.now(), job.name)
+    return request_run_now(session, job, clock=clock)
 
 
 def _wait(sessions: sessionmaker, run_id: int, timeout: float) -> str:
