@@ -35,17 +35,13 @@ from pipeline.db import init_db, make_engine, session_factory
 from scheduler import alarms, dispatch, expiry, firing, policy, recovery, run_records
 from scheduler.clock import UTC, Clock, naive_utc
 from scheduler.config import SchedulerConfig, load_scheduler_config
-from scheduler.executor import ActiveRun, Executor
+from scheduler.executor import Executor
 from scheduler.heartbeat import Heartbeat
 from scheduler.models import Job, Run
 from scheduler.runners import Runner, RunnerPool, RunOutcome, RunRequest
 from scheduler.triggers import ScheduleKey
 
 log = logging.getLogger(__name__)
-
-MAX_MISSED_RECORDS = policy.MAX_MISSED_RECORDS
-
-__all__ = ["MAX_MISSED_RECORDS", "ActiveRun", "SchedulerService"]
 
 
 class SchedulerService:
