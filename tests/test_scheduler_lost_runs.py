@@ -9,6 +9,7 @@ from scheduler.clock import FakeClock
 from scheduler.models import Run, RunState
 from scheduler.runners import LostRun, Runner, RunOutcome
 from scheduler.service import SchedulerService
+from tests.test_scheduler_ec2 import aws, ec2_image, instance, request  # noqa: F401
 from tests.test_scheduler_service import T0, RecordingRunner, add_job, config, runs_of  # noqa: F401
 from tests.test_scheduler_service import Session as Session  # noqa: F401 - fixture
 
@@ -80,5 +81,27 @@ def test_a_failed_cleanup_still_records_the_run_lost(
     ec2 = InstanceRunner(fail=True)
     service_with(settings, config, ec2).mark_lost()
     assert [lost.run_id for lost in ec2.abandoned] == [run_id]
+    (run,) = runs_of(Session, job.id)
+    assert run.state == RunState.lost.value
+
+
+def test_the_ec2_runner_terminates_the_instance_of_a_lost_run(
+    aws,  # noqa: F811
+    settings,
+    Session,  # noqa: F811
+):
+    from scheduler.runners.ec2 import EC2Runner
+
+    instance_id = EC2Runner(aws.settings, aws.config).launch(request(aws))
+    job = add_job(Session, settings, runner="ec2")
+    left_running(Session, job.id, T0, instance_id)
+    service = SchedulerService(
+        aws.settings,
+        aws.config,
+        clock=FakeClock(T0 + dt.timedelta(minutes=10)),
+        runners={"local": RecordingRunner()},
+    )
+    service.mark_lost()
+    assert instance(aws, instance_id)["State"]["Name"] in ("shutting-down", "terminated")
     (run,) = runs_of(Session, job.id)
     assert run.state == RunState.lost.value
