@@ -19,14 +19,16 @@ from werkzeug.exceptions import HTTPException
 from dashboard import database, job_actions, runlogs
 from dashboard.api_tokens import user_for_token
 from dashboard.auth import owner_filter
+from dashboard.errors import WorkerProviderError
 from dashboard.formatting import iso_utc as _iso
 from dashboard.forms import JobForm, WorkerForm
 from dashboard.jobs import get_job, get_run, last_runs, safe_next_run
 from dashboard.models import Worker, WorkerState
-from dashboard.workers import WorkerProviderError, lifecycle
+from dashboard.workers import lifecycle
 from dashboard.workers_views import get_worker, launch_from_form, provider_for
 from scheduler import jobs as job_store
 from scheduler.errors import JobValidationError
+from scheduler.job_spec import JOB_FIELDS
 from scheduler.models import Job, Run, RunState
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -61,19 +63,10 @@ def json_error(exc: HTTPException):
 
 
 def job_json(job: Job, last: Run | None = None) -> dict[str, Any]:
+    fields = {name: getattr(job, name) for name in JOB_FIELDS if name != "tarball_key"}
     return {
-        "name": job.name,
-        "owner": job.owner,
-        "command": job.command,
-        "output_dir": job.output_dir,
-        "frequency": job.frequency,
-        "day_of_week": job.day_of_week,
-        "day_of_month": job.day_of_month,
-        "hour": job.hour,
-        "timeout_minutes": job.timeout_minutes,
-        "enabled": job.enabled,
+        **fields,
         "end_date": _iso(job.end_date),
-        "runner": job.runner,
         "next_run": _iso(safe_next_run(job)) if job.enabled else None,
         "last_state": last.state if last else None,
     }

@@ -23,3 +23,11 @@ class LinkError(DashboardError):
 
 class UploadRejected(DashboardError):
     """The upload is not a safe gzip-compressed tar archive; the message says what is wrong."""
+
+
+class WorkerProviderError(DashboardError):
+    """A worker provider could not start or stop a worker; the message says what to fix."""
+
+
+class SSHKeyError(DashboardError):
+    """The text is not a single OpenSSH public key."""
