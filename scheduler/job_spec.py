@@ -91,7 +91,7 @@ def _in_range(value: Any, low: int, high: int) -> int | None:
     return number if number is not None and low <= number <= high else None
 
 
-def _end_of_day(value: Any) -> dt.datetime | None:
+def _end_of_day(value: Any) -> dt.datetime:
     """The last second (UTC) of an end date given as a date, a datetime or YYYY-MM-DD text."""
     if isinstance(value, str):
         value = dt.date.fromisoformat(value.strip())  # ValueError: the caller's message
@@ -141,7 +141,9 @@ def _check_output_dir(value: Any, clean: dict[str, Any], errors: dict[str, str])
         clean["output_dir"] = path.strip("/") or "."
 
 
-def _check_schedule(fields: Mapping[str, Any], clean: dict[str, Any], errors: dict[str, str]):
+def _check_schedule(
+    fields: Mapping[str, Any], clean: dict[str, Any], errors: dict[str, str]
+) -> None:
     frequency = fields.get("frequency")
     if isinstance(frequency, Frequency):
         frequency = frequency.value
