@@ -34,7 +34,7 @@ from convert.outcomes import Outcome
 from convert.record import RecordConverter
 from convert.revalidation import MAX_DELAY, is_stash, stash_key, stash_object_id
 from convert.writers import DEFAULT_MAX_OPEN, PartitionWriters
-from pipeline.errors import ObjectNotFound
+from pipeline.errors import CorruptBatch, ObjectNotFound
 from pipeline.layout import PARKED_PREFIX, UNKNOWN, error_key
 from pipeline.outcomes import (
     REVALIDATED,
@@ -43,7 +43,7 @@ from pipeline.outcomes import (
     unvalidated_outcome,
 )
 from pipeline.queues.base import WorkQueue
-from pipeline.records import CorruptBatch, Record, encode_record, iter_records
+from pipeline.records import Record, encode_record, iter_records
 from pipeline.stats import DEFAULT_KEEP, add_many_once, hour_of
 from pipeline.stores.base import BlobStore
 

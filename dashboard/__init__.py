@@ -24,7 +24,7 @@ from dashboard.workers import PROVIDERS
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
 from scheduler.config import load_scheduler_config
-from scheduler.jobs import RUNNERS
+from scheduler.job_spec import RUNNERS
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()

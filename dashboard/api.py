@@ -19,17 +19,19 @@ from werkzeug.exceptions import HTTPException
 from dashboard import database, job_actions, runlogs
 from dashboard.api_tokens import user_for_token
 from dashboard.auth import owner_filter
+from dashboard.errors import WorkerProviderError
 from dashboard.formatting import iso_utc as _iso
 from dashboard.forms import JobForm, WorkerForm
 from dashboard.jobs import get_job, get_run, last_runs, safe_next_run
 from dashboard.models import Worker, WorkerState
-from dashboard.workers import WorkerProviderError, lifecycle
+from dashboard.workers import lifecycle
 from dashboard.workers_views import get_worker, launch_from_form, provider_for
 from scheduler import jobs as job_store
+from scheduler.errors import JobValidationError
+from scheduler.job_spec import JOB_FIELDS
 from scheduler.models import Job, Run, RunState
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-UPDATABLE = set(job_store.OWNER_FIELDS)  # end_date: "YYYY-MM-DD" or null
 
 
 @bp.before_request
@@ -61,19 +63,10 @@ def json_error(exc: HTTPException):
 
 
 def job_json(job: Job, last: Run | None = None) -> dict[str, Any]:
+    fields = {name: getattr(job, name) for name in JOB_FIELDS if name != "tarball_key"}
     return {
-        "name": job.name,
-        "owner": job.owner,
-        "command": job.command,
-        "output_dir": job.output_dir,
-        "frequency": job.frequency,
-        "day_of_week": job.day_of_week,
-        "day_of_month": job.day_of_month,
-        "hour": job.hour,
-        "timeout_minutes": job.timeout_minutes,
-        "enabled": job.enabled,
+        **fields,
         "end_date": _iso(job.end_date),
-        "runner": job.runner,
         "next_run": _iso(safe_next_run(job)) if job.enabled else None,
         "last_state": last.state if last else None,
     }
@@ -100,8 +93,6 @@ def list_jobs():
 def create_job():
     """multipart/form-data with the form's fields and the `tarball` file."""
     form = JobForm(formdata=CombinedMultiDict([request.files, request.form]), meta={"csrf": False})
-    if not form.validate():
-        return _bad_request(_form_errors(form))
     upload = request.files.get("tarball")
     tarball = (upload.filename, upload.read()) if upload and upload.filename else None
     try:
@@ -110,11 +101,11 @@ def create_job():
             database.settings(),
             owner=g.user.email,
             name=form.name.data,
-            data=form.data,
+            data=form.submitted(),
             tarball=tarball,
             max_bytes=current_app.config["TARBALL_MAX_BYTES"],
         )
-    except job_actions.JobFieldErrors as exc:
+    except JobValidationError as exc:
         return _bad_request(exc.errors)
     return jsonify(job=job_json(job)), 201
 
@@ -127,36 +118,17 @@ def show_job(name: str):
 
 @bp.patch("/jobs/<name>")
 def update_job(name: str):
-    """JSON object with any of the updatable fields; validated like the form."""
+    """JSON object with any of the owner's fields (scheduler.job_spec.OWNER_FIELDS; end_date
+    "YYYY-MM-DD" or null), checked by the same scheduler rules as the form."""
     job = get_job(name)
     changes = request.get_json(silent=True)
     if not isinstance(changes, dict) or not changes:
         return _bad_request({"__all__": "Send a JSON object with the fields to change."})
-    unknown = set(changes) - UPDATABLE
-    if unknown:
-        return _bad_request(
-            {k: "This field cannot be changed through the API." for k in sorted(unknown)}
-        )
-    current = {field.name: field.data for field in JobForm(obj=job, meta={"csrf": False})}
-    if job.end_date is not None:
-        current["end_date"] = job.end_date.date().isoformat()
-    current.update(changes)
-    formdata = MultiDict(
-        {
-            k: ("y" if v is True else "" if v in (False, None) else str(v))
-            for k, v in current.items()
-            if k != "tarball"
-        }
-    )
-    form = JobForm(formdata=formdata, meta={"csrf": False})
-    form.name.data = job.name
-    if not form.validate():
-        return _bad_request(_form_errors(form))
     try:
         job_actions.update(
-            database.db(), database.settings(), job, data=form.data, tarball=None, max_bytes=0
+            database.db(), database.settings(), job, changes=changes, tarball=None, max_bytes=0
         )
-    except job_actions.JobFieldErrors as exc:
+    except JobValidationError as exc:
         return _bad_request(exc.errors)
     return jsonify(job=job_json(job))
 

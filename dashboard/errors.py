@@ -6,8 +6,6 @@ Each carries a message meant for the person at the form or API call. (The error 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from pipeline.errors import PipelineError
 
 
@@ -27,9 +25,9 @@ class UploadRejected(DashboardError):
     """The upload is not a safe gzip-compressed tar archive; the message says what is wrong."""
 
 
-class JobFieldErrors(DashboardError):
-    """Field name -> message for every field the job was refused for."""
+class WorkerProviderError(DashboardError):
+    """A worker provider could not start or stop a worker; the message says what to fix."""
 
-    def __init__(self, errors: Mapping[str, str]) -> None:
-        self.errors = dict(errors)
-        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+class SSHKeyError(DashboardError):
+    """The text is not a single OpenSSH public key."""

@@ -1,14 +1,17 @@
-"""Flask-WTF forms: every field validated server-side, errors shown beside the field."""
+"""Flask-WTF forms: every field validated server-side, errors shown beside the field.
+
+A job's fields are validated by the scheduler's `job_spec` (see JobForm), not here.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
-    DateField,
     EmailField,
-    IntegerField,
     PasswordField,
     SelectField,
     StringField,
@@ -17,16 +20,24 @@ from wtforms import (
 from wtforms.validators import (
     DataRequired,
     EqualTo,
-    InputRequired,
     Length,
-    NumberRange,
-    Optional,
     Regexp,
 )
+from wtforms.widgets import DateInput, NumberInput
 
 from dashboard.formatting import WEEKDAYS
 from dashboard.users import EMAIL_PATTERN, MIN_PASSWORD_LENGTH
-from scheduler.models import JOB_NAME_PATTERN
+from scheduler.job_spec import (
+    DAYS_OF_MONTH,
+    MAX_COMMAND_CHARS,
+    MAX_NAME_CHARS,
+    MAX_OUTPUT_DIR_CHARS,
+    MAX_TIMEOUT_MINUTES,
+    NAME_RULE,
+    NAME_RULE_MESSAGE,
+    OWNER_FIELDS,
+)
+from scheduler.models import JOB_NAME_PATTERN, Job
 
 try:  # WTForms >= 3.3 deprecates plain tuples for choices
     from wtforms.fields.choices import SelectChoice as _Choice
@@ -38,12 +49,6 @@ except ImportError:  # pragma: no cover - older WTForms
 
 def choices(pairs):
     return [_Choice(value, label) for value, label in pairs]
-
-
-NAME_RULE = "letters, digits, '-' and '_' only, at most 100 characters"
-# One wording for a bad name wherever it is checked (form, live check, API): the pattern
-# also bounds the length, so no separate length message repeats it in other words.
-NAME_RULE_MESSAGE = f"Use {NAME_RULE}."
 
 
 class LoginForm(FlaskForm):
@@ -96,19 +101,20 @@ class ChangePasswordForm(FlaskForm):
     )
 
 
-def _optional_int(value):
-    return int(value) if value not in (None, "", "None") else None
-
-
 class JobForm(FlaskForm):
-    """The "Schedule a Job" form; the tarball is required only when creating."""
+    """The "Schedule a Job" form: labels, help and widgets only.
+
+    Its fields carry no rules: `submitted()` hands the text as sent to the scheduler's
+    `job_spec` (through `dashboard.job_actions`), which the API and `python -m scheduler add`
+    use too, so every problem is worded once. `render_kw` sets the browser's own hints
+    (required, min, max) from the same limits.
+    """
+
+    owner_fields = OWNER_FIELDS  # what the template shows below the name and tarball
 
     name = StringField(
         "Job Name",
-        validators=[
-            DataRequired("Enter a job name."),
-            Regexp(JOB_NAME_PATTERN, message=NAME_RULE_MESSAGE),
-        ],
+        render_kw={"required": True, "maxlength": MAX_NAME_CHARS},
         description=f"A unique name ({NAME_RULE}). Published files appear under "
         "/public/<name>/data/, so choose something others will recognise.",
     )
@@ -119,7 +125,7 @@ class JobForm(FlaskForm):
     )
     command = TextAreaField(
         "Execution Commandline",
-        validators=[DataRequired(), Length(max=2000)],
+        render_kw={"required": True, "rows": 3, "maxlength": MAX_COMMAND_CHARS},
         description="Run with bash from the top of the unpacked tarball, e.g. bash run.sh or "
         "python analysis.py (a script started as ./run.sh must be executable: chmod +x it "
         "before packing). A non-zero exit code marks the run failed.",
@@ -127,7 +133,7 @@ class JobForm(FlaskForm):
     output_dir = StringField(
         "Output Directory",
         default="output",
-        validators=[DataRequired(), Length(max=500)],
+        render_kw={"required": True, "maxlength": MAX_OUTPUT_DIR_CHARS},
         description="Relative to the unpacked tarball. Every file your command leaves here is "
         "published publicly after a successful run; keep raw records out of it.",
     )
@@ -135,66 +141,55 @@ class JobForm(FlaskForm):
         "Schedule Frequency",
         choices=choices([("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")]),
         default="daily",
-        validators=[DataRequired()],
+        validate_choice=False,
+        render_kw={"required": True},
         description="How often the job runs.",
     )
     day_of_week = SelectField(
         "Day of Week",
         choices=choices([("", "—")] + [(str(i), day) for i, day in enumerate(WEEKDAYS)]),
-        coerce=_optional_int,
-        validators=[Optional()],
+        validate_choice=False,
         description="For weekly jobs: the day (UTC) it runs on.",
     )
-    day_of_month = IntegerField(
+    day_of_month = StringField(
         "Day of Month",
-        validators=[Optional(), NumberRange(1, 31, "Choose a day between 1 and 31.")],
+        widget=NumberInput(min=DAYS_OF_MONTH[0], max=DAYS_OF_MONTH[1]),
         description="For monthly jobs: 1 to 31; in shorter months a late day runs on the last day.",
     )
     hour = SelectField(
         "Time of Day (UTC)",
         choices=choices([(str(h), f"{h:02d}:00 UTC") for h in range(24)]),
-        coerce=int,
         default="12",
+        validate_choice=False,
         description="The hour the job starts, in UTC (not your local time). Default noon UTC.",
     )
-    timeout_minutes = IntegerField(
+    timeout_minutes = StringField(
         "Job Timeout (minutes)",
-        default=60,
-        validators=[
-            InputRequired("Enter a whole number of minutes."),
-            NumberRange(1, 24 * 60, "Between 1 and 1440 minutes."),
-        ],
+        default="60",
+        widget=NumberInput(min=1, max=MAX_TIMEOUT_MINUTES),
+        render_kw={"required": True},
         description="A run still going after this many minutes is killed (with all its child "
         "processes) and marked timed out.",
     )
-    end_date = DateField(
+    end_date = StringField(
         "End Date (UTC, optional)",
-        validators=[Optional()],
+        widget=DateInput(),
         description="The job stops running after this day (UTC). Leave empty to run until you delete it.",
     )
     enabled = BooleanField(
         "Enabled", default=True, description="Disabled jobs keep their history but do not run."
     )
 
-    def validate(self, extra_validators=None) -> bool:
-        ok = super().validate(extra_validators)
-        if self.frequency.data == "weekly" and self.day_of_week.data is None:
-            self.day_of_week.errors = [
-                *self.day_of_week.errors,
-                "Choose the day of the week for a weekly job.",
-            ]
-            ok = False
-        if (
-            self.frequency.data == "monthly"
-            and self.day_of_month.data is None
-            and not self.day_of_month.errors
-        ):
-            self.day_of_month.errors = [
-                *self.day_of_month.errors,
-                "Enter the day of the month for a monthly job.",
-            ]
-            ok = False
-        return ok
+    def submitted(self) -> dict[str, Any]:
+        """The owner's fields as sent (text; `enabled` as the checkbox says), for job_spec."""
+        return {name: self[name].data for name in OWNER_FIELDS}
+
+    @classmethod
+    def for_job(cls, job: Job) -> JobForm:
+        """The form filled with a job's current values, as the browser would send them back."""
+        form = cls(obj=job)
+        form.end_date.data = job.end_date.date().isoformat() if job.end_date else ""
+        return form
 
 
 class ConfirmForm(FlaskForm):

@@ -22,6 +22,7 @@ from dashboard import database, job_actions, runlogs
 from dashboard.auth import check_owner, login_required, owner_filter
 from dashboard.forms import ConfirmForm, JobForm
 from scheduler import jobs as job_store
+from scheduler.errors import JobValidationError
 from scheduler.models import Job, Run, RunState
 from scheduler.triggers import next_run_time
 
@@ -89,12 +90,12 @@ def _ask_for_tarball_again(form: JobForm, editing: bool = False) -> None:
 
 
 def _apply_errors(form: JobForm, errors: dict[str, str]) -> None:
+    """Each problem beside the field it names; one the form has no field for, above it."""
     for field, message in errors.items():
-        target = getattr(form, field, None)
-        if target is not None and hasattr(target, "errors"):
-            target.errors = [*target.errors, message]
+        if field in form:
+            form[field].errors = [*form[field].errors, message]
         else:
-            form.form_errors.append(message)
+            form.form_errors.append(f"{field}: {message}")
 
 
 @bp.route("/jobs")
@@ -112,7 +113,7 @@ def list_jobs():
 def check_name():
     """Live validation for the Job Name field: {"ok": bool, "message": str}."""
     name = request.args.get("name", "").strip()
-    problem = job_actions.name_problem(database.db(), name, owner=g.user.email)
+    problem = job_store.name_problem(database.db(), name, owner=g.user.email)
     return jsonify(ok=problem is None, message=problem or f"{name!r} is available.")
 
 
@@ -127,17 +128,15 @@ def new_job():
                 database.settings(),
                 owner=g.user.email,
                 name=form.name.data,
-                data=form.data,
+                data=form.submitted(),
                 tarball=_uploaded(form),
                 max_bytes=current_app.config["TARBALL_MAX_BYTES"],
             )
-        except job_actions.JobFieldErrors as exc:
+        except JobValidationError as exc:
             _apply_errors(form, exc.errors)
         else:
             flash(f"Job {job.name} is scheduled.")
             return redirect(url_for("jobs.show_job", name=job.name))
-    elif request.method == "POST" and not form.tarball.data:
-        form.tarball.errors = [*form.tarball.errors, "Upload the code tarball (.tar.gz or .tgz)."]
     if request.method == "POST":
         _ask_for_tarball_again(form)
     return render_template("jobs/form.html", form=form, job=None)
@@ -147,10 +146,7 @@ def new_job():
 @login_required
 def show_job(name: str):
     job = get_job(name)
-    form = JobForm(obj=job) if request.method == "GET" else JobForm()
-    if request.method == "GET":
-        form.day_of_week.data = job.day_of_week
-        form.end_date.data = job.end_date.date() if job.end_date else None
+    form = JobForm.for_job(job) if request.method == "GET" else JobForm()
     form.name.data = job.name  # the name is the job's public address; it does not change
     if request.method == "POST":
         if form.validate_on_submit():
@@ -159,11 +155,11 @@ def show_job(name: str):
                     database.db(),
                     database.settings(),
                     job,
-                    data=form.data,
+                    changes=form.submitted(),
                     tarball=_uploaded(form),
                     max_bytes=current_app.config["TARBALL_MAX_BYTES"],
                 )
-            except job_actions.JobFieldErrors as exc:
+            except JobValidationError as exc:
                 _apply_errors(form, exc.errors)
             else:
                 flash(f"Job {job.name} is saved.")

@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from dashboard import database
 from dashboard.auth import check_owner, login_required, owner_filter
+from dashboard.errors import SSHKeyError, WorkerProviderError
 from dashboard.forms import ConfirmForm, WorkerForm
 from dashboard.models import Worker, WorkerState
-from dashboard.workers import WorkerProvider, WorkerProviderError, get_provider, lifecycle
-from dashboard.workers.sshkeys import SSHKeyError, normalise_ssh_public_key
+from dashboard.workers import WorkerProvider, get_provider, lifecycle
+from dashboard.workers.sshkeys import normalise_ssh_public_key
 
 bp = Blueprint("workers", __name__)
 

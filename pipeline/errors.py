@@ -41,6 +41,14 @@ class QueueError(PipelineError):
     """A work queue operation failed after its retries."""
 
 
+class CorruptBatch(PipelineError):
+    """A batch has damage that is not a torn tail; the offset says where."""
+
+    def __init__(self, source: str, offset: int, problem: str) -> None:
+        self.source, self.offset, self.problem = source, offset, problem
+        super().__init__(f"{source}: corrupt record at byte {offset}: {problem}")
+
+
 class LayoutError(PipelineError):
     """A filter or schema file is malformed, or a key is not in the published layout."""
 

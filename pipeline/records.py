@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
-from pipeline.errors import PipelineError
+from pipeline.errors import CorruptBatch
 
 MAGIC = b"TPR1"
 HEADER = struct.Struct(">4sQHIII")
@@ -33,14 +33,6 @@ MAX_PATH = 0xFFFF
 # `json.dumps(..., separators=(",", ":"), sort_keys=True)`, its encoder made once (per record
 # on the ingest edge, making it was a third of the cost)
 _HEADERS_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
-
-
-class CorruptBatch(PipelineError):
-    """A batch has damage that is not a torn tail; the offset says where."""
-
-    def __init__(self, source: str, offset: int, problem: str) -> None:
-        self.source, self.offset, self.problem = source, offset, problem
-        super().__init__(f"{source}: corrupt record at byte {offset}: {problem}")
 
 
 @dataclasses.dataclass(frozen=True)

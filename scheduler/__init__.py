@@ -4,7 +4,8 @@ their output (see scheduler.service for the policies, scheduler.jobs for the pub
 The dashboard calls these (all take its SQLAlchemy session):
   create_job, update_job, delete_job, get_job, job_history, request_run_now, cancel_run,
   service_alive, store_tarball, next_run_time, reserved_name_owner, release_job_name; errors JobValidationError (`.errors` is a
-  field -> message dict for forms), JobNotFound, TarballError.
+  field -> message dict for forms), JobNotFound, TarballError. What a job may be (its rules,
+  their messages, the owner's fields) is `scheduler.job_spec`.
 """
 
 from scheduler.errors import JobNotFound, JobValidationError, TarballError

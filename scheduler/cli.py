@@ -17,7 +17,6 @@ atomic update, so the run never executes twice even if a service starts meanwhil
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import io
 import logging
 import signal
@@ -35,8 +34,10 @@ from pipeline.errors import PipelineError
 from pipeline.logs import add_log_level_argument, setup_logging
 from scheduler.config import load_scheduler_config
 from scheduler.errors import JobValidationError
+from scheduler.job_spec import FREQUENCIES, MAX_TIMEOUT_MINUTES, RUNNERS
 from scheduler.jobs import (
     cancel_run,
+    check_new_job,
     create_job,
     delete_job,
     get_job,
@@ -45,7 +46,6 @@ from scheduler.jobs import (
     request_run_now,
     service_alive,
     store_tarball,
-    validate_fields,
 )
 from scheduler.models import Job, Run, RunState
 from scheduler.triggers import next_run_time
@@ -70,20 +70,11 @@ SETTINGS_USED = (
 )
 
 
-def _day_of_week(text: str) -> int:
+def _day_of_week(text: str) -> str:
+    """A day name (mon, Monday) as its number 0-6; any other text goes to job_spec as given,
+    so a bad value is refused in the same words as on the dashboard."""
     value = text.strip().lower()[:3]
-    if value in DAYS:
-        return DAYS.index(value)
-    if text.isdigit() and 0 <= int(text) <= 6:
-        return int(text)
-    raise argparse.ArgumentTypeError("use 0-6 (0 = Monday) or a day name such as mon")
-
-
-def _date(text: str) -> dt.datetime:
-    try:
-        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(23, 59, 59))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError("use YYYY-MM-DD") from exc
+    return str(DAYS.index(value)) if value in DAYS else text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,37 +134,32 @@ def build_parser() -> argparse.ArgumentParser:
         default="output",
         help="directory (relative) whose files are published (default: %(default)s)",
     )
+    # Values are checked by scheduler.job_spec, not argparse: the same messages as the dashboard.
     add.add_argument(
         "--frequency",
-        choices=("daily", "weekly", "monthly"),
         default="daily",
-        help="(default: %(default)s)",
+        help=f"{', '.join(FREQUENCIES)} (default: %(default)s)",
     )
     add.add_argument(
         "--day-of-week", type=_day_of_week, help="weekly jobs: 0-6 or mon..sun (0 = Monday)"
     )
     add.add_argument(
         "--day-of-month",
-        type=int,
         help="monthly jobs: 1-31 (29-31 fire on the last day of shorter months)",
     )
-    add.add_argument("--hour", type=int, default=12, help="hour of day, UTC (default: %(default)s)")
+    add.add_argument("--hour", default="12", help="hour of day, UTC (default: %(default)s)")
     add.add_argument(
         "--timeout-minutes",
-        type=int,
-        default=60,
-        help="kill the run after this long (default: %(default)s)",
+        default="60",
+        help=f"kill the run after this long, 1-{MAX_TIMEOUT_MINUTES} (default: %(default)s)",
     )
     add.add_argument("--owner", required=True, help="email address that gets failure notices")
     add.add_argument(
         "--runner",
-        choices=("local", "ec2"),
         default=settings.runner,
-        help="where runs execute (default: %(default)s)",
+        help=f"where runs execute: {' or '.join(RUNNERS)} (default: %(default)s)",
     )
-    add.add_argument(
-        "--end-date", type=_date, help="last day (YYYY-MM-DD, UTC) on which the job runs"
-    )
+    add.add_argument("--end-date", help="last day (YYYY-MM-DD, UTC) on which the job runs")
     add.add_argument("--disabled", action="store_true", help="create the job disabled")
 
     sub.add_parser(
@@ -284,12 +270,8 @@ def cmd_add(args, settings, Session) -> int:
         runner=args.runner,
     )
     try:
-        validate_fields(
-            {**fields, "tarball_key": "pending"}
-        )  # every field error at once, before uploading
-        with Session() as session:
-            if session.scalar(select(Job.id).where(Job.name == args.name)) is not None:
-                raise JobValidationError({"name": f"a job named {args.name!r} already exists"})
+        with Session() as session:  # every field's problem at once, before storing the code
+            check_new_job(session, fields)
         key = store_tarball(settings, args.name, data, config)
         with Session() as session:
             job = create_job(session, tarball_key=key, **fields)

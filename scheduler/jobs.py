@@ -1,5 +1,6 @@
-"""Job and run records for callers (dashboard, CLI): create/update/delete with validation,
-"run now", "cancel", and storing code tarballs.
+"""Job and run records for callers (dashboard, CLI): create/update/delete (validated by
+`scheduler.job_spec`, plus whether a name is free), "run now", "cancel", and storing code
+tarballs.
 
 Every function takes the caller's SQLAlchemy session and commits; the scheduler service
 notices changes on its next sync (a few seconds) and is the only process that executes runs.
@@ -11,6 +12,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import column, select, table, update
@@ -19,12 +21,13 @@ from sqlalchemy.orm import Session
 
 from pipeline.config import Settings
 from pipeline.stores import open_store
+from scheduler import job_spec
 from scheduler.clock import Clock, naive_utc
 from scheduler.config import SchedulerConfig, load_scheduler_config
 from scheduler.errors import JobNotFound, JobValidationError, TarballError
+from scheduler.job_spec import JOB_FIELDS
 from scheduler.models import (
     JOB_NAME_PATTERN,
-    Frequency,
     Job,
     ReservedName,
     Run,
@@ -35,114 +38,52 @@ from scheduler.tarball import validate_tarball
 
 log = logging.getLogger(__name__)
 
-RUNNERS = ("local", "ec2")
-# What a job's owner sets through the dashboard's form and its API (the one list of them).
-OWNER_FIELDS = (
-    "command",
-    "output_dir",
-    "frequency",
-    "day_of_week",
-    "day_of_month",
-    "hour",
-    "timeout_minutes",
-    "enabled",
-    "end_date",
-)
-# Every field `update_job` accepts: the owner's, and those the service or the operator sets.
-EDITABLE_FIELDS = ("name", "owner", "tarball_key", *OWNER_FIELDS, "runner")
-MAX_TIMEOUT_MINUTES = 24 * 60
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
+def name_problem(
+    session: Session, name: Any, owner: str | None = None, current: Job | None = None
+) -> str | None:
+    """Why `name` cannot be used by `owner` (for `current`, when renaming), or None: the rule
+    of job_spec, then whether another job has it or a deleted job's name is reserved to
+    someone else. The dashboard's live check asks the same."""
+    problem = job_spec.name_problem(name)
+    if problem:
+        return problem
+    existing = session.scalar(select(Job).where(Job.name == name))
+    if existing is not None and existing is not current:
+        return job_spec.name_taken(name)
+    reserved = reserved_name_owner(session, name)
+    if reserved is not None and reserved != owner:
+        return job_spec.name_reserved_to_another(name)
     return None
 
 
-def validate_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """Check and normalise job fields; raise JobValidationError naming every bad field."""
-    errors: dict[str, str] = {}
-    clean: dict[str, Any] = dict(fields)
+def check_new_job(session: Session, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a new job's fields, its name's freedom included; JobValidationError naming
+    every problem at once. Callers run it before storing the code, `create_job` again."""
+    clean, errors = job_spec.check(fields)
+    if "name" not in errors:
+        problem = name_problem(session, clean["name"], clean.get("owner"))
+        if problem:
+            errors["name"] = problem
+    if errors:
+        raise JobValidationError(errors)
+    return clean
 
-    name = fields.get("name")
-    if not isinstance(name, str) or not re.match(JOB_NAME_PATTERN, name):
-        errors["name"] = "use 1-100 letters, digits, '_' or '-'"
-    owner = fields.get("owner")
-    if not isinstance(owner, str) or not _EMAIL.match(owner.strip()):
-        errors["owner"] = "must be an email address (failure notices go there)"
-    else:
-        clean["owner"] = owner.strip()
-    if not isinstance(fields.get("tarball_key"), str) or not fields["tarball_key"].strip():
-        errors["tarball_key"] = "upload a code tarball (.tar.gz)"
-    command = fields.get("command")
-    if not isinstance(command, str) or not command.strip():
-        errors["command"] = "give the command line to run (bash)"
-    elif "\x00" in command:
-        errors["command"] = "must not contain NUL characters"
-    output_dir = fields.get("output_dir")
-    if not isinstance(output_dir, str) or not output_dir.strip():
-        errors["output_dir"] = "give the output directory, relative to the job's directory"
-    else:
-        parts = output_dir.strip().strip("/").split("/") if not output_dir.startswith("/") else None
-        if output_dir.startswith("/") or output_dir.startswith("~"):
-            errors["output_dir"] = "must be relative to the job's directory, not absolute"
-        elif parts is not None and any(p == ".." for p in parts):
-            errors["output_dir"] = "must not contain '..'"
-        else:
-            clean["output_dir"] = output_dir.strip().strip("/") or "."
 
-    frequency = fields.get("frequency")
-    if isinstance(frequency, Frequency):
-        frequency = frequency.value
-    if frequency not in {f.value for f in Frequency}:
-        errors["frequency"] = "choose daily, weekly or monthly"
-    clean["frequency"] = frequency
-
-    hour = _as_int(fields.get("hour"))
-    if hour is None or not 0 <= hour <= 23:
-        errors["hour"] = "hour of day (UTC) must be 0-23"
-    clean["hour"] = hour
-
-    dow = fields.get("day_of_week")
-    dom = fields.get("day_of_month")
-    if frequency == "weekly":
-        dow_int = _as_int(dow)
-        if dow_int is None or not 0 <= dow_int <= 6:
-            errors["day_of_week"] = "weekly jobs need a day of week 0-6 (0 = Monday)"
-        clean["day_of_week"], clean["day_of_month"] = dow_int, None
-    elif frequency == "monthly":
-        dom_int = _as_int(dom)
-        if dom_int is None or not 1 <= dom_int <= 31:
-            errors["day_of_month"] = (
-                "monthly jobs need a day of month 1-31 (29-31 move to the month's last day when shorter)"
-            )
-        clean["day_of_month"], clean["day_of_week"] = dom_int, None
-    else:
-        clean["day_of_week"] = clean["day_of_month"] = None
-
-    timeout = _as_int(fields.get("timeout_minutes"))
-    if timeout is None or not 1 <= timeout <= MAX_TIMEOUT_MINUTES:
-        errors["timeout_minutes"] = f"timeout must be 1-{MAX_TIMEOUT_MINUTES} minutes"
-    clean["timeout_minutes"] = timeout
-
-    if not isinstance(fields.get("enabled", True), bool):
-        errors["enabled"] = "must be true or false"
-    end_date = fields.get("end_date")
-    if end_date is not None:
-        if isinstance(end_date, dt.date) and not isinstance(end_date, dt.datetime):
-            end_date = dt.datetime.combine(end_date, dt.time(23, 59, 59))
-        if not isinstance(end_date, dt.datetime):
-            errors["end_date"] = "must be a date"
-        else:
-            clean["end_date"] = naive_utc(end_date)
-    runner = fields.get("runner", "local")
-    if runner not in RUNNERS:
-        errors["runner"] = f"choose one of {', '.join(RUNNERS)}"
+def check_job_update(
+    session: Session, job: Job, changes: Mapping[str, Any], editable: tuple[str, ...] = JOB_FIELDS
+) -> dict[str, Any]:
+    """Validate `job` with `changes` applied (only `editable` fields may change); returns every
+    field's clean value or raises JobValidationError naming every problem."""
+    errors = {name: job_spec.NOT_EDITABLE for name in sorted(set(changes) - set(editable))}
+    merged = {name: getattr(job, name) for name in JOB_FIELDS}
+    merged.update((k, v) for k, v in changes.items() if k in JOB_FIELDS)
+    clean, problems = job_spec.check(merged)
+    errors.update(problems)
+    if "name" not in errors and clean["name"] != job.name:
+        problem = name_problem(session, clean["name"], job.owner, current=job)
+        if problem:
+            errors["name"] = problem
     if errors:
         raise JobValidationError(errors)
     return clean
@@ -157,16 +98,18 @@ def create_job(
     command: str,
     output_dir: str,
     frequency: str,
-    day_of_week: int | None = None,
-    day_of_month: int | None = None,
-    hour: int = 12,
-    timeout_minutes: int = 60,
+    day_of_week: int | str | None = None,
+    day_of_month: int | str | None = None,
+    hour: int | str = 12,
+    timeout_minutes: int | str = 60,
     enabled: bool = True,
-    end_date: dt.datetime | None = None,
+    end_date: dt.date | str | None = None,
     runner: str = "local",
 ) -> Job:
-    """Validate and insert a job; a duplicate name is a JobValidationError on `name`."""
-    fields = validate_fields(
+    """Validate (see job_spec; values may be text) and insert a job; a name in use is a
+    JobValidationError on `name`."""
+    fields = check_new_job(
+        session,
         dict(
             name=name,
             owner=owner,
@@ -181,39 +124,27 @@ def create_job(
             enabled=enabled,
             end_date=end_date,
             runner=runner,
-        )
+        ),
     )
-    if session.scalar(select(Job.id).where(Job.name == fields["name"])) is not None:
-        raise JobValidationError({"name": f"a job named {name!r} already exists"})
     _claim_name(session, fields["name"], fields["owner"])
     job = Job(**fields)
     session.add(job)
     try:
         session.commit()
-    except IntegrityError as exc:
+    except IntegrityError as exc:  # created by someone else since check_new_job
         session.rollback()
-        raise JobValidationError({"name": f"a job named {name!r} already exists"}) from exc
+        raise JobValidationError({"name": job_spec.name_taken(fields["name"])}) from exc
     log.info("job %s (id %s) created by %s", job.name, job.id, job.owner)
     return job
 
 
 def update_job(session: Session, job: Job, **fields: Any) -> Job:
-    """Change some fields; the whole result is validated as if it were new."""
-    unknown = set(fields) - set(EDITABLE_FIELDS)
-    if unknown:
-        raise JobValidationError({name: "not an editable job field" for name in unknown})
-    merged = {name: getattr(job, name) for name in EDITABLE_FIELDS}
-    merged.update(fields)
-    clean = validate_fields(merged)
-    if (
-        clean["name"] != job.name
-        and session.scalar(select(Job.id).where(Job.name == clean["name"])) is not None
-    ):
-        raise JobValidationError({"name": f"a job named {clean['name']!r} already exists"})
+    """Change some fields (any of JOB_FIELDS); the whole result is validated as if it were new."""
+    clean = check_job_update(session, job, fields)
     if clean["name"] != job.name:
         _claim_name(session, clean["name"], job.owner)
         _reserve_name(session, job.name, job.owner)
-    for name in EDITABLE_FIELDS:
+    for name in JOB_FIELDS:
         setattr(job, name, clean[name])
     if "end_date" in fields:
         job.expiry_notified_at = None
@@ -240,18 +171,10 @@ def _reserve_name(session: Session, name: str, owner: str) -> None:
 
 
 def _claim_name(session: Session, name: str, owner: str) -> None:
-    """Refuse a name reserved to someone else; the owner's own reservation is used up."""
+    """Use up the owner's own reservation of `name` (name_problem refused anyone else's)."""
     reserved = session.get(ReservedName, name)
-    if reserved is None:
-        return
-    if reserved.owner != owner:
-        raise JobValidationError(
-            {
-                "name": f"the name {name!r} belonged to another user's deleted job, whose "
-                "published output is still served under it; an admin can release it"
-            }
-        )
-    session.delete(reserved)
+    if reserved is not None and reserved.owner == owner:
+        session.delete(reserved)
 
 
 def reserved_name_owner(session: Session, name: str) -> str | None:

@@ -21,11 +21,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from sqlalchemy import select
 
 from dashboard import DEFAULT_CONFIG, create_app, database
+from dashboard.errors import SSHKeyError
 from dashboard.expiry import sweep_once
 from dashboard.models import Worker
 from dashboard.workers import get_provider
 from dashboard.workers.ec2 import EXPIRES_TAG, EXPIRY_SCRIPT
-from dashboard.workers.sshkeys import SSHKeyError, normalise_ssh_public_key
+from dashboard.workers.sshkeys import normalise_ssh_public_key
 from dashboard.workers.wheel import build_wheel, latest_wheel_key, publish_wheel
 from pipeline.errors import ConfigError
 from pipeline.stores import open_store

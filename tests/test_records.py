@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.records import HEADER, CorruptBatch, encode_record, iter_records, scan
+from pipeline.errors import CorruptBatch
+from pipeline.records import HEADER, encode_record, iter_records, scan
 
 RECORDS = [
     (

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dashboard.workers.base import LaunchResult, WorkerProvider, WorkerProviderError
+from dashboard.errors import WorkerProviderError
+from dashboard.workers.base import LaunchResult, WorkerProvider
 from pipeline.config import Settings
 
-__all__ = ["PROVIDERS", "LaunchResult", "WorkerProvider", "WorkerProviderError", "get_provider"]
+__all__ = ["PROVIDERS", "LaunchResult", "WorkerProvider", "get_provider"]
 
 PROVIDERS = ("local", "ec2")
 

@@ -6,12 +6,6 @@ import abc
 import dataclasses
 import datetime as dt
 
-from pipeline.errors import PipelineError
-
-
-class WorkerProviderError(PipelineError):
-    """A provider could not start or stop a worker; the message says what to fix."""
-
 
 @dataclasses.dataclass(frozen=True)
 class LaunchResult:

@@ -30,7 +30,8 @@ import shlex
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dashboard.workers.base import LaunchResult, WorkerProvider, WorkerProviderError
+from dashboard.errors import WorkerProviderError
+from dashboard.workers.base import LaunchResult, WorkerProvider
 from dashboard.workers.wheel import latest_wheel_key, open_code_store, wheel_download_url
 from pipeline.aws import default_region, make_client
 from pipeline.config import Settings

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from dashboard.errors import WorkerProviderError
 from dashboard.formatting import utc
 from dashboard.models import Worker, WorkerState
-from dashboard.workers.base import WorkerProvider, WorkerProviderError
+from dashboard.workers.base import WorkerProvider
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
 from pipeline.mail import send_mail as deliver

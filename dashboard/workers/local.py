@@ -43,7 +43,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from dashboard.workers.base import LaunchResult, WorkerProvider, WorkerProviderError
+from dashboard.errors import WorkerProviderError
+from dashboard.workers.base import LaunchResult, WorkerProvider
 from dashboard.workers.ssh_relay import ACCEPTOR, READY_LINE, SOCKET_NAME, Relay
 from pipeline.config import Settings
 from scheduler import sandbox

@@ -5,11 +5,7 @@ from __future__ import annotations
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_ssh_public_key
 
-from pipeline.errors import PipelineError
-
-
-class SSHKeyError(PipelineError):
-    """The text is not a single OpenSSH public key."""
+from dashboard.errors import SSHKeyError
 
 
 def normalise_ssh_public_key(text: str) -> str:

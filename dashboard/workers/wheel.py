@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from dashboard.workers.base import WorkerProviderError
+from dashboard.errors import WorkerProviderError
 from pipeline.aws import make_client
 from pipeline.config import Settings
 from pipeline.errors import ObjectNotFound, PipelineError
