@@ -71,7 +71,7 @@ class SQSQueue(WorkQueue):
         self.url = url
         self.name = name
         self.dead_name = name + DEAD_SUFFIX
-        self.endpoint_url = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
+        self.endpoint_url = endpoint_url or None  # the caller's setting (pipeline.config)
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.setting = setting

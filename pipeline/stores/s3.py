@@ -71,7 +71,7 @@ class S3Store(BlobStore):
         self.url = url
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self.endpoint_url = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
+        self.endpoint_url = endpoint_url or None  # the caller's setting (pipeline.config)
         self.setting = setting
         self.transfer_config = TransferConfig(
             multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize
