@@ -337,6 +337,23 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     return _with_derived_defaults(load_section(Settings, ENV_PREFIX, None, env, overrides))
 
 
+def read_setting(name: str, env: Mapping[str, str] | None = None) -> object:
+    """One shared setting's value (default < TOML < environment), typed, without building
+    them all: for library code called without a Settings at hand (`open_store(url)` alone
+    still finds TELEMETRY_S3_ENDPOINT_URL), where an unrelated bad setting must not fail it."""
+    env = os.environ if env is None else env
+    kind = _field_kinds(Settings)[name]
+    variable = f"{ENV_PREFIX}{name.upper()}"
+    raw = env.get(variable)
+    if raw is not None and raw != "":
+        return _coerce(variable, raw, kind)
+    toml_values, where = _toml_table(env, None)
+    for key, value in toml_values.items():
+        if key.lower().removeprefix(ENV_PREFIX.lower()) == name:
+            return _coerce(variable, value, kind, f" in {where}")
+    return Settings.__dataclass_fields__[name].default
+
+
 def use_config_file(path: str) -> None:
     """Make `path` the TOML file every later `load_settings`/`load_section` reads (a
     `--config` flag), for this process and the services it starts, which inherit it."""
