@@ -132,7 +132,7 @@ class Settings:
     log_format: str = "text"  # or json: one JSON object per line
     log_level: str = ""  # unset: each service's default (INFO; WARNING for CLI subcommands)
     # the demo data (python -m launcher demo, docs/screenshots): the shared fixtures directory;
-    # unset: ../shared/fixtures beside the repository
+    # unset: the shared fixtures directory beside the checkout (see launcher.demo)
     shared_fixtures: str = ""
     # The only AWS credentials a scheduled job gets (as AWS_*), to read an s3:// published
     # store; give them a read-only policy. The service's own AWS_* are never passed to jobs.
