@@ -15,6 +15,7 @@ import getpass
 import logging
 import sys
 
+from dashboard.config import load_dashboard_config
 from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
 from pipeline.config import COMMON_SETTINGS, load_settings
 from pipeline.db import check_db
@@ -70,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Single sign-on: TELEMETRY_DASHBOARD_OIDC_ISSUER, TELEMETRY_DASHBOARD_OIDC_CLIENT_ID,\n"
         "TELEMETRY_DASHBOARD_OIDC_CLIENT_SECRET, TELEMETRY_DASHBOARD_OIDC_ALLOWED_DOMAINS,\n"
         "TELEMETRY_DASHBOARD_OIDC_ALLOWED_GROUPS, TELEMETRY_DASHBOARD_PASSWORD_SIGNIN=false for\n"
-        "single sign-on only (see the README).",
+        "single sign-on only (see the README).\n\n"
+        "Effective dashboard settings (TELEMETRY_DASHBOARD_* or the [dashboard] table):\n"
+        + load_dashboard_config().describe(),
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"

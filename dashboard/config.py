@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.config import load_section, non_negative, one_of, positive
+from pipeline.config import describe_section, load_section, non_negative, one_of, positive
 
 ENV_PREFIX = "TELEMETRY_DASHBOARD_"
 LEGACY_ENV_PREFIX = "DASHBOARD_"
@@ -66,6 +66,10 @@ class DashboardConfig:
     # /telemetry: whose published day files it shows, and how often it checks for new ones.
     aggregates_job: str = "telemetry-aggregates"
     aggregates_sync_seconds: float = positive(10.0)
+
+    def describe(self) -> str:
+        """`TELEMETRY_DASHBOARD_NAME=value` lines for `python -m dashboard --help`."""
+        return describe_section(self, ENV_PREFIX, secrets=("oidc_client_secret",))
 
     def flask_config(self) -> dict[str, Any]:
         """The section as Flask config keys (upper case; the cookie flag as True/False/"auto")."""

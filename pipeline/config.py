@@ -163,6 +163,20 @@ class Settings:
         return "\n".join(lines)
 
 
+def describe_section(section: object, prefix: str, secrets: Iterable[str] = ()) -> str:
+    """`NAME=value` lines of a section (scheduler, dashboard) for `--help` texts: `secrets`
+    shown as *** when set, passwords in URLs hidden."""
+    lines = []
+    for field in dataclasses.fields(section):  # type: ignore[arg-type]
+        value = getattr(section, field.name)
+        if field.name in secrets and value:
+            value = "***"
+        elif isinstance(value, str):
+            value = hide_url_passwords(value)
+        lines.append(f"  {prefix}{field.name.upper()}={value}")
+    return "\n".join(lines)
+
+
 COMMON_SETTINGS = ("data_dir", "log_format", "log_level")
 """Settings every service reads (the others are listed by each service's `--help`)."""
 

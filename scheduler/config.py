@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from pipeline.config import load_section, non_negative, positive
+from pipeline.config import describe_section, load_section, non_negative, positive
 
 ENV_PREFIX = "TELEMETRY_SCHEDULER_"
 TOML_TABLE = "scheduler"
@@ -70,10 +70,8 @@ class SchedulerConfig:
     ec2_poll_seconds: float = positive(15.0)
 
     def describe(self) -> str:
-        return "\n".join(
-            f"  {ENV_PREFIX}{f.name.upper()}={getattr(self, f.name)}"
-            for f in dataclasses.fields(self)
-        )
+        """`TELEMETRY_SCHEDULER_NAME=value` lines for `python -m scheduler --help`."""
+        return describe_section(self, ENV_PREFIX)
 
 
 def load_scheduler_config(
