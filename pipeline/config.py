@@ -8,8 +8,8 @@ own declares them as a section dataclass with the same field helpers (`positive`
 `TELEMETRY_CONFIG` (or a service's `--config` flag) holds them all: the shared keys at its top
 level in lower case without the prefix (`queue_url = "redis://..."`), each section's in its
 table. The environment names are part of the public contract (README "Configuration",
-docs/contracts.md). This module and the sections are the only readers of `os.environ`
-(tests/test_environ_reads.py). Derived defaults (the stores under the data directory) are
+docs/contracts.md). This module is the one reader of `os.environ` for settings (the sections
+load through it; tests/test_environ_reads.py). Derived defaults (the stores under the data directory) are
 computed after the data directory itself is known, so changing only `TELEMETRY_DATA_DIR`
 moves everything.
 """
@@ -86,7 +86,10 @@ class Settings:
     client_body_timeout_seconds: float = positive(60.0)
     keepalive_timeout_seconds: float = positive(75.0)
     # the client's address (pipeline.client_address): proxies whose X-Forwarded-For entry is
-    # trusted, and what may be kept of the address after convert's country lookup
+    # trusted, and what may be kept of the address after convert's country lookup. The same
+    # count as the dashboard's trusted_proxies, but kept apart on purpose: one environment
+    # file serves every unit, and ingest often faces clients directly while the dashboard sits
+    # behind nginx; one shared count would let any client choose its country.
     trusted_proxy_hops: int = non_negative(0)
     client_address_policy: str = one_of("drop", "hash")
     client_address_hash_key: str = ""  # required by `hash`
@@ -114,20 +117,19 @@ class Settings:
     health_interval_seconds: float = 3600.0
     public_base_url: str = "http://127.0.0.1:5000"
     # operations: metrics (see pipeline.metrics)
-    metrics_port: int = non_negative(0)  # convert, scheduler, health watcher: 0 = no metrics server
+    # convert, scheduler, health watcher: 0 = no metrics server
+    metrics_port: int = non_negative(0)
     metrics_host: str = "127.0.0.1"
-    metrics_stale_minutes: float = positive(
-        60.0
-    )  # convert: incoming objects older than this are "stale"
+    # convert: incoming objects older than this are "stale"
+    metrics_stale_minutes: float = positive(60.0)
     # dashboard /metrics: who may scrape it (networks, comma-separated) or a bearer token
     metrics_allow: str = "127.0.0.1/32,::1/128"
     metrics_token: str = ""
     # dashboard under gunicorn (dashboard.server)
     dashboard_workers: int = positive(2)  # worker processes
     dashboard_threads: int = positive(4)  # threads per worker process
-    trusted_proxies: int = non_negative(
-        0
-    )  # reverse proxies whose X-Forwarded-* headers are trusted (ProxyFix)
+    # reverse proxies whose X-Forwarded-* headers are trusted (ProxyFix); see trusted_proxy_hops
+    trusted_proxies: int = non_negative(0)
     # every service: pipeline.logs
     log_format: str = "text"  # or json: one JSON object per line
     log_level: str = ""  # unset: each service's default (INFO; WARNING for CLI subcommands)
@@ -320,6 +322,8 @@ def load_section(
                 )
         if raw is not None and raw != "":
             values[name] = _coerce(variable, raw, kind)
+    if legacy_prefix:
+        _warn_of_unread_legacy_variables(env, legacy_prefix, kinds)
     for name, raw in (overrides or {}).items():
         if name not in kinds:
             raise ConfigError(f"{prefix}{name.upper()}", "is not a known setting")
@@ -328,6 +332,19 @@ def load_section(
     loaded = section(**values)
     check_ranges(loaded, prefix)
     return loaded
+
+
+def _warn_of_unread_legacy_variables(
+    env: Mapping[str, str], legacy_prefix: str, kinds: Mapping[str, type]
+) -> None:
+    """An old-prefix variable that names no field used to reach the app anyway (Flask config
+    from DASHBOARD_*); say that it is ignored now rather than drop it silently."""
+    for variable in sorted(env):
+        name = variable.removeprefix(legacy_prefix).lower()
+        if variable.startswith(legacy_prefix) and name not in kinds:
+            warnings.warn(
+                f"{variable} is not a setting and is ignored", FutureWarning, stacklevel=3
+            )
 
 
 def check_ranges(loaded: object, prefix: str) -> None:

@@ -177,6 +177,11 @@ def test_the_old_dashboard_names_still_work_with_a_warning_and_the_new_ones_win(
     assert load_dashboard_config(both).worker_lifetime_hours == 7
 
 
+def test_an_old_dashboard_variable_that_is_no_setting_is_reported_not_dropped_silently():
+    with pytest.warns(FutureWarning, match="DASHBOARD_MAX_CONTENT_LENGTH is not a setting"):
+        load_dashboard_config({"DASHBOARD_MAX_CONTENT_LENGTH": "10"})
+
+
 def test_create_app_takes_flask_keys_from_the_dashboard_section(settings, monkeypatch):
     from dashboard import create_app
 
