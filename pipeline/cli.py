@@ -25,7 +25,7 @@ from pipeline.logs import LOG_FORMATS, add_log_level_argument, setup_logging
 def apply_config_flag(argv: Sequence[str] | None = None) -> None:
     """Make a `--config FILE` in `argv` (None: sys.argv) the settings file before anything
     reads the settings; a missing or broken file is a ConfigError naming TELEMETRY_CONFIG."""
-    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    early = argparse.ArgumentParser(add_help=False)  # abbreviations as the full parser takes them
     early.add_argument("--config")
     known, _ = early.parse_known_args(argv)
     if known.config:
