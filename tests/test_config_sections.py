@@ -264,3 +264,29 @@ def test_the_log_format_flag_beats_the_setting(settings, capfd):
             root.removeHandler(handler)
     record = json.loads(line)
     assert record["message"] == "run 7 done" and record["service"] == "test"
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "ingest",
+        "convert",
+        "scheduler",
+        "scheduler.system_jobs",
+        "dashboard",
+        "health",
+        "health.simulate",
+        "launcher",
+        "aggregates",
+        "mapreduce.job",
+        "mapreduce.cat",
+        "mapreduce.export",
+        "pipeline",
+        "histograms",
+    ],
+)
+def test_every_entry_point_takes_the_common_flags(module, data_dir):
+    result = run(module, "--help")
+    assert result.returncode == 0, result.stderr
+    for flag in ("--config FILE", "--log-level LEVEL", "-v, --verbose", "--log-format"):
+        assert flag in result.stdout, flag
