@@ -1,7 +1,7 @@
 """Single sign-on with OpenID Connect (Authlib), for operators who have an identity provider.
 
-Configured by the dashboard section (dashboard.config, TELEMETRY_DASHBOARD_OIDC_*); off unless OIDC_CLIENT_ID and a
-discovery URL or issuer are set. "Sign in with single sign-on" sends the browser to the
+Configured by the dashboard section (dashboard.config, TELEMETRY_DASHBOARD_OIDC_*); off unless
+OIDC_CLIENT_ID and a discovery URL or issuer are set. "Sign in with single sign-on" sends the browser to the
 provider (authorization code flow, state and nonce checked by Authlib); on return the
 provider's email must be verified and must be at an allowed domain, or the account must be in
 an allowed group (`sso_refusal`). An account is made on first sign-in; an account the operator

@@ -3,8 +3,8 @@
 Counters must be shared by every dashboard process (several WSGI workers, several hosts), so
 the default storage is the app database itself (`appdb://`, a fixed-window counter table,
 `AppDatabaseStorage` below: the `limits` library has no SQL storage of its own). Operators
-with Redis set `TELEMETRY_DASHBOARD_RATELIMIT_STORAGE_URI=redis://host:6379/1` (any storage URI the
-`limits` library knows). `memory://` counts per process only and is meant for tests.
+with Redis set `TELEMETRY_DASHBOARD_RATELIMIT_STORAGE_URI=redis://host:6379/1` (any storage URI
+the `limits` library knows). `memory://` counts per process only and is meant for tests.
 
 Only failures count (`deduct_when`): a user who signs in correctly is never slowed down, and
 an attacker guessing one account is stopped after SIGNIN_LIMIT_PER_ACCOUNT tries whatever
