@@ -10,12 +10,12 @@ Exit status: 0 done, 1 the computation failed, 2 usage or configuration error.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.system_jobs import AGGREGATES_JOB, date_range
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"  TELEMETRY_PUBLIC_URL={settings.public_url}\n"
         f"  TELEMETRY_HISTOGRAM_CACHE={settings.histogram_cache}",
     )
+    add_common_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     job = commands.add_parser(
         "job",
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     job.add_argument(
         "--job-name",
-        default=os.environ.get("JOB_NAME", AGGREGATES_JOB),
+        default=os.environ.get("JOB_NAME", AGGREGATES_JOB),  # the job contract, not a setting
         help="whose published index.json to continue (default: $JOB_NAME or %(default)s)",
     )
     job.add_argument("--from", dest="first", help="first submission date to recompute")
@@ -60,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
+        apply_config_flag(argv)
         args = build_parser().parse_args(argv)
+        setup_logging_from_args("aggregates", args)
         if args.command == "show":
             import json
 

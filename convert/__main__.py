@@ -22,9 +22,9 @@ from convert.worker import (
     setup_logging,
 )
 from pipeline.allow_list import AllowList
+from pipeline.cli import add_common_arguments, apply_config_flag, with_log_format
 from pipeline.config import COMMON_SETTINGS, Settings, load_settings
 from pipeline.errors import ConfigError, PipelineError, ServiceUnreachable
-from pipeline.logs import add_log_level_argument
 
 log = logging.getLogger("convert")
 
@@ -159,7 +159,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="at start-up, how long to keep retrying stores and a queue that do not answer "
         "(an outage, not a wrong setting) before exiting 1 (default: 300)",
     )
-    add_log_level_argument(parser)
+    add_common_arguments(parser)
     return parser
 
 
@@ -187,6 +187,7 @@ def _options(args: argparse.Namespace) -> WorkerOptions:
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        apply_config_flag(argv)
         settings = load_settings()
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         print("--workers must be at least 1", file=sys.stderr)
         return 2
+    settings = with_log_format(settings, args)  # the worker processes log alike
     setup_logging(args.log_level, settings)
     options = _options(args)
     try:

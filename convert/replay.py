@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from convert import outcomes as oc
 from convert.batch import BatchMessage, BatchProcessor
+from pipeline.cli import add_common_arguments, setup_logging_from_args
 from pipeline.config import Settings
 from pipeline.errors import ObjectNotFound
 from pipeline.layout import ERRORS_PREFIX
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--until", type=parse_day, metavar="DATE", help="last day (YYYY-MM-DD, UTC), inclusive"
     )
-    parser.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
+    add_common_arguments(parser, "WARNING")
     return parser
 
 
@@ -163,8 +164,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str], settings: Settings) -> int:
-    from convert.worker import setup_logging
-
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging_from_args("convert", args, settings, default_level="WARNING")
     return run(settings, args)

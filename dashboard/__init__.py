@@ -18,6 +18,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dashboard import account, sso, throttle, web_security
+from dashboard.config import DashboardConfig, load_dashboard_config, setting_name
 from dashboard.secret_key import load_or_create_secret_key
 from dashboard.users import dummy_password_hash
 from dashboard.workers import PROVIDERS
@@ -29,52 +30,38 @@ from scheduler.job_spec import RUNNERS
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
 
-DEFAULT_CONFIG: dict[str, Any] = {
+FLASK_CONSTANTS: dict[str, Any] = {
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
-    # "auto": Secure unless the request is plain http to a loopback host (dashboard.web_security)
-    "SESSION_COOKIE_SECURE": "auto",
     "SESSION_COOKIE_NAME": "telemetry_session",
     "PERMANENT_SESSION_LIFETIME": dt.timedelta(days=7),
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
-    "TARBALL_MAX_BYTES": None,  # default: the scheduler's TELEMETRY_SCHEDULER_TARBALL_MAX_BYTES
-    "WORKER_PROVIDER": "local",  # or "ec2" (then WORKER_EC2_AMI is required)
-    "WORKER_LIFETIME_HOURS": 24,
-    "WORKER_EXTEND_HOURS": 24,
-    "WORKER_WARN_BEFORE_MINUTES": 60,
-    # The address local workers' sshd listen on and their SSH command names.
-    "WORKER_LOCAL_SSH_HOST": "127.0.0.1",
-    "WORKER_EC2_AMI": "",  # no default; required with the ec2 provider (create_app refuses)
-    # The instance profile (name or ARN) giving workers read-only access to the published
-    # store; no default, required with the ec2 provider (create_app refuses).
-    "WORKER_EC2_INSTANCE_PROFILE": "",
-    "WORKER_EC2_INSTANCE_TYPE": "t3.large",
-    "WORKER_EC2_SSH_USER": "ubuntu",
-    "WORKER_EC2_ENDPOINT_URL": "",  # unset: AWS's own EC2 endpoint (set for moto or a private one)
-    "EXPIRY_INTERVAL_SECONDS": 60,
     "CLOCK": None,  # seconds since the epoch for the sign-in throttle; tests pass their own
-    **account.DEFAULT_CONFIG,
-    **sso.DEFAULT_CONFIG,
-    **throttle.DEFAULT_CONFIG,
-    "AGGREGATES_JOB": "telemetry-aggregates",  # whose published day files /telemetry shows
-    "AGGREGATES_SYNC_SECONDS": 10,  # how often the read cache checks the published index
 }
+"""Flask config the dashboard fixes; what an operator may set is dashboard.config's section."""
+
+DEFAULT_CONFIG: dict[str, Any] = {**FLASK_CONSTANTS, **DashboardConfig().flask_config()}
+"""Every Flask config key create_app sets before the section's values and `test_config`."""
 
 
 def create_app(
-    settings: Settings | None = None, test_config: dict[str, Any] | None = None
+    settings: Settings | None = None,
+    test_config: dict[str, Any] | None = None,
+    config: DashboardConfig | None = None,
 ) -> Flask:
-    """Build the dashboard app; `test_config` overrides Flask config (tests, embedding)."""
+    """Build the dashboard app from the settings and the dashboard's section (both loaded
+    from the environment and TELEMETRY_CONFIG when not given); `test_config` overrides Flask
+    config keys (tests, embedding)."""
     settings = settings or load_settings()
+    config = config or load_dashboard_config()
     if settings.runner not in RUNNERS:  # jobs made here get it; refuse it now, not per form
         raise ConfigError(
             "TELEMETRY_RUNNER", f"must be one of {', '.join(RUNNERS)}, got {settings.runner!r}"
         )
     app = Flask(__name__)
-    app.config.update(DEFAULT_CONFIG)
+    app.config.update(FLASK_CONSTANTS)
+    app.config.update(config.flask_config())
     app.config["SECRET_KEY"] = settings.secret_key or None
-    # DASHBOARD_<NAME>=value environment variables override any key above (values parsed as JSON).
-    app.config.from_prefixed_env("DASHBOARD")
     if test_config:
         app.config.update(test_config)
     if settings.trusted_proxies:  # behind N reverse proxies: their X-Forwarded-* are the truth
@@ -131,15 +118,15 @@ def check_worker_config(config: Mapping[str, Any]) -> None:
     provider = config["WORKER_PROVIDER"]
     if provider not in PROVIDERS:
         raise ConfigError(
-            "DASHBOARD_WORKER_PROVIDER", f"must be {' or '.join(PROVIDERS)}, got {provider!r}"
+            setting_name("WORKER_PROVIDER"), f"must be {' or '.join(PROVIDERS)}, got {provider!r}"
         )
     if provider == "ec2" and not config.get("WORKER_EC2_AMI"):
         raise ConfigError(
-            "DASHBOARD_WORKER_EC2_AMI",
+            setting_name("WORKER_EC2_AMI"),
             "is not set: the ec2 worker provider needs the AMI its workers boot",
         )
     if provider == "ec2" and not config.get("WORKER_EC2_INSTANCE_PROFILE"):
         raise ConfigError(
-            "DASHBOARD_WORKER_EC2_INSTANCE_PROFILE",
+            setting_name("WORKER_EC2_INSTANCE_PROFILE"),
             "is not set: ec2 workers need an instance profile that may read the published store",
         )

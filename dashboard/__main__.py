@@ -15,10 +15,11 @@ import getpass
 import logging
 import sys
 
+from dashboard.config import load_dashboard_config
+from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
 from pipeline.config import COMMON_SETTINGS, load_settings
 from pipeline.db import check_db
 from pipeline.errors import PipelineError
-from pipeline.logs import add_log_level_argument, setup_logging
 
 log = logging.getLogger("dashboard")
 
@@ -53,20 +54,26 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Effective settings it reads (environment TELEMETRY_*, or a TOML file named by "
         "TELEMETRY_CONFIG;\nall of them: python -m pipeline config):\n"
         + settings.describe(SETTINGS_USED)
-        + "\n\nDashboard-only options are DASHBOARD_* variables, e.g. DASHBOARD_WORKER_PROVIDER=ec2,\n"
-        "DASHBOARD_SESSION_COOKIE_SECURE=true, DASHBOARD_WORKER_LIFETIME_HOURS=24.\n"
-        "EC2 workers (DASHBOARD_WORKER_PROVIDER=ec2) need DASHBOARD_WORKER_EC2_AMI and\n"
-        "DASHBOARD_WORKER_EC2_INSTANCE_PROFILE (read-only access to the published store; no\n"
-        "defaults: the dashboard refuses to start without them), a wheel published with\n"
-        "`publish-wheel`, and take DASHBOARD_WORKER_EC2_INSTANCE_TYPE\n"
-        "(t3.large), DASHBOARD_WORKER_EC2_SSH_USER (ubuntu), DASHBOARD_WORKER_EC2_ENDPOINT_URL\n"
+        + "\n\nDashboard-only settings: TELEMETRY_DASHBOARD_* variables or the [dashboard] table of\n"
+        "the TOML file, e.g. TELEMETRY_DASHBOARD_WORKER_PROVIDER=ec2,\n"
+        "TELEMETRY_DASHBOARD_SESSION_COOKIE_SECURE=true, TELEMETRY_DASHBOARD_WORKER_LIFETIME_HOURS=24\n"
+        "(the old DASHBOARD_* names still work, with a warning). EC2 workers\n"
+        "(TELEMETRY_DASHBOARD_WORKER_PROVIDER=ec2) need TELEMETRY_DASHBOARD_WORKER_EC2_AMI and\n"
+        "TELEMETRY_DASHBOARD_WORKER_EC2_INSTANCE_PROFILE (read-only access to the published store;\n"
+        "no defaults: the dashboard refuses to start without them), a wheel published with\n"
+        "`publish-wheel`, and take TELEMETRY_DASHBOARD_WORKER_EC2_INSTANCE_TYPE (t3.large),\n"
+        "TELEMETRY_DASHBOARD_WORKER_EC2_SSH_USER (ubuntu) and TELEMETRY_EC2_ENDPOINT_URL\n"
         "(unset: AWS's own EC2 endpoint).\n"
-        "Accounts: DASHBOARD_SIGNIN_LIMIT_PER_ACCOUNT ('10 per 15 minutes'),\n"
-        "DASHBOARD_SIGNIN_LIMIT_PER_ADDRESS ('50 per 15 minutes'), DASHBOARD_RATELIMIT_STORAGE_URI\n"
-        "(appdb://: the app database; or redis://host:6379/1), DASHBOARD_ACCOUNT_LINK_MAX_AGE_HOURS\n"
-        "(24). Single sign-on: DASHBOARD_OIDC_ISSUER, DASHBOARD_OIDC_CLIENT_ID,\n"
-        "DASHBOARD_OIDC_CLIENT_SECRET, DASHBOARD_OIDC_ALLOWED_DOMAINS, DASHBOARD_OIDC_ALLOWED_GROUPS,\n"
-        "DASHBOARD_PASSWORD_SIGNIN=false for single sign-on only (see the README).",
+        "Accounts: TELEMETRY_DASHBOARD_SIGNIN_LIMIT_PER_ACCOUNT ('10 per 15 minutes'),\n"
+        "TELEMETRY_DASHBOARD_SIGNIN_LIMIT_PER_ADDRESS ('50 per 15 minutes'),\n"
+        "TELEMETRY_DASHBOARD_RATELIMIT_STORAGE_URI (appdb://: the app database; or\n"
+        "redis://host:6379/1), TELEMETRY_DASHBOARD_ACCOUNT_LINK_MAX_AGE_HOURS (24).\n"
+        "Single sign-on: TELEMETRY_DASHBOARD_OIDC_ISSUER, TELEMETRY_DASHBOARD_OIDC_CLIENT_ID,\n"
+        "TELEMETRY_DASHBOARD_OIDC_CLIENT_SECRET, TELEMETRY_DASHBOARD_OIDC_ALLOWED_DOMAINS,\n"
+        "TELEMETRY_DASHBOARD_OIDC_ALLOWED_GROUPS, TELEMETRY_DASHBOARD_PASSWORD_SIGNIN=false for\n"
+        "single sign-on only (see the README).\n\n"
+        "Effective dashboard settings (TELEMETRY_DASHBOARD_* or the [dashboard] table):\n"
+        + load_dashboard_config().describe(),
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
@@ -93,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not run the worker expiry sweep in this process",
     )
-    add_log_level_argument(parser)
+    add_common_arguments(parser)
     commands = parser.add_subparsers(dest="command")
     user = commands.add_parser(
         "create-user", help="add a user (prompts for the password when --password is not given)"
@@ -240,12 +247,13 @@ def _serve(app, args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        apply_config_flag(argv)
         parser = build_parser()  # reads the settings for --help
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    setup_logging("dashboard", args.log_level, settings=load_settings())
+    setup_logging_from_args("dashboard", args, load_settings())
     if args.command is None:  # serving: every gunicorn worker's metrics in one directory
         from dashboard.server import cleanup_multiprocess_metrics, prepare_multiprocess_metrics
 

@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("account", __name__)
 _mailer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="account-mail")
 
-DEFAULT_CONFIG = {"ACCOUNT_LINK_MAX_AGE_HOURS": 24}
-
 
 def link_url(settings: Settings, token: str) -> str:
     """The link's address, built on TELEMETRY_PUBLIC_BASE_URL and never on the request's Host

@@ -1,7 +1,7 @@
 """Single sign-on with OpenID Connect (Authlib), for operators who have an identity provider.
 
-Configured by DASHBOARD_* settings (see DEFAULT_CONFIG); off unless OIDC_CLIENT_ID and a
-discovery URL or issuer are set. "Sign in with single sign-on" sends the browser to the
+Configured by the dashboard section (dashboard.config, TELEMETRY_DASHBOARD_OIDC_*); off unless
+OIDC_CLIENT_ID and a discovery URL or issuer are set. "Sign in with single sign-on" sends the browser to the
 provider (authorization code flow, state and nonce checked by Authlib); on return the
 provider's email must be verified and must be at an allowed domain, or the account must be in
 an allowed group (`sso_refusal`). An account is made on first sign-in; an account the operator
@@ -22,6 +22,7 @@ from flask import Blueprint, Flask, current_app, flash, redirect, render_templat
 
 from dashboard import database, signin_log, throttle
 from dashboard.auth import start_session
+from dashboard.config import DashboardConfig, setting_name
 from dashboard.users import create_user, find_user, normalise_email
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
@@ -29,23 +30,9 @@ from pipeline.errors import ConfigError
 log = logging.getLogger(__name__)
 bp = Blueprint("sso", __name__)
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    "PASSWORD_SIGNIN": True,  # false: single sign-on only
-    "OIDC_DISCOVERY_URL": "",  # https://idp.example.org/.well-known/openid-configuration
-    "OIDC_ISSUER": "",  # or only the issuer; the discovery URL is derived from it
-    "OIDC_CLIENT_ID": "",
-    "OIDC_CLIENT_SECRET": "",
-    "OIDC_SCOPE": "openid email profile",
-    "OIDC_ALLOWED_DOMAINS": None,  # unset: TELEMETRY_SIGNUP_DOMAINS
-    "OIDC_ALLOWED_GROUPS": "",
-    "OIDC_GROUPS_CLAIM": "groups",
-    "OIDC_REQUIRE_VERIFIED_EMAIL": True,
-    "OIDC_LABEL": "single sign-on",
-}
-
 
 def split_list(value: str | Iterable[str] | None) -> list[str]:
-    """'a, b' or ['a', 'b'] (a DASHBOARD_ variable may hold either) as a clean list."""
+    """'a, b' or ['a', 'b'] (a setting or a test's config dict) as a clean list."""
     if not value:
         return []
     items = value.split(",") if isinstance(value, str) else list(value)
@@ -94,22 +81,23 @@ def discovery_url(config: Mapping[str, Any]) -> str:
 
 def init_app(app: Flask) -> None:
     """Register the OIDC client when configured; refuse passwords-off without it."""
-    for key, value in DEFAULT_CONFIG.items():
+    for key, value in DashboardConfig().flask_config().items():  # an app made elsewhere
         app.config.setdefault(key, value)
     url = discovery_url(app.config)
     if not (url and app.config["OIDC_CLIENT_ID"]):
         if not app.config["PASSWORD_SIGNIN"]:
             raise ConfigError(
-                "DASHBOARD_PASSWORD_SIGNIN",
-                "is false but single sign-on is not configured (set DASHBOARD_OIDC_ISSUER or "
-                "DASHBOARD_OIDC_DISCOVERY_URL and DASHBOARD_OIDC_CLIENT_ID): nobody could sign in",
+                setting_name("PASSWORD_SIGNIN"),
+                "is false but single sign-on is not configured (set TELEMETRY_DASHBOARD_OIDC_ISSUER"
+                " or TELEMETRY_DASHBOARD_OIDC_DISCOVERY_URL and TELEMETRY_DASHBOARD_OIDC_CLIENT_ID):"
+                " nobody could sign in",
             )
         return
     oauth = OAuth(app)
     secret = app.config["OIDC_CLIENT_SECRET"]
     oauth.register(
         "oidc",
-        # DASHBOARD_ variables are parsed as JSON: a numeric id or secret arrives as a number.
+        # a test's config dict may hold a number
         client_id=str(app.config["OIDC_CLIENT_ID"]),
         client_secret=str(secret) if secret not in (None, "") else None,
         server_metadata_url=url,

@@ -3,8 +3,8 @@
 Counters must be shared by every dashboard process (several WSGI workers, several hosts), so
 the default storage is the app database itself (`appdb://`, a fixed-window counter table,
 `AppDatabaseStorage` below: the `limits` library has no SQL storage of its own). Operators
-with Redis set `DASHBOARD_RATELIMIT_STORAGE_URI=redis://host:6379/1` (any storage URI the
-`limits` library knows). `memory://` counts per process only and is meant for tests.
+with Redis set `TELEMETRY_DASHBOARD_RATELIMIT_STORAGE_URI=redis://host:6379/1` (any storage URI
+the `limits` library knows). `memory://` counts per process only and is meant for tests.
 
 Only failures count (`deduct_when`): a user who signs in correctly is never slowed down, and
 an attacker guessing one account is stopped after SIGNIN_LIMIT_PER_ACCOUNT tries whatever
@@ -29,18 +29,11 @@ from limits.storage import Storage
 from sqlalchemy import Engine, case, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from dashboard.config import DashboardConfig, setting_name
 from dashboard.models import RateLimitCounter
 from dashboard.users import normalise_email
 from pipeline.db import dialect_insert
 from pipeline.errors import ConfigError
-
-DEFAULT_CONFIG: dict[str, Any] = {
-    "RATELIMIT_STORAGE_URI": "appdb://",
-    "RATELIMIT_STRATEGY": "fixed-window",
-    "SIGNIN_LIMIT_PER_ACCOUNT": "10 per 15 minutes",
-    "SIGNIN_LIMIT_PER_ADDRESS": "50 per 15 minutes",
-    "MAIL_LINK_LIMIT_PER_ADDRESS": "20 per hour",  # sign-up and reset mails a client can ask for
-}
 
 
 class AppDatabaseStorage(Storage):
@@ -140,7 +133,7 @@ def failed(response) -> bool:
 
 def init_app(app: Flask, engine: Engine) -> Limiter:
     """Attach a Limiter to `app` and throttle the sign-in and mail-sending views."""
-    for key, value in DEFAULT_CONFIG.items():
+    for key, value in DashboardConfig().flask_config().items():  # an app made elsewhere
         app.config.setdefault(key, value)
     options = dict(app.config.get("RATELIMIT_STORAGE_OPTIONS") or {})
     if app.config["RATELIMIT_STORAGE_URI"].startswith("appdb"):
@@ -152,7 +145,7 @@ def init_app(app: Flask, engine: Engine) -> Limiter:
     try:
         limiter = Limiter(key_func=client_address, app=app)
     except ConfigurationError as exc:
-        raise ConfigError("DASHBOARD_RATELIMIT_STORAGE_URI", str(exc)) from exc
+        raise ConfigError(setting_name("RATELIMIT_STORAGE_URI"), str(exc)) from exc
     per_account = limiter.limit(
         lambda: current_app.config["SIGNIN_LIMIT_PER_ACCOUNT"],
         key_func=signin_account_key,
@@ -192,7 +185,7 @@ def check_config(config) -> None:
             parse_many(str(config[key]))
         except ValueError as exc:
             raise ConfigError(
-                f"DASHBOARD_{key}", f"{config[key]!r} is not a limit like '10 per 15 minutes'"
+                setting_name(key), f"{config[key]!r} is not a limit like '10 per 15 minutes'"
             ) from exc
 
 

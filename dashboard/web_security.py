@@ -7,7 +7,7 @@ that set their own policy (published files are served with a sandbox policy) kee
 `SESSION_COOKIE_SECURE` is "auto" by default: the cookie is marked Secure unless the request
 is plain http to a loopback host (the embedded default, http://127.0.0.1:5000). Behind a TLS
 proxy the public host name is not loopback, so the cookie is Secure. Set
-DASHBOARD_SESSION_COOKIE_SECURE=true or false to decide it yourself.
+TELEMETRY_DASHBOARD_SESSION_COOKIE_SECURE=true or false to decide it yourself.
 """
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 
 from health.alerts import evaluate
 from health.metrics import HealthMetrics
+from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
 from pipeline.config import COMMON_SETTINGS, hide_url_passwords, load_settings
 from pipeline.db import init_db, make_engine
 from pipeline.errors import ConfigError
-from pipeline.logs import add_log_level_argument, setup_logging
 from pipeline.metrics import serve_metrics
 from pipeline.reconcile import Reconciler
 
@@ -56,6 +56,7 @@ def recipients_of(value: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    apply_config_flag(argv)
     settings = load_settings()
     parser = argparse.ArgumentParser(
         prog="python -m health",
@@ -85,9 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="serve Prometheus /metrics, /__heartbeat__ and /__lbheartbeat__ on this port "
         f"(default: {settings.metrics_port}, TELEMETRY_METRICS_PORT; 0: off)",
     )
-    add_log_level_argument(parser)
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
-    setup_logging("health", args.log_level, settings=settings)
+    setup_logging_from_args("health", args, settings)
     engine = make_engine(settings.database_url)
     init_db(engine)
     metrics = HealthMetrics(engine)

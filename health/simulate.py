@@ -245,6 +245,7 @@ def detect(simulation: Simulation, cfg: DetectorSettings = DEFAULT_SETTINGS) -> 
 
 
 def _parser() -> argparse.ArgumentParser:
+    from pipeline.cli import add_common_arguments
     from pipeline.config import load_settings
 
     settings = load_settings()
@@ -297,6 +298,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only write the counts; do not run the detectors or store alerts",
     )
+    add_common_arguments(parser)
     return parser
 
 
@@ -305,12 +307,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from health import alerts
+    from pipeline.cli import apply_config_flag, setup_logging_from_args
     from pipeline.config import load_settings
     from pipeline.db import init_db, make_engine
     from pipeline.errors import ConfigError
 
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        apply_config_flag(argv)
+        args = _parser().parse_args(argv)
+        setup_logging_from_args("health.simulate", args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.days < 1:
         print("error: --days must be at least 1", file=sys.stderr)
         return 2

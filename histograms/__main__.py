@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import logging
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from histograms.convert import IMPLEMENTATION, convert_payload, revision_of
 from histograms.definitions import load_definitions
 from histograms.errors import DefinitionError, RevisionError
 from histograms.revision_cache import RevisionCache
+from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
 from pipeline.config import load_settings
 
 
@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Effective settings:\n" + settings.describe(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_common_arguments(parser, "WARNING")
     commands = parser.add_subparsers(dest="command", required=True)
     buckets = commands.add_parser(
         "buckets",
@@ -131,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    apply_config_flag(argv)
     args = build_parser().parse_args(argv)
+    setup_logging_from_args("histograms", args, default_level="WARNING")
     return args.func(args)
 
 

@@ -9,9 +9,9 @@ import logging
 import sys
 from collections.abc import Callable
 
+from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
 from pipeline.config import COMMON_SETTINGS, Settings, load_settings
 from pipeline.errors import PipelineError
-from pipeline.logs import add_log_level_argument, setup_logging
 
 SETTINGS_USED = (
     *COMMON_SETTINGS,
@@ -69,7 +69,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         action="store_true",
         help="do not add accepted counts per hour to the database (TELEMETRY_DATABASE_URL)",
     )
-    add_log_level_argument(parser)
+    add_common_arguments(parser)
     return parser
 
 
@@ -85,6 +85,7 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        apply_config_flag(argv)
         settings = load_settings()
     except PipelineError as exc:
         print(f"ingest: {exc}", file=sys.stderr)
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fsync_policy:
         settings = load_settings(fsync_policy=args.fsync_policy)
     # One access-log line per request: written in batches, not one write each.
-    setup_logging("ingest", args.log_level, settings=settings, buffered=True)
+    setup_logging_from_args("ingest", args, settings, buffered=True)
 
     from ingest.app import create_app
     from ingest.server import serve

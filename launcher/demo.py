@@ -16,7 +16,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import os
 import shutil
 import urllib.error
 import urllib.request
@@ -24,7 +23,7 @@ import uuid
 from pathlib import Path
 
 from histograms.revision_cache import RevisionCache
-from pipeline.config import Settings
+from pipeline.config import Settings, load_settings
 
 log = logging.getLogger("launcher.demo")
 DEMO_BUILD_ID = "demo"
@@ -56,8 +55,9 @@ DEMO_HISTOGRAMS = {
 }
 
 
-def fixtures_dir() -> Path | None:
-    configured = os.environ.get("TELEMETRY_SHARED_FIXTURES")
+def fixtures_dir(settings: Settings | None = None) -> Path | None:
+    """The shared fixtures (TELEMETRY_SHARED_FIXTURES, else ../shared/fixtures), if present."""
+    configured = (settings or load_settings()).shared_fixtures
     candidate = (
         Path(configured)
         if configured
@@ -127,7 +127,7 @@ def _post(base_url: str, path: str, body: bytes) -> int:
 def send_demo_submissions(settings: Settings, ingest_url: str) -> int:
     """Post the demo submissions; returns how many were accepted."""
     submissions: list[tuple[str, bytes]] = []
-    fixtures = fixtures_dir()
+    fixtures = fixtures_dir(settings)
     if fixtures is not None:
         source = fixtures / "histograms" / "releases"
         shutil.copytree(source, Path(settings.histogram_cache) / "releases", dirs_exist_ok=True)

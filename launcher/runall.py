@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
 from pipeline.config import load_settings
-from pipeline.logs import setup_logging
 
 log = logging.getLogger("launcher")
 STOP_GRACE_SECONDS = 20.0
@@ -233,14 +233,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="do not add demo data (a few submissions and the example job) even to a new "
         "data directory; a data directory in use never gets any",
     )
+    add_common_arguments(parser)  # --log-level and --log-format apply to every service started
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    setup_logging("runall")
+    apply_config_flag(argv)  # the services started inherit it as TELEMETRY_CONFIG
     args = parse_args(argv)
     settings = load_settings()
+    setup_logging_from_args("runall", args, settings)
     env = dict(os.environ, TELEMETRY_DATA_DIR=settings.data_dir, PYTHONUNBUFFERED="1")
+    if args.log_level:
+        env["TELEMETRY_LOG_LEVEL"] = args.log_level
+    if args.log_format:
+        env["TELEMETRY_LOG_FORMAT"] = args.log_format
     # On one machine, show submissions within seconds rather than after a minute's batch.
     env.setdefault("TELEMETRY_SPOOL_MAX_AGE_SECONDS", "5")
     services = build_services(args)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from mapreduce.records import add_selection_arguments, as_filter, dumps, read
+from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.layout import SOURCE_DIMENSIONS
@@ -46,16 +47,19 @@ def build_parser(published_url: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--limit", type=int, metavar="N", help="stop after N records (default: all)"
     )
+    add_common_arguments(parser, "WARNING")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        apply_config_flag(argv)
         settings = load_settings()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     args = build_parser(settings.published_url).parse_args(argv)
+    setup_logging_from_args("mapreduce", args, settings, default_level="WARNING")
     if args.limit is not None and args.limit < 0:
         print("error: --limit must be 0 or more", file=sys.stderr)
         return EXIT_USAGE

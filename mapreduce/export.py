@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mapreduce.records import FilterSource, add_selection_arguments, as_filter, read_text
+from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.stores import BlobStore
@@ -110,16 +111,19 @@ def build_parser(published_url: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", required=True, metavar="DIR", help="output directory; must be empty or absent"
     )
+    add_common_arguments(parser, "WARNING")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        apply_config_flag(argv)
         settings = load_settings()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     args = build_parser(settings.published_url).parse_args(argv)
+    setup_logging_from_args("mapreduce", args, settings, default_level="WARNING")
     try:
         chosen = as_filter(args.input_filter, args.source)
         count = export_parquet(chosen, args.out, store=args.bucket)

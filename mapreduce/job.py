@@ -24,10 +24,10 @@ from mapreduce.runner import Engine, JobSummary
 from mapreduce.script import load_job_script
 from mapreduce.shuffle import DEFAULT_SPILL_RECORDS
 from mapreduce.tasks import StoreOpener, TaskSettings
+from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.layout import InputFilter, LayoutError
-from pipeline.logs import add_log_level_argument, setup_logging
 from pipeline.stores import BlobStore, open_store
 from pipeline.stores.local import LocalStore
 
@@ -172,7 +172,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="map output records a mapper buffers before sorting, combining and spilling them; "
         "bounds mapper memory (default: %(default)s)",
     )
-    add_log_level_argument(parser, "WARNING")
+    add_common_arguments(parser, "WARNING")
     return parser
 
 
@@ -268,12 +268,13 @@ def run_job(
 def main(argv: Sequence[str] | None = None, **hooks) -> int:
     """Entry point; returns the exit status (see the module docstring)."""
     try:
+        apply_config_flag(argv)
         settings = load_settings()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     args = build_parser(settings).parse_args(argv)
-    setup_logging("mapreduce", args.log_level, default_level="WARNING", settings=settings)
+    setup_logging_from_args("mapreduce", args, settings, default_level="WARNING")
     try:
         run_job(args, settings, **hooks)
     except JobScriptFailed as exc:

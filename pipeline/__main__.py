@@ -19,6 +19,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, QueueError
 
@@ -211,6 +212,7 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog="The effective settings: python -m pipeline config",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_common_arguments(parser, "WARNING")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "config",
@@ -291,10 +293,12 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
+        apply_config_flag(argv)
         settings = load_settings()
     except ConfigError as exc:
         print(f"FAIL {exc}")
         return 1
+    setup_logging_from_args("pipeline", args, settings, default_level="WARNING")
     if args.command == "check":
         return run_check(settings, verbose=args.verbose)
     if args.command == "dead-letters":

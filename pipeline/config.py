@@ -1,8 +1,15 @@
-"""One settings object for every service: built-in defaults < TOML file < environment.
+"""One settings machinery for every service: built-in defaults < TOML file < environment.
 
-The environment names (`TELEMETRY_*`) are part of the public contract (README "Configuration", docs/contracts.md). A TOML
-file named by `TELEMETRY_CONFIG` may set the same keys in lower case without the prefix
-(`queue_url = "redis://..."`). Derived defaults (the stores under the data directory) are
+`Settings` holds what several services read (`TELEMETRY_*`); a service with settings of its
+own declares them as a section dataclass with the same field helpers (`positive`,
+`non_negative`, `one_of`) and loads it with `load_section`: the scheduler's
+(`scheduler.config`, `TELEMETRY_SCHEDULER_*`, TOML table `[scheduler]`) and the dashboard's
+(`dashboard.config`, `TELEMETRY_DASHBOARD_*`, `[dashboard]`). One TOML file named by
+`TELEMETRY_CONFIG` (or a service's `--config` flag) holds them all: the shared keys at its top
+level in lower case without the prefix (`queue_url = "redis://..."`), each section's in its
+table. The environment names are part of the public contract (README "Configuration",
+docs/contracts.md). This module is the one reader of `os.environ` for settings (the sections
+load through it; tests/test_environ_reads.py). Derived defaults (the stores under the data directory) are
 computed after the data directory itself is known, so changing only `TELEMETRY_DATA_DIR`
 moves everything.
 """
@@ -14,14 +21,38 @@ import math
 import os
 import re
 import tomllib
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pipeline.errors import ConfigError
 
 ENV_PREFIX = "TELEMETRY_"
 SECRET_KEY_FILE = "dashboard-secret-key"
 """Where the dashboard keeps the random session key it makes when TELEMETRY_SECRET_KEY is unset."""
+SECTIONS = ("scheduler", "dashboard")
+"""The TOML tables of the sections declared above this package (scheduler.config,
+dashboard.config); any other table in the file is a mistake."""
+
+S = TypeVar("S")
+_RULE = "telemetry_range"
+
+
+def positive(default: Any) -> Any:
+    """A field whose value must be above zero."""
+    return dataclasses.field(default=default, metadata={_RULE: "positive"})
+
+
+def non_negative(default: Any) -> Any:
+    """A field whose value must be zero or more."""
+    return dataclasses.field(default=default, metadata={_RULE: "non_negative"})
+
+
+def one_of(*choices: str, default: str | None = None) -> Any:
+    """A text field with a fixed set of values (the first is the default unless given)."""
+    chosen = choices[0] if default is None else default
+    return dataclasses.field(default=chosen, metadata={_RULE: tuple(choices)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,35 +68,41 @@ class Settings:
     hg_base_url: str = "https://hg.mozilla.org"
     s3_endpoint_url: str | None = None  # S3-compatible store (MinIO, ...); unset: AWS
     sqs_endpoint_url: str | None = None  # SQS work queue only; unset: AWS
+    # EC2 (moto, a private endpoint): the scheduler's ec2 runner and the dashboard's ec2
+    # workers; unset: AWS
+    ec2_endpoint_url: str | None = None
     schema_path: str = ""
     # ingest
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = positive(1024 * 1024)
     spool_dir: str = ""
-    spool_max_file_bytes: int = 64 * 1024 * 1024
-    spool_max_age_seconds: float = 60.0
-    spool_cap_bytes: int = 2 * 1024 * 1024 * 1024
-    spool_min_free_bytes: int = 256 * 1024 * 1024
-    fsync_policy: str = "group"
+    spool_max_file_bytes: int = positive(64 * 1024 * 1024)
+    spool_max_age_seconds: float = positive(60.0)
+    spool_cap_bytes: int = positive(2 * 1024 * 1024 * 1024)
+    spool_min_free_bytes: int = non_negative(256 * 1024 * 1024)
+    fsync_policy: str = one_of("always", "group", "none", default="group")
     # ingest: slow clients, as a reverse proxy bounds them (nginx's client_header_timeout,
     # client_body_timeout and keepalive_timeout)
-    client_header_timeout_seconds: float = 60.0
-    client_body_timeout_seconds: float = 60.0
-    keepalive_timeout_seconds: float = 75.0
+    client_header_timeout_seconds: float = positive(60.0)
+    client_body_timeout_seconds: float = positive(60.0)
+    keepalive_timeout_seconds: float = positive(75.0)
     # the client's address (pipeline.client_address): proxies whose X-Forwarded-For entry is
-    # trusted, and what may be kept of the address after convert's country lookup
-    trusted_proxy_hops: int = 0
-    client_address_policy: str = "drop"  # drop | hash
+    # trusted, and what may be kept of the address after convert's country lookup. The same
+    # count as the dashboard's trusted_proxies, but kept apart on purpose: one environment
+    # file serves every unit, and ingest often faces clients directly while the dashboard sits
+    # behind nginx; one shared count would let any client choose its country.
+    trusted_proxy_hops: int = non_negative(0)
+    client_address_policy: str = one_of("drop", "hash")
     client_address_hash_key: str = ""  # required by `hash`
     # convert
-    max_decompressed_bytes: int = 8 * 1024 * 1024
-    dedup_window_days: int = 7
-    queue_lease_seconds: float = 300.0
-    queue_max_attempts: int = 5
+    max_decompressed_bytes: int = positive(8 * 1024 * 1024)
+    dedup_window_days: int = non_negative(7)
+    queue_lease_seconds: float = positive(300.0)
+    queue_max_attempts: int = positive(5)
     # the reconciler (pipeline.reconcile, run by the health watcher; 0: off) and the alert on
     # incoming batches left unconverted
-    reconcile_interval_seconds: float = 300.0
-    reconcile_margin_seconds: float = 300.0
-    stale_incoming_minutes: float = 60.0
+    reconcile_interval_seconds: float = non_negative(300.0)
+    reconcile_margin_seconds: float = non_negative(300.0)
+    stale_incoming_minutes: float = positive(60.0)
     # extra namespace/docType pairs convert publishes (see pipeline/allow_list.py)
     allowed_doc_types: str = ""
     # scheduler / dashboard / mail
@@ -80,19 +117,25 @@ class Settings:
     health_interval_seconds: float = 3600.0
     public_base_url: str = "http://127.0.0.1:5000"
     # operations: metrics (see pipeline.metrics)
-    metrics_port: int = 0  # convert, scheduler, health watcher: 0 = no metrics server
+    # convert, scheduler, health watcher: 0 = no metrics server
+    metrics_port: int = non_negative(0)
     metrics_host: str = "127.0.0.1"
-    metrics_stale_minutes: float = 60.0  # convert: incoming objects older than this are "stale"
+    # convert: incoming objects older than this are "stale"
+    metrics_stale_minutes: float = positive(60.0)
     # dashboard /metrics: who may scrape it (networks, comma-separated) or a bearer token
     metrics_allow: str = "127.0.0.1/32,::1/128"
     metrics_token: str = ""
     # dashboard under gunicorn (dashboard.server)
-    dashboard_workers: int = 2  # worker processes
-    dashboard_threads: int = 4  # threads per worker process
-    trusted_proxies: int = 0  # reverse proxies whose X-Forwarded-* headers are trusted (ProxyFix)
+    dashboard_workers: int = positive(2)  # worker processes
+    dashboard_threads: int = positive(4)  # threads per worker process
+    # reverse proxies whose X-Forwarded-* headers are trusted (ProxyFix); see trusted_proxy_hops
+    trusted_proxies: int = non_negative(0)
     # every service: pipeline.logs
     log_format: str = "text"  # or json: one JSON object per line
     log_level: str = ""  # unset: each service's default (INFO; WARNING for CLI subcommands)
+    # the demo data (python -m launcher demo, docs/screenshots): the shared fixtures directory;
+    # unset: the shared fixtures directory beside the checkout (see launcher.demo)
+    shared_fixtures: str = ""
     # The only AWS credentials a scheduled job gets (as AWS_*), to read an s3:// published
     # store; give them a read-only policy. The service's own AWS_* are never passed to jobs.
     job_aws_access_key_id: str = ""
@@ -122,6 +165,20 @@ class Settings:
         return "\n".join(lines)
 
 
+def describe_section(section: object, prefix: str, secrets: Iterable[str] = ()) -> str:
+    """`NAME=value` lines of a section (scheduler, dashboard) for `--help` texts: `secrets`
+    shown as *** when set, passwords in URLs hidden."""
+    lines = []
+    for field in dataclasses.fields(section):  # type: ignore[arg-type]
+        value = getattr(section, field.name)
+        if field.name in secrets and value:
+            value = "***"
+        elif isinstance(value, str):
+            value = hide_url_passwords(value)
+        lines.append(f"  {prefix}{field.name.upper()}={value}")
+    return "\n".join(lines)
+
+
 COMMON_SETTINGS = ("data_dir", "log_format", "log_level")
 """Settings every service reads (the others are listed by each service's `--help`)."""
 
@@ -147,12 +204,17 @@ def hide_url_passwords(text: str) -> str:
     return _URL_PASSWORD.sub(r"\1***@", text)
 
 
-def _coerce(name: str, raw: object, kind: type, where: str = "") -> object:
+def _coerce(setting: str, raw: object, kind: type, where: str = "") -> object:
     """Convert one raw value; a value of the wrong kind is a ConfigError naming the setting."""
-    setting = f"{ENV_PREFIX}{name.upper()}"
     if raw is None:
         return None
     problem = f"expected {_KIND_NAMES[kind]}, got {raw!r}{where}"
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in _BOOLEAN_WORDS:
+            return _BOOLEAN_WORDS[raw.strip().lower()]
+        raise ConfigError(setting, problem)
     if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
         raise ConfigError(setting, problem)
     if kind is str:
@@ -170,41 +232,24 @@ def _coerce(name: str, raw: object, kind: type, where: str = "") -> object:
     return value
 
 
-_KIND_NAMES = {int: "a whole number", float: "a number", str: "a string"}
-
-# Limits a running service needs; anything outside is a mistake worth stopping for.
-_POSITIVE = (
-    "max_body_bytes",
-    "spool_max_file_bytes",
-    "spool_max_age_seconds",
-    "spool_cap_bytes",
-    "client_header_timeout_seconds",
-    "client_body_timeout_seconds",
-    "keepalive_timeout_seconds",
-    "max_decompressed_bytes",
-    "queue_lease_seconds",
-    "queue_max_attempts",
-    "stale_incoming_minutes",
-    "metrics_stale_minutes",
-    "dashboard_workers",
-    "dashboard_threads",
-)
-_NON_NEGATIVE = (
-    "spool_min_free_bytes",
-    "dedup_window_days",
-    "reconcile_interval_seconds",
-    "reconcile_margin_seconds",
-    "trusted_proxy_hops",
-    "metrics_port",
-    "trusted_proxies",
-)
+_KIND_NAMES = {
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    bool: "true or false (also 1/0, yes/no, on/off)",
+}
+_BOOLEAN_WORDS = {
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off"), False),
+}
 
 
-def _field_kinds() -> dict[str, type]:
+def _field_kinds(section: type) -> dict[str, type]:
+    """Each field's kind (int, float, bool or str; `X | None` counts as X) from its annotation."""
     kinds: dict[str, type] = {}
-    for field in dataclasses.fields(Settings):
-        annotation = str(field.type)
-        kinds[field.name] = int if annotation == "int" else float if annotation == "float" else str
+    for field in dataclasses.fields(section):
+        annotation = str(field.type).replace(" | None", "")
+        kinds[field.name] = {"int": int, "float": float, "bool": bool}.get(annotation, str)
     return kinds
 
 
@@ -218,28 +263,133 @@ def _read_toml(path: str) -> dict[str, object]:
         raise ConfigError("TELEMETRY_CONFIG", f"{path} is not valid TOML: {exc}") from exc
 
 
+def _toml_table(env: Mapping[str, str], table: str | None) -> tuple[dict[str, object], str]:
+    """The keys of one table of the TELEMETRY_CONFIG file (None: its top level, without the
+    sections' tables) and where they come from, for messages; ({}, "") without a file."""
+    config_file = env.get(f"{ENV_PREFIX}CONFIG")
+    if not config_file:
+        return {}, ""
+    document = _read_toml(config_file)
+    if table is None:
+        for key, value in document.items():
+            if isinstance(value, dict) and key not in SECTIONS:
+                raise ConfigError(
+                    "TELEMETRY_CONFIG",
+                    f"unknown section [{key}] in {config_file} (sections: {', '.join(SECTIONS)})",
+                )
+        return {k: v for k, v in document.items() if k not in SECTIONS}, config_file
+    values = document.get(table, {})
+    if not isinstance(values, dict):
+        raise ConfigError("TELEMETRY_CONFIG", f"{table} in {config_file} must be a [{table}] table")
+    return values, f"[{table}] of {config_file}"
+
+
+def load_section(
+    section: type[S],
+    prefix: str,
+    table: str | None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+    legacy_prefix: str = "",
+) -> S:
+    """Build one settings section: defaults < TOML table < `<prefix><NAME>` variables <
+    `overrides` (CLI flags; None means "not given"), each value coerced to its field's kind and
+    range-checked (`positive`, `non_negative`, `one_of`). Every problem is a ConfigError naming
+    the variable, so a service stops at start-up with one line a person can act on.
+
+    `legacy_prefix`: variables under an old prefix still accepted, with a warning saying the
+    new name (the one place that keeps a rename backward compatible).
+    """
+    env = os.environ if env is None else env
+    kinds = _field_kinds(section)
+    values: dict[str, object] = {}
+    toml_values, where = _toml_table(env, table)
+    for key, raw in toml_values.items():
+        name = key.lower().removeprefix(prefix.lower())
+        if name not in kinds:
+            raise ConfigError("TELEMETRY_CONFIG", f"unknown setting {key!r} in {where}")
+        values[name] = _coerce(f"{prefix}{name.upper()}", raw, kinds[name], f" in {where}")
+    for name, kind in kinds.items():
+        variable = f"{prefix}{name.upper()}"
+        raw = env.get(variable)
+        if (raw is None or raw == "") and legacy_prefix:
+            raw = env.get(f"{legacy_prefix}{name.upper()}")
+            if raw is not None and raw != "":
+                warnings.warn(
+                    f"{legacy_prefix}{name.upper()} is deprecated: set {variable} instead",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+        if raw is not None and raw != "":
+            values[name] = _coerce(variable, raw, kind)
+    if legacy_prefix:
+        _warn_of_unread_legacy_variables(env, legacy_prefix, kinds)
+    for name, raw in (overrides or {}).items():
+        if name not in kinds:
+            raise ConfigError(f"{prefix}{name.upper()}", "is not a known setting")
+        if raw is not None:
+            values[name] = _coerce(f"{prefix}{name.upper()}", raw, kinds[name])
+    loaded = section(**values)
+    check_ranges(loaded, prefix)
+    return loaded
+
+
+def _warn_of_unread_legacy_variables(
+    env: Mapping[str, str], legacy_prefix: str, kinds: Mapping[str, type]
+) -> None:
+    """An old-prefix variable that names no field used to reach the app anyway (Flask config
+    from DASHBOARD_*); say that it is ignored now rather than drop it silently."""
+    for variable in sorted(env):
+        name = variable.removeprefix(legacy_prefix).lower()
+        if variable.startswith(legacy_prefix) and name not in kinds:
+            warnings.warn(
+                f"{variable} is not a setting and is ignored", FutureWarning, stacklevel=3
+            )
+
+
+def check_ranges(loaded: object, prefix: str) -> None:
+    """Refuse a value outside its field's declared range; the error names the variable."""
+    for field in dataclasses.fields(loaded):  # type: ignore[arg-type]
+        rule = field.metadata.get(_RULE)
+        value = getattr(loaded, field.name)
+        if rule is None or value is None:
+            continue
+        variable = f"{prefix}{field.name.upper()}"
+        if rule == "positive" and value <= 0:
+            raise ConfigError(variable, f"must be positive, got {value}")
+        if rule == "non_negative" and value < 0:
+            raise ConfigError(variable, f"must not be negative, got {value}")
+        if isinstance(rule, tuple) and value not in rule:
+            raise ConfigError(variable, f"must be one of {', '.join(rule)}, got {value!r}")
+
+
 def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Build the effective settings; `overrides` (from CLI flags) win over everything."""
+    return _with_derived_defaults(load_section(Settings, ENV_PREFIX, None, env, overrides))
+
+
+def read_setting(name: str, env: Mapping[str, str] | None = None) -> object:
+    """One shared setting's value (default < TOML < environment), typed, without building
+    them all: for library code called without a Settings at hand (`open_store(url)` alone
+    still finds TELEMETRY_S3_ENDPOINT_URL), where an unrelated bad setting must not fail it."""
     env = os.environ if env is None else env
-    kinds = _field_kinds()
-    values: dict[str, object] = {}
-    config_file = env.get(f"{ENV_PREFIX}CONFIG")
-    if config_file:
-        for key, raw in _read_toml(config_file).items():
-            name = key.lower().removeprefix(ENV_PREFIX.lower())
-            if name not in kinds:
-                raise ConfigError("TELEMETRY_CONFIG", f"unknown setting {key!r} in {config_file}")
-            values[name] = _coerce(name, raw, kinds[name], f" in {config_file}")
-    for name, kind in kinds.items():
-        raw = env.get(f"{ENV_PREFIX}{name.upper()}")
-        if raw is not None and raw != "":
-            values[name] = _coerce(name, raw, kind)
-    for name, raw in overrides.items():
-        if name not in kinds:
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()}", "is not a known setting")
-        if raw is not None:
-            values[name] = _coerce(name, raw, kinds[name])
-    return _with_derived_defaults(Settings(**values))
+    kind = _field_kinds(Settings)[name]
+    variable = f"{ENV_PREFIX}{name.upper()}"
+    raw = env.get(variable)
+    if raw is not None and raw != "":
+        return _coerce(variable, raw, kind)
+    toml_values, where = _toml_table(env, None)
+    for key, value in toml_values.items():
+        if key.lower().removeprefix(ENV_PREFIX.lower()) == name:
+            return _coerce(variable, value, kind, f" in {where}")
+    return Settings.__dataclass_fields__[name].default
+
+
+def use_config_file(path: str) -> None:
+    """Make `path` the TOML file every later `load_settings`/`load_section` reads (a
+    `--config` flag), for this process and the services it starts, which inherit it."""
+    _read_toml(path)  # a missing or broken file is refused now, naming the flag's setting
+    os.environ[f"{ENV_PREFIX}CONFIG"] = path
 
 
 def _with_derived_defaults(settings: Settings) -> Settings:
@@ -261,24 +411,9 @@ def _with_derived_defaults(settings: Settings) -> Settings:
     check_format(settings.log_format)
     if settings.log_level:
         check_level(settings.log_level)
-    if settings.fsync_policy not in ("always", "group", "none"):
-        raise ConfigError("TELEMETRY_FSYNC_POLICY", "must be one of always, group, none")
-    if settings.client_address_policy not in ("drop", "hash"):
-        raise ConfigError("TELEMETRY_CLIENT_ADDRESS_POLICY", "must be one of drop, hash")
     if settings.client_address_policy == "hash" and not settings.client_address_hash_key:
         raise ConfigError(
             "TELEMETRY_CLIENT_ADDRESS_HASH_KEY",
             "must be set (a long random string) when TELEMETRY_CLIENT_ADDRESS_POLICY is hash",
         )
-    for name in _POSITIVE:
-        if getattr(settings, name) <= 0:
-            raise ConfigError(
-                f"{ENV_PREFIX}{name.upper()}", f"must be positive, got {getattr(settings, name)}"
-            )
-    for name in _NON_NEGATIVE:
-        if getattr(settings, name) < 0:
-            raise ConfigError(
-                f"{ENV_PREFIX}{name.upper()}",
-                f"must not be negative, got {getattr(settings, name)}",
-            )
     return dataclasses.replace(settings, data_dir=str(data), **missing)

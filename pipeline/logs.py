@@ -20,7 +20,6 @@ import collections
 import contextlib
 import contextvars
 import logging
-import os
 import sys
 import threading
 import time
@@ -224,11 +223,11 @@ def setup_logging(
     `default_level`. Safe to call again (a forked worker, a test): it replaces its handler.
     `buffered` writes INFO lines in batches (see `_BufferedStderrHandler`).
     """
-    if settings is not None:
-        log_format, configured = settings.log_format, settings.log_level
-    else:  # before the settings could be read (or without them): the environment alone
-        log_format = os.environ.get("TELEMETRY_LOG_FORMAT") or "text"
-        configured = os.environ.get("TELEMETRY_LOG_LEVEL") or ""
+    if settings is None:  # a tool that reads no other setting: TELEMETRY_LOG_* still apply
+        from pipeline.config import load_settings
+
+        settings = load_settings()
+    log_format, configured = settings.log_format, settings.log_level
     log_format = check_format(log_format)
     chosen = check_level(level or configured or default_level)
     handler = _BufferedStderrHandler() if buffered else _StderrHandler()

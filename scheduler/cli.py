@@ -28,10 +28,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
 from pipeline.config import COMMON_SETTINGS, load_settings
 from pipeline.db import check_db, init_db, make_engine, session_factory
 from pipeline.errors import PipelineError
-from pipeline.logs import add_log_level_argument, setup_logging
 from scheduler.config import load_scheduler_config
 from scheduler.errors import JobValidationError
 from scheduler.job_spec import FREQUENCIES, MAX_TIMEOUT_MINUTES, RUNNERS
@@ -90,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         + config.describe(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_log_level_argument(parser, "INFO for the service, WARNING for subcommands")
+    add_common_arguments(parser, "INFO for the service, WARNING for subcommands")
     common = argparse.ArgumentParser(add_help=False)
-    add_log_level_argument(common, "WARNING", default=argparse.SUPPRESS)
+    add_common_arguments(common, "WARNING", suppress=True)
     parser.add_argument(
         "--sync-seconds",
         type=float,
@@ -455,15 +455,14 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        apply_config_flag(argv)
         parser = build_parser()  # reads the settings for --help
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
     default_level = "INFO" if args.subcommand is None else "WARNING"
-    setup_logging(
-        "scheduler", args.log_level, default_level=default_level, settings=load_settings()
-    )
+    setup_logging_from_args("scheduler", args, load_settings(), default_level=default_level)
     try:
         settings = load_settings()
         check_db(settings.database_url)  # unreachable: one ConfigError line, not a traceback

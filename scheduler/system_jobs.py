@@ -23,6 +23,7 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
 from pipeline.config import Settings, load_settings
 from pipeline.db import init_db, make_engine, session_factory
 from pipeline.errors import PipelineError
@@ -126,10 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     rerun.add_argument(
         "--wait", action="store_true", help="wait for the run (needs `python -m scheduler`)"
     )
+    add_common_arguments(parser)
+    apply_config_flag(argv)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         settings = load_settings()
+        setup_logging_from_args("scheduler", args, settings)
         engine = make_engine(settings.database_url)
         init_db(engine)
         sessions = session_factory(engine)

@@ -182,10 +182,10 @@ def accounts_stack(data_dir, tmp_path, smtp_server, oidc_provider):
         TELEMETRY_SIGNUP_DOMAINS="example.org",
         TELEMETRY_SMTP_URL=smtp_server.url,
         TELEMETRY_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-        DASHBOARD_OIDC_ISSUER=oidc_provider,
-        DASHBOARD_OIDC_CLIENT_ID="telemetry-dashboard",
-        DASHBOARD_OIDC_CLIENT_SECRET="client secret",
-        DASHBOARD_SIGNIN_LIMIT_PER_ACCOUNT="3 per 15 minutes",
+        TELEMETRY_DASHBOARD_OIDC_ISSUER=oidc_provider,
+        TELEMETRY_DASHBOARD_OIDC_CLIENT_ID="telemetry-dashboard",
+        TELEMETRY_DASHBOARD_OIDC_CLIENT_SECRET="client secret",
+        TELEMETRY_DASHBOARD_SIGNIN_LIMIT_PER_ACCOUNT="3 per 15 minutes",
     )
     subprocess.run(
         [

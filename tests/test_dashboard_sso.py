@@ -130,7 +130,7 @@ def test_passwords_can_be_switched_off(settings, oidc_provider):
 
 
 def test_passwords_off_without_sso_is_refused_at_start(settings):
-    with pytest.raises(ConfigError, match="DASHBOARD_PASSWORD_SIGNIN"):
+    with pytest.raises(ConfigError, match="^TELEMETRY_DASHBOARD_PASSWORD_SIGNIN"):
         create_app(settings, {"PASSWORD_SIGNIN": False})
 
 

@@ -200,8 +200,8 @@ def test_counters_in_postgresql(settings, clock, postgres_url):
 @pytest.mark.parametrize(
     ("config", "setting"),
     [
-        ({"SIGNIN_LIMIT_PER_ACCOUNT": "lots"}, "DASHBOARD_SIGNIN_LIMIT_PER_ACCOUNT"),
-        ({"RATELIMIT_STORAGE_URI": "nosuch://x"}, "DASHBOARD_RATELIMIT_STORAGE_URI"),
+        ({"SIGNIN_LIMIT_PER_ACCOUNT": "lots"}, "TELEMETRY_DASHBOARD_SIGNIN_LIMIT_PER_ACCOUNT"),
+        ({"RATELIMIT_STORAGE_URI": "nosuch://x"}, "TELEMETRY_DASHBOARD_RATELIMIT_STORAGE_URI"),
     ],
 )
 def test_bad_throttle_settings_stop_the_start(settings, config, setting):

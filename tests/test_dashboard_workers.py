@@ -340,12 +340,11 @@ MOTO_IMAGE = "ami-12c6146b"  # one of moto's built-in AMIs
 PROFILE = "telemetry-worker-read-published"
 
 
-def ec2_config(endpoint: str) -> dict:
+def ec2_config() -> dict:
     return {
         "WORKER_PROVIDER": "ec2",
         "WORKER_EC2_AMI": MOTO_IMAGE,
         "WORKER_EC2_INSTANCE_PROFILE": PROFILE,
-        "WORKER_EC2_ENDPOINT_URL": endpoint,
     }
 
 
@@ -363,6 +362,7 @@ def ec2_settings(settings, moto, package_wheel):
         published_url="s3://published/data",
         code_url="s3://code",
         s3_endpoint_url=moto.endpoint,
+        ec2_endpoint_url=moto.endpoint,
     )
     open_store(ec2_settings.published_url, create=True)
     publish_wheel(open_store(ec2_settings.code_url, create=True), package_wheel)
@@ -374,7 +374,7 @@ def ec2_settings(settings, moto, package_wheel):
 
 @pytest.fixture
 def ec2_app(ec2_settings, moto):
-    app = create_app(ec2_settings, ec2_config(moto.endpoint))
+    app = create_app(ec2_settings, ec2_config())
     add_user(app, "ada@example.org")
     return app
 
@@ -391,7 +391,7 @@ def ec2_user_data(moto, instance_id: str) -> str:
 
 
 def test_the_ec2_provider_without_an_ami_is_refused_at_start(settings):
-    with pytest.raises(ConfigError, match="^DASHBOARD_WORKER_EC2_AMI: is not set"):
+    with pytest.raises(ConfigError, match="^TELEMETRY_DASHBOARD_WORKER_EC2_AMI: is not set"):
         create_app(settings, {"WORKER_PROVIDER": "ec2"})
     create_app(settings, {"WORKER_PROVIDER": "local"})  # the local provider needs none
 
@@ -400,7 +400,7 @@ def test_python_m_dashboard_without_an_ami_exits_with_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMETRY_", "DASHBOARD_"))}
     env.update(
         TELEMETRY_DATA_DIR=str(tmp_path / "var"),
-        DASHBOARD_WORKER_PROVIDER="ec2",
+        TELEMETRY_DASHBOARD_WORKER_PROVIDER="ec2",
         PYTHONPATH=str(REPO),
     )
     result = subprocess.run(
@@ -415,21 +415,24 @@ def test_python_m_dashboard_without_an_ami_exits_with_one_line(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "Traceback" not in output, output
     assert output.strip().splitlines() == [
-        "error: DASHBOARD_WORKER_EC2_AMI: is not set: the ec2 worker provider needs the AMI"
+        "error: TELEMETRY_DASHBOARD_WORKER_EC2_AMI: is not set: the ec2 worker provider needs the AMI"
         " its workers boot"
     ]
 
 
 def test_the_ec2_provider_without_an_instance_profile_is_refused_at_start(settings):
     config = {"WORKER_PROVIDER": "ec2", "WORKER_EC2_AMI": MOTO_IMAGE}
-    with pytest.raises(ConfigError, match="^DASHBOARD_WORKER_EC2_INSTANCE_PROFILE: is not set"):
+    with pytest.raises(
+        ConfigError, match="^TELEMETRY_DASHBOARD_WORKER_EC2_INSTANCE_PROFILE: is not set"
+    ):
         create_app(settings, config)
 
 
 def test_ec2_workers_use_their_own_endpoint_not_the_s3_one(settings, moto):
     dead = f"http://127.0.0.1:{free_port()}"
-    config = {**DEFAULT_CONFIG, **ec2_config(moto.endpoint)}
-    provider = get_provider("ec2", dataclasses.replace(settings, s3_endpoint_url=dead), config)
+    config = {**DEFAULT_CONFIG, **ec2_config()}
+    settings = dataclasses.replace(settings, s3_endpoint_url=dead, ec2_endpoint_url=moto.endpoint)
+    provider = get_provider("ec2", settings, config)
     assert provider.client.meta.endpoint_url == moto.endpoint
 
 
@@ -472,7 +475,7 @@ def test_ec2_expiry_terminates_the_instance(ec2_app, moto):
 
 def test_unreachable_ec2_records_a_failed_worker(ec2_settings, moto):
     dead = f"http://127.0.0.1:{free_port()}"
-    app = create_app(ec2_settings, ec2_config(dead))
+    app = create_app(dataclasses.replace(ec2_settings, ec2_endpoint_url=dead), ec2_config())
     add_user(app, "ada@example.org")
     client = app.test_client()
     sign_in(client, "ada@example.org")

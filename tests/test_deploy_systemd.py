@@ -67,9 +67,19 @@ def test_each_unit_is_hardened_and_runs_its_service_with_valid_flags(name, data_
 
 
 def test_the_environment_example_names_only_known_settings():
+    from dashboard.config import DashboardConfig
     from pipeline.config import Settings
+    from scheduler.config import SchedulerConfig
 
-    known = {f"TELEMETRY_{field.upper()}" for field in Settings.__dataclass_fields__}
+    known = {
+        f"{prefix}{field.upper()}"
+        for prefix, section in (
+            ("TELEMETRY_", Settings),
+            ("TELEMETRY_SCHEDULER_", SchedulerConfig),
+            ("TELEMETRY_DASHBOARD_", DashboardConfig),
+        )
+        for field in section.__dataclass_fields__
+    }
     lines = (UNITS / "telemetry-pipeline.env.example").read_text().splitlines()
     names = {line.split("=", 1)[0] for line in lines if line.startswith("TELEMETRY_")}
     assert names and names <= known, names - known

@@ -68,9 +68,9 @@ def aws(moto_server, ec2_image, settings, monkeypatch):
         code_url=f"s3://{code_bucket}/code",
         public_url=f"s3://{public_bucket}/pub",
         s3_endpoint_url=moto_server.endpoint,
+        ec2_endpoint_url=moto_server.endpoint,
     )
     config = SchedulerConfig(
-        ec2_endpoint_url=moto_server.endpoint,
         ec2_region="us-east-1",
         ec2_image_id=ec2_image,
         ec2_boot_allowance_seconds=0,

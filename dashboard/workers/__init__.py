@@ -29,9 +29,9 @@ def get_provider(name: str, settings: Settings, config: Mapping[str, Any]) -> Wo
             instance_type=config["WORKER_EC2_INSTANCE_TYPE"],
             ssh_user=config["WORKER_EC2_SSH_USER"],
             instance_profile=config.get("WORKER_EC2_INSTANCE_PROFILE") or "",
-            endpoint_url=config.get("WORKER_EC2_ENDPOINT_URL") or None,
+            endpoint_url=settings.ec2_endpoint_url,
         )
     raise WorkerProviderError(
-        f"unknown worker provider {name!r}: set DASHBOARD_WORKER_PROVIDER to "
+        f"unknown worker provider {name!r}: set TELEMETRY_DASHBOARD_WORKER_PROVIDER to "
         + " or ".join(PROVIDERS)
     )

@@ -14,10 +14,10 @@ What an instance gets:
   it, as its shutdown behaviour is `terminate` -- SELF_TERMINATE_GRACE_SECONDS after that
   time: a backstop for a dashboard that is down, which otherwise terminates it on time.
 
-Options (Flask config, from `DASHBOARD_*` variables): WORKER_EC2_AMI and
+Options (the dashboard section, `TELEMETRY_DASHBOARD_*` variables): WORKER_EC2_AMI and
 WORKER_EC2_INSTANCE_PROFILE (required, no default), WORKER_EC2_INSTANCE_TYPE,
-WORKER_EC2_SSH_USER, WORKER_EC2_ENDPOINT_URL (unset: AWS's own EC2 endpoint; the S3 endpoint is
-never used for EC2). The region is boto3's own (AWS_DEFAULT_REGION, else the profile in
+WORKER_EC2_SSH_USER; the endpoint is TELEMETRY_EC2_ENDPOINT_URL, shared with the scheduler's ec2
+runner (unset: AWS's own EC2 endpoint; the S3 endpoint is never used for EC2). The region is boto3's own (AWS_DEFAULT_REGION, else the profile in
 ~/.aws/config), us-east-1 when it resolves none.
 """
 
@@ -128,7 +128,7 @@ class EC2Provider(WorkerProvider):
         self.instance_profile = instance_profile
         self.instance_type = instance_type
         self.ssh_user = ssh_user
-        self.endpoint_url = endpoint_url or None  # DASHBOARD_WORKER_EC2_ENDPOINT_URL; None: AWS
+        self.endpoint_url = endpoint_url or None  # TELEMETRY_EC2_ENDPOINT_URL; None: AWS
         self.client = make_client(
             "ec2", endpoint_url=self.endpoint_url, region_name=default_region()
         )
@@ -177,7 +177,8 @@ class EC2Provider(WorkerProvider):
     ) -> LaunchResult:
         if not self.image_id or not self.instance_profile:  # create_app refuses both
             raise WorkerProviderError(
-                "DASHBOARD_WORKER_EC2_AMI and DASHBOARD_WORKER_EC2_INSTANCE_PROFILE must be set "
+                "TELEMETRY_DASHBOARD_WORKER_EC2_AMI and TELEMETRY_DASHBOARD_WORKER_EC2_INSTANCE_PROFILE "
+                "must be set "
                 "for the ec2 worker provider"
             )
         expires_at = expires_at or dt.datetime.now(dt.UTC) + dt.timedelta(hours=24)

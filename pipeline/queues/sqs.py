@@ -34,6 +34,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from pipeline.aws import default_region, make_client, open_error
+from pipeline.config import read_setting
 from pipeline.errors import ConfigError, QueueError
 from pipeline.queues.base import Message, WorkQueue
 
@@ -71,7 +72,7 @@ class SQSQueue(WorkQueue):
         self.url = url
         self.name = name
         self.dead_name = name + DEAD_SUFFIX
-        self.endpoint_url = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
+        self.endpoint_url = endpoint_url or read_setting("sqs_endpoint_url") or None
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.setting = setting

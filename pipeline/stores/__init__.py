@@ -19,7 +19,7 @@ def open_store(
 ) -> BlobStore:
     """Open the store at `url`; `setting` names the configuration key in error messages.
 
-    `endpoint_url` (else `TELEMETRY_S3_ENDPOINT_URL`) points `s3://` at any S3-compatible
+    `endpoint_url` (else the setting TELEMETRY_S3_ENDPOINT_URL) points `s3://` at any S3-compatible
     server. A missing bucket is a ConfigError unless `create` is set (tests, first runs); a
     directory is always created.
     """

@@ -25,6 +25,7 @@ from tenacity import (
 )
 
 from pipeline.aws import make_client, open_error
+from pipeline.config import read_setting
 from pipeline.errors import ConfigError, ObjectNotFound, PipelineError, StoreError
 from pipeline.stores.base import BlobStore, ObjectInfo, validate_key, validate_prefix
 
@@ -71,7 +72,7 @@ class S3Store(BlobStore):
         self.url = url
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self.endpoint_url = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
+        self.endpoint_url = endpoint_url or read_setting("s3_endpoint_url") or None
         self.setting = setting
         self.transfer_config = TransferConfig(
             multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize

@@ -16,6 +16,7 @@ import argparse
 import logging
 import time
 
+from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
 from pipeline.config import Settings, load_settings
 from pipeline.db import init_db, make_engine, session_factory
 from pipeline.stores import open_store
@@ -108,9 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         default=90.0,
         help="how long to wait for published data before the first run (default %(default)s)",
     )
+    add_common_arguments(parser)
+    apply_config_flag(argv)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings()
+    setup_logging_from_args("demo_job", args, settings)
     if not schedule_demo_job(settings, args.wait_seconds):
         log.info("a job named %s exists already: left as it is", DEMO_JOB)
     if schedule_aggregates(settings, args.wait_seconds):

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shlex
 import tempfile
 import time
@@ -208,13 +207,8 @@ class EC2Runner(Runner):
         self.settings = settings
         self.config = config
         region = config.ec2_region or default_region()
-        self.ec2 = make_client(
-            "ec2", endpoint_url=config.ec2_endpoint_url or None, region_name=region
-        )
-        s3_endpoint = (
-            settings.s3_endpoint_url or os.environ.get("TELEMETRY_S3_ENDPOINT_URL") or None
-        )
-        self.s3 = make_client("s3", endpoint_url=s3_endpoint, region_name=region)
+        self.ec2 = make_client("ec2", endpoint_url=settings.ec2_endpoint_url, region_name=region)
+        self.s3 = make_client("s3", endpoint_url=settings.s3_endpoint_url, region_name=region)
 
     # -- pieces (also used by tests) ------------------------------------------------------
     def user_data(self, request: RunRequest) -> str:
