@@ -230,11 +230,12 @@ class ConvertWorker:
         return EXIT_WORK_LEFT
 
     def _claim(self, wait: float) -> Message | None:
-        """Claim one message; when draining, stop waiting as soon as the queue is empty.
+        """Claim one message; when draining, stop waiting once waiting cannot help.
 
         A draining worker used to spend its last second polling a queue that was already empty,
         or whose last message another worker was finishing: a second per worker per run, more
-        than a tenth of a short drain. Now it polls in short slices and re-checks the depth.
+        than a tenth of a short drain. Now it polls in short slices and re-checks the census:
+        it stops when the queue is empty, or holds only delayed messages not due in the wait.
         """
         lease = self.settings.queue_lease_seconds
         if not self.options.drain:
@@ -244,12 +245,13 @@ class ConvertWorker:
             message = self.queue.claim(lease, wait_seconds=0.0)
             if message is not None:
                 return message
-            if self.queue.depth() == 0:
+            census = self.queue.census()
+            if census.total == 0:
                 # Confirm with a short wait: a claim that does not wait may miss a visible
-                # message and the depth may lag a send (the queue contract allows both).
+                # message and the census may lag a send (the queue contract allows both).
                 return self.queue.claim(lease, wait_seconds=DRAIN_POLL_SECONDS)
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or _none_due_within(census, remaining):
                 return None
             message = self.queue.claim(lease, wait_seconds=min(DRAIN_POLL_SECONDS, remaining))
             if message is not None:
@@ -321,6 +323,15 @@ class ConvertWorker:
     def close(self) -> None:
         self.queue.close()
         self.engine.dispose()
+
+
+def _none_due_within(census: QueueCensus, seconds: float) -> bool:
+    """Whether every message in `census` is delayed, the soonest beyond `seconds` from now."""
+    return (
+        census.total == census.delayed
+        and census.next_due is not None
+        and census.next_due > time.time() + seconds
+    )
 
 
 def setup_logging(level: str | None, settings: Settings | None = None) -> None:

@@ -136,9 +136,7 @@ def test_cli_drain_does_not_wait_a_lease_for_a_message_an_earlier_run_delayed(da
     result = run_convert({}, "--drain")
     assert result.returncode == EXIT_WORK_LEFT, result.stderr[-3000:]
     assert "not claimable" not in result.stderr
-    assert LEFT_LINE + "delayed retries or parked batches, the next due in 3600s; " in (
-        result.stderr
-    )
+    assert LEFT_LINE + "delayed retries or parked batches, the next due in " in result.stderr
 
 
 def test_cli_workers_exit_status_reflects_work_left(data_dir):
