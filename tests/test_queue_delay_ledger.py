@@ -10,6 +10,7 @@ import multiprocessing
 import time
 import uuid
 
+from pipeline.queues import open_queue
 from pipeline.queues.delay_ledger import DelayLedger, ledger_for
 
 
@@ -38,3 +39,26 @@ def test_a_forked_process_notes_its_delays_in_its_parents_ledger():
     assert child.exitcode == 0
     assert ledger.pending() == [due]
     assert ledger_for(f"http://sqs.example/{uuid.uuid4().hex}").pending() == []
+
+
+def _release_with_delay_in_child(name: str, endpoint: str) -> None:
+    queue = open_queue(f"sqs://{name}", endpoint_url=endpoint)
+    message = queue.claim(wait_seconds=5)
+    assert message is not None and queue.release(message, delay_seconds=3600)
+
+
+def test_an_sqs_worker_knows_what_a_forked_sibling_delayed(moto):
+    name = f"siblings-{uuid.uuid4().hex[:8]}"
+    queue = open_queue(f"sqs://{name}", endpoint_url=moto.endpoint)  # opened before the fork
+    queue.send("retry later")
+    before = time.time()
+    child = multiprocessing.get_context("fork").Process(
+        target=_release_with_delay_in_child, args=(name, moto.endpoint)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    census = queue.census()
+    assert (census.waiting, census.in_flight, census.delayed) == (0, 0, 1)
+    assert before + 3600 <= census.next_due <= time.time() + 3601
+    queue.close()

@@ -13,7 +13,10 @@ from pipeline.queues.base import Message, QueueCensus, WorkQueue
 if TYPE_CHECKING:
     from pipeline.config import Settings
 
-__all__ = ["Message", "QueueCensus", "WorkQueue", "open_queue", "open_work_queue"]
+__all__ = ["SCHEMES", "Message", "QueueCensus", "WorkQueue", "open_queue", "open_work_queue"]
+
+#: The URL schemes `open_queue` knows (`memory` lives in one process: tests, single-process use).
+SCHEMES = ("sqlite", "sqs", "redis", "rediss", "memory")
 
 log = logging.getLogger(__name__)
 

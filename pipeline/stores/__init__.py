@@ -8,7 +8,10 @@ from urllib.parse import urlparse
 from pipeline.errors import ConfigError
 from pipeline.stores.base import BlobStore, ObjectInfo, validate_key
 
-__all__ = ["BlobStore", "ObjectInfo", "open_store", "validate_key"]
+__all__ = ["SCHEMES", "BlobStore", "ObjectInfo", "open_store", "validate_key"]
+
+#: The URL schemes `open_store` knows (`memory` lives in one process: tests, single-process use).
+SCHEMES = ("file", "s3", "memory")
 
 
 def open_store(
