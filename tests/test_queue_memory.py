@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, QueueError
 from pipeline.queues import QueueCensus, open_queue
 from pipeline.queues.memory import MemoryQueue
 
@@ -98,6 +98,38 @@ def test_threads_never_share_a_message():
     for thread in threads:
         thread.join(30)
     assert sorted(body for mine in taken for body in mine) == bodies
+
+
+def test_join_returns_once_consumer_threads_acked_everything(queue):
+    for i in range(20):
+        queue.send(str(i))
+
+    def consume() -> None:
+        while (message := queue.claim(wait_seconds=0.1)) is not None:
+            assert queue.ack(message)
+
+    threads = [threading.Thread(target=consume) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    queue.join()
+    for thread in threads:
+        thread.join(30)
+    assert queue.census().total == 0
+
+
+def test_join_fails_at_once_on_a_dead_letter(queue, clock):
+    queue.send("poison")
+    for _ in range(2):
+        queue.release(queue.claim())
+    assert queue.claim() is None  # dead-lettered now
+    with pytest.raises(QueueError, match="dead-lettered"):
+        queue.join(timeout=60)
+
+
+def test_join_gives_up_after_its_timeout_with_work_left(queue):
+    queue.send("never consumed")
+    with pytest.raises(QueueError, match="1 message"):
+        queue.join(timeout=0)
 
 
 def test_a_memory_url_without_a_name_names_the_setting():

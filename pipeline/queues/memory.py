@@ -2,7 +2,8 @@
 
 It keeps the whole contract (leases, delays, dead letters, redrive) with none of the I/O, in
 the spirit of dramatiq's StubBroker, so a unit test of a consumer needs no server, file or
-sleep: pass a `clock` and move it forward to run a lease out or bring a delay due.
+sleep: pass a `clock` and move it forward to run a lease out or bring a delay due, and `join`
+to wait for consumer threads to finish everything (failing at once on a dead letter).
 
 Every `memory://` URL with the same name opened in one process is the same queue, shared by
 its threads (one lock guards it); another process, a fork included, never sees it, and it is
@@ -18,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, QueueError
 from pipeline.queues.base import Message, QueueCensus, WorkQueue
 
 #: The longest a waiting `claim` sleeps between looks, since a clock moving on (a lease
@@ -87,6 +88,7 @@ class MemoryQueue(WorkQueue):
         for entry in sorted(visible, key=lambda e: e.visible_at):  # stable: send order on ties
             if entry.attempts >= self.max_attempts:
                 entry.dead, entry.receipt = True, None
+                self._state.changed.notify_all()  # wakes `join`
                 continue
             entry.attempts += 1
             entry.receipt = uuid.uuid4().hex
@@ -125,6 +127,7 @@ class MemoryQueue(WorkQueue):
             if self._held(message) is None:
                 return False
             del self._state.entries[message.id]
+            self._state.changed.notify_all()  # wakes `join`
             return True
 
     def extend(self, message: Message, lease_seconds: float) -> bool:
@@ -160,6 +163,26 @@ class MemoryQueue(WorkQueue):
             delayed=len(delays),
             next_due=min(delays, default=None),
         )
+
+    def join(self, timeout: float = 30.0) -> None:
+        """Wait until every message has been acknowledged (for tests with consumer threads).
+
+        Raises QueueError at once when a message is dead-lettered, and after `timeout`
+        seconds when messages are left.
+        """
+        deadline = time.monotonic() + timeout
+        with self._state.changed:
+            while True:
+                entries = self._state.entries.values()
+                dead = [e.id for e in entries if e.dead]
+                if dead:
+                    raise QueueError(f"{self.url}: dead-lettered: {', '.join(dead)}")
+                if not entries:
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise QueueError(f"{self.url}: {len(entries)} message(s) left after {timeout}s")
+                self._state.changed.wait(min(POLL_SECONDS, remaining))
 
     def message_bodies(self) -> list[str]:
         with self._state.changed:
