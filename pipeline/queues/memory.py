@@ -6,8 +6,9 @@ sleep: pass a `clock` and move it forward to run a lease out or bring a delay du
 to wait for consumer threads to finish everything (failing at once on a dead letter).
 
 Every `memory://` URL with the same name opened in one process is the same queue, shared by
-its threads (one lock guards it); another process, a fork included, never sees it, and it is
-gone when the process ends. So it is no choice for services that run as several processes.
+its threads (one lock guards it). No other process shares it (a fork gets a copy that goes its
+own way), and it is gone when the process ends: no choice for services that run as several
+processes (ingest and convert, `convert --workers N`).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 The whole contract with none of the I/O. It refuses what the directory store refuses (a key
 below an object, `a/b` beside `a`, and the reverse), so code that works on it works on the
 embedded default too. Every `memory://` URL with the same name opened in one process is the
-same store, shared by its threads (one lock guards it); another process, a fork included,
-never sees it, and it is gone when the process ends.
+same store, shared by its threads (one lock guards it). No other process shares it (a fork
+gets a copy that goes its own way), and it is gone when the process ends.
 """
 
 from __future__ import annotations
