@@ -217,15 +217,10 @@ class SQSQueue(WorkQueue):
         return self._approximate_count(self.queue_url)
 
     def census(self) -> QueueCensus:
-        attributes = self._call(
-            "get_queue_attributes",
-            QueueUrl=self.queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        hidden = int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+        visible, hidden = self._approximate_counts(self.queue_url)
         pending = self._delays.pending()[:hidden]
         return QueueCensus(
-            waiting=int(attributes.get("ApproximateNumberOfMessages", 0)),
+            waiting=visible,
             in_flight=hidden - len(pending),
             delayed=len(pending),
             next_due=pending[0] if pending else None,
@@ -252,14 +247,18 @@ class SQSQueue(WorkQueue):
 
     def _approximate_count(self, queue_url: str) -> int:
         """Waiting plus in-flight messages, as SQS counts them (approximately)."""
+        return sum(self._approximate_counts(queue_url))
+
+    def _approximate_counts(self, queue_url: str) -> tuple[int, int]:
+        """(visible, not visible) messages, as SQS counts them (approximately)."""
         attributes = self._call(
             "get_queue_attributes",
             QueueUrl=queue_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
-        return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
-            attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
-        )
+        visible = int(attributes.get("ApproximateNumberOfMessages", 0))
+        hidden = int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+        return visible, hidden
 
     def dead_letters(self) -> list[Message]:
         """Read the dead-letter queue and put every message straight back.
