@@ -38,7 +38,7 @@ class _Entry:
     dead: bool = False
 
 
-class _State:
+class _QueueState:
     """One named queue: its messages in send order and the condition that guards them."""
 
     def __init__(self) -> None:
@@ -47,13 +47,13 @@ class _State:
         self.ids = itertools.count(1)
 
 
-_queues: dict[str, _State] = {}
+_queues: dict[str, _QueueState] = {}
 _queues_lock = threading.Lock()
 
 
-def _state(name: str) -> _State:
+def _state(name: str) -> _QueueState:
     with _queues_lock:
-        return _queues.setdefault(name, _State())
+        return _queues.setdefault(name, _QueueState())
 
 
 class MemoryQueue(WorkQueue):

@@ -19,19 +19,19 @@ from pipeline.errors import ObjectNotFound, StoreError
 from pipeline.stores.base import BlobStore, ObjectInfo, validate_key, validate_prefix
 
 
-class _State:
+class _StoreState:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.objects: dict[str, tuple[bytes, float]] = {}  # key -> (body, time written)
 
 
-_stores: dict[str, _State] = {}
+_stores: dict[str, _StoreState] = {}
 _stores_lock = threading.Lock()
 
 
-def _state(name: str) -> _State:
+def _state(name: str) -> _StoreState:
     with _stores_lock:
-        return _stores.setdefault(name, _State())
+        return _stores.setdefault(name, _StoreState())
 
 
 class MemoryStore(BlobStore):
