@@ -15,7 +15,6 @@ import tenacity
 
 from convert.worker import (
     EXIT_WORK_LEFT,
-    DelayedMessages,
     WorkerOptions,
     run_worker,
     run_worker_process,
@@ -107,7 +106,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "polling after the queue last changed before giving up. Default: the queue lease "
         f"(TELEMETRY_QUEUE_LEASE_SECONDS, {settings.queue_lease_seconds:g}), enough for a batch "
         "another worker holds to be finished, or to come back if that worker died; messages "
-        "this run itself put back with a delay (parked batches, retries of failed ones) are "
+        "put back with a delay (parked batches, retries of failed ones) are "
         "then not waited for. An explicit SECONDS is the wait for both kinds, so a delayed "
         "batch due within it is still processed (0: give up at once)",
     )
@@ -231,11 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error("stopping: %s", exc)
         return 1
     context = _worker_context()
-    delayed = DelayedMessages.shared(context)  # so a worker knows what its siblings delayed
     children = [
         context.Process(
             target=run_worker_process,
-            args=(settings, _for_worker(options, i), args.log_level, delayed, os.getpid()),
+            args=(settings, _for_worker(options, i), args.log_level, os.getpid()),
             name=f"convert-{i}",
         )
         for i in range(args.workers)

@@ -11,8 +11,6 @@ import datetime as dt
 import gc
 import json
 import logging
-import multiprocessing
-import multiprocessing.context
 import os
 import signal
 import sys
@@ -32,7 +30,7 @@ from pipeline.config import Settings
 from pipeline.db import init_db, make_engine
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.layout import Schema, error_key
-from pipeline.queues import Message, WorkQueue, open_work_queue
+from pipeline.queues import Message, QueueCensus, WorkQueue, open_work_queue
 from pipeline.stats import DEFAULT_KEEP
 from pipeline.stores import open_store
 
@@ -56,8 +54,9 @@ class WorkerOptions:
 
     None (the default) waits up to the queue lease for messages that may be held by another
     worker (long enough for it to finish, or, if it died, for the message to come back), and
-    not at all for messages this run itself put back with a delay. An explicit value is the
-    wait for both, so a delayed message that comes due within it is still processed.
+    not at all for messages put back with a delay (the queue's `census` tells the two apart).
+    An explicit value is the wait for both, so a delayed message that comes due within it is
+    still processed.
     """
     poll_seconds: float = 5.0
     park_delay: float = 300.0
@@ -100,62 +99,15 @@ class LeaseExtender:
         self._thread.join()
 
 
-class DelayedMessages:
-    """When the messages this run put back with a delay come due; shared by sibling workers.
-
-    A queue only tells a draining worker how many messages are left (`depth`), not whether one
-    it cannot claim is leased to another worker, which is worth waiting for, or delayed (a
-    parked batch, a failed batch's retry), which may not come due for hours. The workers of one
-    run know the delays they set themselves, so they note the due times here. A delayed message
-    cannot be claimed before it is due, so the due times still in the future count the
-    messages this run delayed that are still queued: no message ids needed.
-
-    Without `storage` the record is local to this process; `--workers N` passes every child
-    the same `multiprocessing.Array("d", SLOTS)`. Delays beyond SLOTS pending ones are not
-    noted, which errs towards waiting.
-    """
-
-    SLOTS = 4096
-
-    def __init__(self, storage=None) -> None:
-        if storage is None:
-            self._due, self._lock = [0.0] * self.SLOTS, threading.Lock()
-        else:
-            self._due, self._lock = storage, storage.get_lock()
-
-    @classmethod
-    def shared(cls, context: multiprocessing.context.BaseContext) -> DelayedMessages:
-        return cls(context.Array("d", cls.SLOTS))
-
-    def add(self, due: float) -> None:
-        """Note one message that becomes claimable again at `due` (time.time())."""
-        with self._lock:
-            now = time.time()
-            for slot, value in enumerate(self._due[:]):
-                if value <= now:
-                    self._due[slot] = due
-                    return
-        log.debug("more than %d delayed messages; not noting one more", self.SLOTS)
-
-    def pending(self) -> list[float]:
-        """Due times still in the future, soonest first."""
-        with self._lock:
-            values = self._due[:]
-        now = time.time()
-        return sorted(value for value in values if value > now)
-
-
 class ConvertWorker:
     def __init__(
         self,
         settings: Settings,
         options: WorkerOptions,
         tools: HistogramTools | None = None,
-        delayed: DelayedMessages | None = None,
     ) -> None:
         self.settings = settings
         self.options = options
-        self.delayed = delayed if delayed is not None else DelayedMessages()
         endpoint = settings.s3_endpoint_url
         self.incoming = open_store(
             settings.incoming_url, setting="TELEMETRY_INCOMING_URL", endpoint_url=endpoint
@@ -215,12 +167,13 @@ class ConvertWorker:
                 continue
             if not self.options.drain:
                 continue
-            depth = self.queue.depth()
+            census = self.queue.census()
+            depth = census.total
             if depth == 0:
                 break
             if idle is None or idle[1] != depth:
                 idle, told = (time.monotonic(), depth), False  # progress elsewhere: wait anew
-            gave_up, waiting = self._drain_verdict(depth, time.monotonic() - idle[0])
+            gave_up, waiting = self._drain_verdict(census, time.monotonic() - idle[0])
             if gave_up is not None:
                 status = self._work_left(depth, gave_up)
                 break
@@ -238,25 +191,24 @@ class ConvertWorker:
         self.close()
         return status
 
-    def _drain_verdict(self, depth: int, waited: float) -> tuple[str | None, float]:
-        """While draining with `depth` messages left, none claimable for `waited` seconds:
-        (why to give up, or None) and how long this wait may last in all (0 if not waiting on
-        messages of unknown state)."""
+    def _drain_verdict(self, census: QueueCensus, waited: float) -> tuple[str | None, float]:
+        """While draining with `census` left, none claimable for `waited` seconds: (why to
+        give up, or None) and how long this wait may last in all (0 if not waiting on messages
+        that are not delayed)."""
         auto = self.options.drain_wait is None
         held_wait = self.settings.queue_lease_seconds if auto else self.options.drain_wait
         delayed_wait = 0.0 if auto else self.options.drain_wait
-        pending = self.delayed.pending()
-        if depth > len(pending):
-            # Some are held by another worker, or were delayed before this run: wait a lease.
+        if census.total > census.delayed:
+            # Some are held by another worker (or visible, but not to us yet): wait a lease.
             if waited < held_wait:
                 return None, held_wait
             return (
                 "delayed retries, parked batches or batches held by another worker, "
                 f"none claimable after waiting {waited:.0f}s"
             ), 0.0
-        due_in = pending[0] - time.time()
+        due_in = (census.next_due or time.time()) - time.time()
         if waited + due_in <= delayed_wait:
-            return None, 0.0  # the next one this run delayed comes due within the wait
+            return None, 0.0  # the next delayed one comes due within the wait
         return f"delayed retries or parked batches, the next due in {max(due_in, 0):.0f}s", 0.0
 
     def _stopped_drain_status(self) -> int:
@@ -278,11 +230,12 @@ class ConvertWorker:
         return EXIT_WORK_LEFT
 
     def _claim(self, wait: float) -> Message | None:
-        """Claim one message; when draining, stop waiting as soon as the queue is empty.
+        """Claim one message; when draining, stop waiting once waiting cannot help.
 
         A draining worker used to spend its last second polling a queue that was already empty,
         or whose last message another worker was finishing: a second per worker per run, more
-        than a tenth of a short drain. Now it polls in short slices and re-checks the depth.
+        than a tenth of a short drain. Now it polls in short slices and re-checks the census:
+        it stops when the queue is empty, or holds only delayed messages not due in the wait.
         """
         lease = self.settings.queue_lease_seconds
         if not self.options.drain:
@@ -292,12 +245,13 @@ class ConvertWorker:
             message = self.queue.claim(lease, wait_seconds=0.0)
             if message is not None:
                 return message
-            if self.queue.depth() == 0:
-                # Confirm with a short wait: on SQS an immediate receive samples only some
-                # servers and the depth lags, so both can say "empty" just after a send.
+            census = self.queue.census()
+            if census.total == 0:
+                # Confirm with a short wait: a claim that does not wait may miss a visible
+                # message and the census may lag a send (the queue contract allows both).
                 return self.queue.claim(lease, wait_seconds=DRAIN_POLL_SECONDS)
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or _none_due_within(census, remaining):
                 return None
             message = self.queue.claim(lease, wait_seconds=min(DRAIN_POLL_SECONDS, remaining))
             if message is not None:
@@ -349,10 +303,8 @@ class ConvertWorker:
         self.batches += 1
 
     def _release(self, message: Message, delay: float) -> None:
-        """Put a message back, claimable again after `delay` seconds, and note when."""
-        due = time.time() + delay
-        if self.queue.release(message, delay_seconds=delay) and delay > 0:
-            self.delayed.add(due + 1.0)  # SQS rounds delays up to whole seconds
+        """Put a message back, claimable again after `delay` seconds."""
+        self.queue.release(message, delay_seconds=delay)
 
     def _reject_message(self, message: Message, problem: str) -> None:
         """A message that names no batch is kept in errors/bad_message, then acknowledged."""
@@ -371,6 +323,15 @@ class ConvertWorker:
     def close(self) -> None:
         self.queue.close()
         self.engine.dispose()
+
+
+def _none_due_within(census: QueueCensus, seconds: float) -> bool:
+    """Whether every message in `census` is delayed, the soonest beyond `seconds` from now."""
+    return (
+        census.total == census.delayed
+        and census.next_due is not None
+        and census.next_due > time.time() + seconds
+    )
 
 
 def setup_logging(level: str | None, settings: Settings | None = None) -> None:
@@ -403,13 +364,12 @@ def run_worker(
     settings: Settings,
     options: WorkerOptions,
     log_level: str | None = None,
-    delayed: DelayedMessages | None = None,
 ) -> int:
     """Run one worker in this process until it stops; SIGTERM/SIGINT finish the current batch."""
     setup_logging(log_level, settings)
     from convert.metrics import instrument_worker
 
-    worker = ConvertWorker(settings, options, delayed=delayed)
+    worker = ConvertWorker(settings, options)
     instrument_worker(worker, options.metrics_port)
     tune_gc()
 
@@ -426,14 +386,13 @@ def run_worker_process(
     settings: Settings,
     options: WorkerOptions,
     log_level: str | None,
-    delayed: DelayedMessages | None = None,
     parent_pid: int | None = None,
 ) -> None:
     """Target of each `--workers N` child process (importable, as spawn requires)."""
     if parent_pid is not None:
         stop_with_parent(parent_pid)
     try:
-        status = run_worker(settings, options, log_level, delayed)
+        status = run_worker(settings, options, log_level)
     except ConfigError as exc:  # one line, as the parent prints it for a single worker
         log.error("configuration error: %s", exc)
         status = 2

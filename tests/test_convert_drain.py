@@ -12,7 +12,7 @@ import time
 import uuid
 
 from convert.__main__ import combined_status
-from convert.worker import EXIT_WORK_LEFT, ConvertWorker, DelayedMessages, WorkerOptions
+from convert.worker import EXIT_WORK_LEFT, ConvertWorker, WorkerOptions
 from pipeline.config import load_settings
 from pipeline.errors import StoreError
 from pipeline.queues import open_queue
@@ -30,8 +30,8 @@ LEFT_LINE = "drain: 1 message(s) still queued: "
 HINT = "run again later (batches that keep failing end up in `python -m pipeline dead-letters`)"
 
 
-def make_worker(settings, delayed=None, **options) -> ConvertWorker:
-    return ConvertWorker(settings, WorkerOptions(drain=True, **options), stub_tools(), delayed)
+def make_worker(settings, **options) -> ConvertWorker:
+    return ConvertWorker(settings, WorkerOptions(drain=True, **options), stub_tools())
 
 
 def submit(worker: ConvertWorker, key: str) -> None:
@@ -48,10 +48,18 @@ def break_published_store(worker: ConvertWorker) -> None:
 
 
 def delay_one_message_elsewhere(settings, seconds: float) -> None:
-    """A message put back with a delay by an earlier run: nothing this run knows about."""
+    """A message put back with a delay by an earlier run."""
     queue = open_queue(settings.queue_url)
     queue.send(json.dumps({"key": "earlier.tpr"}))
     assert queue.release(queue.claim(), delay_seconds=seconds)
+    queue.close()
+
+
+def hold_one_message_elsewhere(settings, seconds: float = 3600) -> None:
+    """A message another worker holds (leased for `seconds`): this run cannot claim it."""
+    queue = open_queue(settings.queue_url)
+    queue.send(json.dumps({"key": "held.tpr"}))
+    assert queue.claim(lease_seconds=seconds) is not None
     queue.close()
 
 
@@ -108,10 +116,10 @@ def settings_with(data_dir, env: dict[str, str]):
 
 
 def test_cli_drain_waits_a_lease_for_a_message_it_cannot_claim_then_exits_3(data_dir):
-    # A message this run did not delay may be held by another worker: the default wait is
-    # the lease (1 s here). It stays delayed for an hour, so the drain gives up after that.
+    # A message held by another worker: the default wait is the lease (1 s here). The other
+    # worker holds it for an hour, so the drain gives up after that.
     env = {"TELEMETRY_QUEUE_LEASE_SECONDS": "1"}
-    delay_one_message_elsewhere(settings_with(data_dir, env), 3600)
+    hold_one_message_elsewhere(settings_with(data_dir, env))
     result = run_convert(env, "--drain")
     assert result.returncode == EXIT_WORK_LEFT, result.stderr[-3000:]
     assert "drain: 1 message(s) not claimable" in result.stderr
@@ -120,6 +128,15 @@ def test_cli_drain_waits_a_lease_for_a_message_it_cannot_claim_then_exits_3(data
         LEFT_LINE + "delayed retries, parked batches or batches held by another worker, "
         "none claimable after waiting 1s; " + HINT
     ) in result.stderr
+
+
+def test_cli_drain_does_not_wait_a_lease_for_a_message_an_earlier_run_delayed(data_dir):
+    # The queue tells a delayed message from a held one, whoever delayed it.
+    delay_one_message_elsewhere(settings_with(data_dir, {}), 3600)
+    result = run_convert({}, "--drain")
+    assert result.returncode == EXIT_WORK_LEFT, result.stderr[-3000:]
+    assert "not claimable" not in result.stderr
+    assert LEFT_LINE + "delayed retries or parked batches, the next due in " in result.stderr
 
 
 def test_cli_workers_exit_status_reflects_work_left(data_dir):
@@ -193,9 +210,8 @@ def test_two_draining_workers_with_one_batch_both_exit_0(settings, caplog):
 
 
 def test_a_worker_does_not_wait_for_a_retry_its_sibling_delayed(settings, caplog):
-    delayed = DelayedMessages()  # what `--workers N` shares between its worker processes
-    first = make_worker(settings, delayed, retry_delay=3600)
-    second = make_worker(settings, delayed)
+    first = make_worker(settings, retry_delay=3600)
+    second = make_worker(settings)
     break_published_store(first)
     submit(first, "fails.tpr")
     claimed = threading.Event()
@@ -216,7 +232,7 @@ def test_a_worker_does_not_wait_for_a_retry_its_sibling_delayed(settings, caplog
 
 
 def test_drain_stopped_by_a_signal_with_work_left_exits_3(settings, caplog):
-    delay_one_message_elsewhere(settings, 3600)
+    hold_one_message_elsewhere(settings)
     worker = make_worker(settings, drain_wait=60)
     results = []
     thread = threading.Thread(target=lambda: results.append(worker.run()))
@@ -229,15 +245,6 @@ def test_drain_stopped_by_a_signal_with_work_left_exits_3(settings, caplog):
         thread.join(30)
     assert results == [EXIT_WORK_LEFT]
     assert LEFT_LINE + "stopped before the queue was empty; " + HINT in caplog.text
-
-
-def test_delayed_messages_count_only_what_is_not_due_yet():
-    delayed = DelayedMessages()
-    now = time.time()
-    delayed.add(now + 3600)
-    delayed.add(now + 60)
-    delayed.add(now - 1)  # already due: claimable again, nothing to count
-    assert delayed.pending() == [now + 60, now + 3600]
 
 
 def test_combined_status_of_several_workers():

@@ -1,4 +1,5 @@
-"""One behaviour suite for every work queue backend: SQLite, SQS (moto's server), Redis.
+"""One behaviour suite for every work queue backend: SQLite, SQS (moto's server), Redis,
+and the in-process memory queue.
 
 Short leases are 1 s on SQS (it counts visibility in whole seconds) and 0.3 s elsewhere;
 waiting for one to run out is done by polling with a generous limit, never by sleeping a
@@ -14,12 +15,12 @@ import uuid
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.queues import Message, open_queue
+from pipeline.queues import Message, QueueCensus, open_queue
 
 PATIENCE = 30.0  # seconds to wait for something that must happen
 
 
-@pytest.fixture(params=["sqlite", "sqs", "redis"])
+@pytest.fixture(params=["sqlite", "sqs", "redis", "memory"])
 def backend(request) -> str:
     return request.param
 
@@ -36,6 +37,8 @@ def queue_url(backend, request, tmp_path):
     if backend == "sqs":
         request.getfixturevalue("moto")
         return f"sqs://work-{uuid.uuid4().hex[:8]}"
+    if backend == "memory":
+        return f"memory://work-{uuid.uuid4().hex[:8]}"
     return request.getfixturevalue("redis_url")
 
 
@@ -277,6 +280,52 @@ def test_depth_counts_waiting_and_in_flight_messages(queue):
     assert queue.depth() == 4
     queue.ack(held)
     assert queue.depth() == 3
+
+
+def test_census_tells_waiting_in_flight_and_delayed_messages_apart(queue):
+    assert queue.census() == QueueCensus(0, 0, 0, None)
+    for body in ("held", "delayed", "waiting"):
+        queue.send(body)
+    held = queue.claim(lease_seconds=60)
+    delayed = queue.claim(lease_seconds=60)
+    assert (held.body, delayed.body) == ("held", "delayed")
+    before = time.time()
+    assert queue.release(delayed, delay_seconds=3600)
+    census = queue.census()
+    assert (census.waiting, census.in_flight, census.delayed) == (1, 1, 1)
+    assert before + 3599.99 <= census.next_due <= time.time() + 3601  # SQS: whole seconds
+    assert census.total == queue.depth() == 3
+
+
+def test_census_counts_a_delay_that_came_due_and_an_expired_lease_as_waiting(queue, lease):
+    queue.send("delayed")
+    queue.send("held")
+    delayed = queue.claim(lease_seconds=60)
+    assert queue.release(delayed, delay_seconds=lease)
+    held = queue.claim(lease_seconds=lease)
+    assert held.body == "held"
+    deadline = time.monotonic() + PATIENCE
+    while (census := queue.census()).waiting < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert census == QueueCensus(waiting=2)
+
+
+def test_census_leaves_out_dead_letters(make_queue):
+    queue = make_queue(max_attempts=1)
+    dead_letter(queue, "poison")
+    assert queue.census().total == 0
+
+
+def test_lease_deadline_says_until_when_the_lease_holds(queue):
+    queue.send("timed")
+    before = time.time()
+    message = queue.claim(lease_seconds=60)
+    assert before + 60 <= message.lease_deadline + 0.01 and message.lease_deadline <= (
+        time.time() + 60
+    )
+    before = time.time()
+    assert queue.extend(message, 120)
+    assert before + 120 <= message.lease_deadline + 0.01 <= time.time() + 120.01
 
 
 def test_dead_letters_is_empty_for_a_healthy_queue(queue):

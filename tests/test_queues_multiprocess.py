@@ -1,4 +1,6 @@
-"""Queue crash semantics with real processes: SQLite (shared file) and Redis (real server).
+"""Queue crash semantics with real processes: SQLite (shared file), Redis (real server) and
+SQS (moto's server). The memory queue lives in one process; its threads are tested in
+test_queue_memory.py.
 
 Worker processes are started with the "spawn" method, so each opens its own connections as a
 separate service process would.
@@ -10,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import time
+import uuid
 
 import pytest
 
@@ -20,10 +23,13 @@ PATIENCE = 60.0
 SPAWN = multiprocessing.get_context("spawn")
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "sqs"])
 def queue_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/queue.db"
+    if request.param == "sqs":
+        request.getfixturevalue("moto")  # its endpoint is in the environment children inherit
+        return f"sqs://work-{uuid.uuid4().hex[:8]}"
     return request.getfixturevalue("redis_url")
 
 

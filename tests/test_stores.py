@@ -1,9 +1,11 @@
-"""One behaviour suite for every blob store backend: a directory and S3 (moto's real server)."""
+"""One behaviour suite for every blob store backend: a directory, S3 (moto's real server) and
+the in-process memory store."""
 
 from __future__ import annotations
 
 import os
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,10 +18,12 @@ from pipeline.stores.base import TMP_MARK
 from pipeline.stores.s3 import S3Store
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "memory"])
 def store(request, tmp_path):
     if request.param == "local":
         opened = open_store(f"file://{tmp_path}/store", setting="TELEMETRY_PUBLISHED_URL")
+    elif request.param == "memory":
+        opened = open_store(f"memory://store-{uuid.uuid4().hex[:8]}")
     else:
         request.getfixturevalue("moto")
         opened = open_store(

@@ -1,4 +1,5 @@
-"""Work queues chosen by URL scheme: `sqlite:///path`, `sqs://name`, `redis://host:port/db`."""
+"""Work queues chosen by URL scheme: `sqlite:///path`, `sqs://name`, `redis://host:port/db`,
+and `memory://name` (in this process only: for tests and single-process use)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from pipeline.errors import ConfigError
-from pipeline.queues.base import Message, WorkQueue
+from pipeline.queues.base import Message, QueueCensus, WorkQueue
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
 
-__all__ = ["Message", "WorkQueue", "open_queue", "open_work_queue"]
+__all__ = ["SCHEMES", "Message", "QueueCensus", "WorkQueue", "open_queue", "open_work_queue"]
+
+#: The URL schemes `open_queue` knows (`memory` lives in one process: tests, single-process use).
+SCHEMES = ("sqlite", "sqs", "redis", "rediss", "memory")
 
 log = logging.getLogger(__name__)
 
@@ -76,4 +80,12 @@ def open_queue(
         from pipeline.queues.redis import RedisQueue
 
         return RedisQueue(url, **common)
-    raise ConfigError(setting, f"unknown scheme in {url!r}: use sqlite://, sqs:// or redis://")
+    if parsed.scheme == "memory":
+        from pipeline.queues.memory import MemoryQueue
+
+        if not parsed.netloc:
+            raise ConfigError(setting, f"{url!r} names no queue (expected memory://queue-name)")
+        return MemoryQueue(url, parsed.netloc, **common)
+    raise ConfigError(
+        setting, f"unknown scheme in {url!r}: use sqlite://, sqs://, redis:// or memory://"
+    )

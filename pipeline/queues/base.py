@@ -10,7 +10,14 @@ dead letter back on the queue as a fresh message, its attempts counted from zero
 
 A lease that has run out is lost for good: `ack`, `extend` and `release` with its receipt do
 nothing and return False, on every backend, whether or not another consumer has claimed the
-message since. A consumer that works longer than its lease must `extend` it in time.
+message since. A consumer that works longer than its lease must `extend` it in time: a claimed
+message's `lease_deadline` says until when the lease holds, as the backend guarantees it.
+
+A message the queue holds but cannot hand out is either in flight (leased to a consumer, back
+when the lease runs out) or delayed (released with a delay, back when it comes due). `census`
+tells them apart, so a consumer knows whether waiting can help without knowing the backend.
+
+Every backend is safe to share between threads; all but `memory://` also between processes.
 """
 
 from __future__ import annotations
@@ -25,9 +32,29 @@ class Message:
     body: str
     receipt: str
     attempts: int
-    # Wall-clock time (time.time()) when the lease ends, as the claimer saw it; 0 for dead
-    # letters. Backends that cannot check leases on the server (SQS) check it here.
     lease_deadline: float = 0.0
+    """Wall-clock time (time.time()) until which the lease is guaranteed to hold, kept up to
+    date by `extend`; never later than the backend's own deadline (each backend rounds as its
+    server does). 0 for dead letters."""
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueCensus:
+    """What a queue holds besides dead letters, by what a claim would do with it now."""
+
+    waiting: int = 0
+    """Visible: a claim would get one (approximate where `depth` is)."""
+    in_flight: int = 0
+    """Leased to a consumer: back when it acks, releases, or its lease runs out."""
+    delayed: int = 0
+    """Released with a delay that has not passed: back at `next_due` at the soonest."""
+    next_due: float | None = None
+    """When the soonest delayed message becomes visible (time.time()); None if none is."""
+
+    @property
+    def total(self) -> int:
+        """Every message the queue holds but its dead letters: what `depth` counts."""
+        return self.waiting + self.in_flight + self.delayed
 
 
 class WorkQueue(abc.ABC):
@@ -42,7 +69,11 @@ class WorkQueue(abc.ABC):
     def claim(
         self, lease_seconds: float | None = None, wait_seconds: float = 0.0
     ) -> Message | None:
-        """Return the next visible message, leased to the caller, or None after waiting."""
+        """Return the next visible message, leased to the caller, or None after waiting.
+
+        With `wait_seconds=0` a backend may answer None although a message is visible (an SQS
+        short poll asks only some of its servers); any wait above 0 sees every visible one.
+        """
 
     @abc.abstractmethod
     def ack(self, message: Message) -> bool:
@@ -61,7 +92,19 @@ class WorkQueue(abc.ABC):
 
     @abc.abstractmethod
     def depth(self) -> int:
-        """Messages waiting or in flight, not counting dead letters (approximate on SQS)."""
+        """Messages waiting, delayed or in flight, not counting dead letters.
+
+        Approximate on SQS, where it may lag a send or an ack by a moment.
+        """
+
+    @abc.abstractmethod
+    def census(self) -> QueueCensus:
+        """The messages `depth` counts, told apart: waiting, in flight, delayed.
+
+        Exact where the server knows which is which (SQLite, Redis, memory). SQS knows only
+        "not visible", so it counts as delayed the delays released through it in this process
+        and the processes it forked (see pipeline.queues.delay_ledger), the rest in flight.
+        """
 
     @abc.abstractmethod
     def dead_letters(self) -> list[Message]:

@@ -30,7 +30,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from pipeline.errors import ConfigError, QueueError, ServiceUnreachable
-from pipeline.queues.base import Message, WorkQueue
+from pipeline.queues.base import Message, QueueCensus, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,21 @@ return 1
 """
 )
 
+# Waiting (visible in `ready`, or an expired lease), in flight, delayed, and the soonest due
+# time, in one snapshot by the server's clock. KEYS: ready inflight
+_CENSUS = (
+    _NOW
+    + """
+local ready = redis.call('ZCARD', KEYS[1])
+local delayed = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+local in_flight = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
+local expired = redis.call('ZCARD', KEYS[2]) - in_flight
+local soonest = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+local due = ''
+if #soonest > 0 then due = soonest[2] end
+return {ready - delayed + expired, in_flight, delayed, due}
+"""
+)
 
 # Back to `ready`, visible now, attempts from zero; the id, body and send order are kept.
 # KEYS: ready attempts receipts dead; ARGV: id
@@ -205,6 +220,7 @@ class RedisQueue(WorkQueue):
         self._release = self._redis.register_script(_RELEASE)
         self._redrive = self._redis.register_script(_REDRIVE)
         self._redrive_first = self._redis.register_script(_REDRIVE_FIRST)
+        self._census = self._redis.register_script(_CENSUS)
         try:
             self._redis.ping()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -267,6 +283,11 @@ class RedisQueue(WorkQueue):
         except redis.RedisError as exc:
             raise QueueError(f"{self.url}: depth failed: {exc}") from exc
         return int(sum(counts))
+
+    def census(self) -> QueueCensus:
+        waiting, in_flight, delayed, due = self._run(self._census, self._keys[:2], [])
+        next_due = float(due) if due else None
+        return QueueCensus(int(waiting), int(in_flight), int(delayed), next_due)
 
     def message_bodies(self) -> list[str]:
         """Every body in the `bodies` hash (waiting, in flight and dead messages all keep

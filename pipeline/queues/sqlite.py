@@ -4,7 +4,8 @@ Claims run in `BEGIN IMMEDIATE` transactions, so two processes can never lease t
 message; WAL mode keeps readers from blocking the writer. Each claim hands out a fresh
 receipt token, and ack/extend/release only act when the token still matches, so a consumer
 whose lease expired cannot ack a message another consumer now holds. While a message is
-claimed, `visible_at` is its lease deadline, so "the lease still holds" is `visible_at > now`.
+claimed, `visible_at` is its lease deadline, so "the lease still holds" is `visible_at > now`;
+a message released with a delay has no receipt and a `visible_at` in the future.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 import uuid
 
 from pipeline.errors import ConfigError, QueueError
-from pipeline.queues.base import Message, WorkQueue
+from pipeline.queues.base import Message, QueueCensus, WorkQueue
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -158,6 +159,23 @@ class SQLiteQueue(WorkQueue):
 
     def depth(self) -> int:
         return self._db().execute("SELECT COUNT(*) FROM messages WHERE dead = 0").fetchone()[0]
+
+    # One snapshot: an expired lease (receipt set, visible_at past) is waiting again.
+    _CENSUS = (
+        "SELECT COALESCE(SUM(visible_at <= :now), 0), "
+        "COALESCE(SUM(visible_at > :now AND receipt IS NOT NULL), 0), "
+        "COALESCE(SUM(visible_at > :now AND receipt IS NULL), 0), "
+        "MIN(CASE WHEN visible_at > :now AND receipt IS NULL THEN visible_at END) "
+        "FROM messages WHERE dead = 0"
+    )
+
+    def census(self) -> QueueCensus:
+        try:
+            row = self._db().execute(self._CENSUS, {"now": time.time()}).fetchone()
+        except sqlite3.Error as exc:
+            raise QueueError(f"{self.url}: census failed: {exc}") from exc
+        waiting, in_flight, delayed, next_due = row
+        return QueueCensus(waiting, in_flight, delayed, next_due)
 
     def message_bodies(self) -> list[str]:
         try:

@@ -9,6 +9,10 @@ own redrive policy: the queue `<name>` is created, when missing, with a `<name>-
 `maxReceiveCount = max_attempts`, so a message received that many times without a delete moves
 to the dead-letter queue on the next receive, as on the other backends.
 
+SQS shows a message released with a delay as it shows a leased one ("not visible"), so
+`census` counts as delayed the delays this process (and the workers it forked) set, noted in
+pipeline.queues.delay_ledger with SQS's rounding; the rest of the hidden messages in flight.
+
 SQS accepts a stale receipt handle for a delete in some cases, so the lease check that the
 other backends make on the server is made here against the claimer's own clock: once the lease
 deadline has passed, `ack`, `extend` and `release` do nothing and return False.
@@ -36,7 +40,8 @@ from botocore.config import Config
 from pipeline.aws import default_region, make_client, open_error
 from pipeline.config import read_setting
 from pipeline.errors import ConfigError, QueueError
-from pipeline.queues.base import Message, WorkQueue
+from pipeline.queues.base import Message, QueueCensus, WorkQueue
+from pipeline.queues.delay_ledger import ledger_for
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +96,7 @@ class SQSQueue(WorkQueue):
                 {"deadLetterTargetArn": dead_arn, "maxReceiveCount": str(max_attempts)}
             )
             self.queue_url = self._ensure_queue(name, {"RedrivePolicy": redrive})
+            self._delays = ledger_for(self.queue_url)
         except _AWS_ERRORS as exc:
             unset = f"AWS ({ENDPOINT_ENV} is unset)"
             raise open_error(
@@ -200,13 +206,26 @@ class SQSQueue(WorkQueue):
     def release(self, message: Message, delay_seconds: float = 0.0) -> bool:
         if not self._holds(message):
             return False
-        if not self._set_visibility(message, _seconds(delay_seconds)):
+        seconds = _seconds(delay_seconds)
+        if not self._set_visibility(message, seconds):
             return False
         message.lease_deadline = 0.0
+        if seconds > 0:
+            self._delays.add(time.time() + seconds)  # visible by then at the latest
         return True
 
     def depth(self) -> int:
         return self._approximate_count(self.queue_url)
+
+    def census(self) -> QueueCensus:
+        visible, hidden = self._approximate_counts(self.queue_url)
+        pending = self._delays.pending()[:hidden]
+        return QueueCensus(
+            waiting=visible,
+            in_flight=hidden - len(pending),
+            delayed=len(pending),
+            next_due=pending[0] if pending else None,
+        )
 
     def retention_seconds(self) -> float:
         """SQS drops a message this long after it was first sent, even from the dead-letter
@@ -229,14 +248,18 @@ class SQSQueue(WorkQueue):
 
     def _approximate_count(self, queue_url: str) -> int:
         """Waiting plus in-flight messages, as SQS counts them (approximately)."""
+        return sum(self._approximate_counts(queue_url))
+
+    def _approximate_counts(self, queue_url: str) -> tuple[int, int]:
+        """(visible, not visible) messages, as SQS counts them (approximately)."""
         attributes = self._call(
             "get_queue_attributes",
             QueueUrl=queue_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
-        return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
-            attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
-        )
+        visible = int(attributes.get("ApproximateNumberOfMessages", 0))
+        hidden = int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+        return visible, hidden
 
     def dead_letters(self) -> list[Message]:
         """Read the dead-letter queue and put every message straight back.

@@ -1,4 +1,5 @@
-"""Blob stores chosen by URL scheme: `file://` (directory) or `s3://bucket/prefix`."""
+"""Blob stores chosen by URL scheme: `file://` (directory) or `s3://bucket/prefix`, and
+`memory://name` (in this process only: for tests and single-process use)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from urllib.parse import urlparse
 from pipeline.errors import ConfigError
 from pipeline.stores.base import BlobStore, ObjectInfo, validate_key
 
-__all__ = ["BlobStore", "ObjectInfo", "open_store", "validate_key"]
+__all__ = ["SCHEMES", "BlobStore", "ObjectInfo", "open_store", "validate_key"]
+
+#: The URL schemes `open_store` knows (`memory` lives in one process: tests, single-process use).
+SCHEMES = ("file", "s3", "memory")
 
 
 def open_store(
@@ -46,4 +50,10 @@ def open_store(
             setting=setting,
             create=create,
         )
-    raise ConfigError(setting, f"unknown scheme in {url!r}: use file:// or s3://")
+    if parsed.scheme == "memory":
+        from pipeline.stores.memory import MemoryStore
+
+        if not parsed.netloc:
+            raise ConfigError(setting, f"{url!r} names no store (expected memory://store-name)")
+        return MemoryStore(url, parsed.netloc)
+    raise ConfigError(setting, f"unknown scheme in {url!r}: use file://, s3:// or memory://")
