@@ -230,9 +230,11 @@ def request_run_now(session: Session, job: Job, clock: Clock | None = None) -> R
     raise RuntimeError(f"could not record a manual run for job {job.name!r}")
 
 
-def cancel_run(session: Session, run: Run) -> Run:
+def cancel_run(session: Session, run: Run, clock: Clock | None = None) -> Run:
     """Ask for a run to stop: a run not started yet is cancelled at once; a running one is
-    killed by the service within a second or two."""
+    killed by the service within a second or two. `clock` dates the cancellation (the
+    service's own clock where there is one; real time from the CLI and the dashboard)."""
+    clock = clock or Clock()
     if RunState(run.state).finished:
         return run
     session.execute(update(Run).where(Run.id == run.id).values(cancel_requested=True))
@@ -242,7 +244,7 @@ def cancel_run(session: Session, run: Run) -> Run:
         .values(
             state=RunState.cancelled.value,
             reason="cancelled before it started",
-            finished_at=naive_utc(Clock().now()),
+            finished_at=naive_utc(clock.now()),
         )
     )
     session.commit()
@@ -265,9 +267,13 @@ def owner_is_admin(session: Session, email: str) -> bool:
     return bool(value)
 
 
-def service_alive(session: Session, within_seconds: float = 15.0) -> bool:
-    """True when some scheduler service has beaten its heartbeat recently."""
-    cutoff = naive_utc(Clock().now()) - dt.timedelta(seconds=within_seconds)
+def service_alive(
+    session: Session, within_seconds: float = 15.0, clock: Clock | None = None
+) -> bool:
+    """True when some scheduler service has beaten its heartbeat recently (by `clock`, real
+    time unless given: the heartbeat is written in wall time, see scheduler/heartbeat.py)."""
+    clock = clock or Clock()
+    cutoff = naive_utc(clock.now()) - dt.timedelta(seconds=within_seconds)
     return (
         session.scalar(
             select(SchedulerHeartbeat.id).where(SchedulerHeartbeat.beat_at >= cutoff).limit(1)
