@@ -48,7 +48,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.errors import PipelineError
+from ingest.errors import SpoolClosed, SpoolFull, SpoolLocked, SpoolRefusal, SpoolWriteFailed
 from pipeline.records import CorruptBatch, scan
 
 log = logging.getLogger(__name__)
@@ -59,18 +59,6 @@ QUARANTINE = "quarantine"
 LOCK_NAME = ".lock"
 FSYNC_POLICIES = ("always", "group", "none")
 IOV_MAX = 1024
-
-
-class SpoolFull(PipelineError):
-    """The spool cannot take this record now (answered with 507); `reason` says why."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
-
-
-class SpoolLocked(PipelineError):
-    """Another process already uses this spool directory."""
 
 
 @dataclasses.dataclass
@@ -289,16 +277,16 @@ class Spool:
     def depth_files(self) -> int:
         return self._sealed_files + (1 if self._current and self._current.records else 0)
 
-    def refusal(self, incoming: int = 0) -> SpoolFull | None:
+    def refusal(self, incoming: int = 0) -> SpoolRefusal | None:
         """Why a record of `incoming` bytes would be refused right now, or None."""
         if self.depth_bytes + incoming > self.cap_bytes:
             return SpoolFull(
-                "spool_cap", f"spool holds {self.depth_bytes} bytes, cap is {self.cap_bytes}"
+                f"spool holds {self.depth_bytes} bytes, cap is {self.cap_bytes}", "spool_cap"
             )
         if self._free_bytes is not None and self._free_bytes - incoming < self.min_free_bytes:
             return SpoolFull(
-                "disk_free",
                 f"{self._free_bytes} bytes free on the spool disk, floor is {self.min_free_bytes}",
+                "disk_free",
             )
         return None
 
@@ -306,8 +294,14 @@ class Spool:
 
     async def append(self, record: bytes) -> None:
         """Append one encoded record; return once it is durable under the fsync policy."""
+        await self.append_nowait(record)
+
+    def append_nowait(self, record: bytes) -> asyncio.Future[None]:
+        """Queue one encoded record; the future is done once it is durable under the fsync
+        policy (or fails with `SpoolWriteFailed`). A refusal (`SpoolFull`, `SpoolClosed`) is
+        raised at once. The HTTP server waits on the future with a callback, no task."""
         if self._closed:
-            raise SpoolFull("closed", "the spool is shutting down")
+            raise SpoolClosed("the spool is shutting down")
         refusal = self.refusal(len(record))
         if refusal is not None:
             raise refusal
@@ -330,7 +324,7 @@ class Spool:
         current.waiters.append(waiter)
         if current.committer is None:
             current.committer = asyncio.ensure_future(self._commit_loop(current))
-        await waiter
+        return waiter
 
     def _open_new(self) -> _OpenFile:
         path = self.directory / f"{_new_stem()}{OPEN_SUFFIX}"
@@ -360,9 +354,7 @@ class Spool:
                         current.path.name,
                         exc,
                     )
-                    error = SpoolFull(
-                        "write_error", f"cannot write the spool: {exc.strerror or exc}"
-                    )
+                    error = SpoolWriteFailed(f"cannot write the spool: {exc.strerror or exc}")
                     for waiter in waiters:
                         if not waiter.done():
                             waiter.set_exception(error)

@@ -33,14 +33,10 @@ PACKAGES = (
 # the list only shrinks. Private (`_Name`) classes are internal signals and exempt.
 NOT_YET_IN_ERRORS_PY = {
     "pipeline.records.CorruptBatch",
-    "ingest.spool.SpoolFull",
-    "ingest.spool.SpoolLocked",
-    "ingest.app.BodyTooLarge",
-    "ingest.app.BodyStalled",
     "dashboard.workers.base.WorkerProviderError",
     "dashboard.workers.sshkeys.SSHKeyError",
 }
-NOT_YET_UNDER_THE_ROOT = {"ingest.app.BodyTooLarge", "ingest.app.BodyStalled"}
+NOT_YET_UNDER_THE_ROOT: set[str] = set()
 
 
 def project_exceptions() -> dict[str, type[BaseException]]:
