@@ -271,12 +271,19 @@ class HttpConnection(asyncio.Protocol):
             raise _ParseStop
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        current = self.current
         if len(name) > MAX_FIELD_BYTES or len(value) > MAX_FIELD_BYTES:
             self.parse_error = self.app.refuse(
-                self.current, 400, "malformed_http", f"header field over {MAX_FIELD_BYTES} bytes"
+                current, 400, "malformed_http", f"header field over {MAX_FIELD_BYTES} bytes"
             )
             raise _ParseStop
-        self.current.headers.append((name, value))
+        current.size += len(name) + len(value)  # the headers' size until the body starts
+        if current.size > MAX_HEADER_BYTES:
+            self.parse_error = self.app.refuse(
+                current, 431, "header_too_large", f"headers over {MAX_HEADER_BYTES} bytes"
+            )
+            raise _ParseStop
+        current.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         exchange = self.current
@@ -289,6 +296,7 @@ class HttpConnection(asyncio.Protocol):
             method = _METHODS.setdefault(raw_method, raw_method.decode("ascii", "replace"))
         exchange.method = method
         exchange.headers_done = True
+        exchange.size = 0
         exchange.keep_alive = parser.should_keep_alive()
         exchange.http10 = parser.get_http_version() == "1.0"
         self.head_since = None
