@@ -75,7 +75,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop when it is installed (about a third more requests per CPU second
-    through aiohttp), else None: asyncio's own loop."""
+    with the same HTTP layer), else None: asyncio's own loop."""
     try:
         import uvloop
     except ImportError:
