@@ -333,37 +333,67 @@ class Spool:
         return self._current
 
     async def _commit_loop(self, current: _OpenFile) -> None:
-        """Group commit: write (and fsync) everything appended so far in one go, repeat."""
+        """Group commit: write (and fsync) everything appended so far in one go, repeat.
+
+        The next group goes to the disk as soon as the previous one is durable, before that
+        one's requests are answered: answering them takes the event loop a while (each answer
+        is written and logged), and the disk would sit idle for that long otherwise.
+        """
         loop = asyncio.get_running_loop()
         try:
-            while current.batch:
-                await asyncio.sleep(0)  # let requests that are ready this turn join the group
-                records, waiters = current.batch, current.waiters
-                current.batch, current.waiters = [], []
+            await asyncio.sleep(0)  # let requests that are ready this turn join the group
+            records, waiters = self._take_group(current)
+            writing = loop.run_in_executor(self._executor, self._write_group, current, records)
+            while True:
                 try:
-                    await loop.run_in_executor(self._executor, self._write_group, current, records)
+                    await writing
                 except OSError as exc:
-                    failed = sum(map(len, records))
-                    current.size -= failed
-                    current.records -= len(records)
-                    if self._free_bytes is not None:
-                        self._free_bytes += failed
-                    log.error(
-                        "spool: writing %d records to %s failed: %s",
-                        len(records),
-                        current.path.name,
-                        exc,
-                    )
-                    error = SpoolWriteFailed(f"cannot write the spool: {exc.strerror or exc}")
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_exception(error)
+                    error: OSError | None = exc
                 else:
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_result(None)
+                    error = None
+                done_records, done_waiters = records, waiters
+                records, waiters = self._take_group(current)
+                if records:
+                    writing = loop.run_in_executor(
+                        self._executor, self._write_group, current, records
+                    )
+                self._settle(current, done_records, done_waiters, error)
+                if not records:
+                    break
         finally:
             current.committer = None
+
+    @staticmethod
+    def _take_group(current: _OpenFile) -> tuple[list[bytes], list[asyncio.Future[None]]]:
+        records, waiters = current.batch, current.waiters
+        current.batch, current.waiters = [], []
+        return records, waiters
+
+    def _settle(
+        self,
+        current: _OpenFile,
+        records: list[bytes],
+        waiters: list[asyncio.Future[None]],
+        error: OSError | None,
+    ) -> None:
+        """Answer a written group's requests: durable, or not stored (`SpoolWriteFailed`)."""
+        if error is None:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            return
+        failed = sum(map(len, records))
+        current.size -= failed
+        current.records -= len(records)
+        if self._free_bytes is not None:
+            self._free_bytes += failed
+        log.error(
+            "spool: writing %d records to %s failed: %s", len(records), current.path.name, error
+        )
+        refusal = SpoolWriteFailed(f"cannot write the spool: {error.strerror or error}")
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(refusal)
 
     def _write_group(self, current: _OpenFile, records: list[bytes]) -> None:
         """Worker thread: append `records` in order, then make them durable per the policy.
