@@ -33,7 +33,7 @@ import httptools
 
 from ingest.paths import MAX_PATH_BYTES
 from ingest.responses import CONTINUE, Reply, render
-from ingest.slow_clients import HEADER_TIMEOUT_REASON, Timeouts
+from ingest.slow_clients import Timeouts
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +355,13 @@ class HttpConnection(asyncio.Protocol):
     def _finished(self, outcome: asyncio.Future) -> None:
         self.busy = False
         exchange = self.queue.popleft()
-        self._send(exchange, self.app.finish(exchange, outcome))
+        try:
+            reply = self.app.finish(exchange, outcome)
+        except Exception:  # a bug must not leave the connection waiting for ever
+            log.exception("ingest: answering %s failed", exchange.doc_id)
+            reply = self.app.refuse(exchange, 500, "internal_error", "internal error")
+            exchange.close = True
+        self._send(exchange, reply)
         self._advance()
         if self.paused and len(self.queue) <= MAX_PIPELINED // 2 and not self.input_closed:
             self.paused = False
@@ -488,6 +494,3 @@ def _expects_continue(exchange: Exchange) -> bool:
         if name.lower() == b"expect" and value.lower() == b"100-continue":
             return True
     return False
-
-
-__all__ = ["HEADER_TIMEOUT_REASON", "Exchange", "HttpConnection", "HttpServer"]
