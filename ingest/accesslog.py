@@ -2,13 +2,10 @@
 
 The line has no client address (privacy: see pipeline.client_address), at most its keyed hash.
 
-aiohttp calls the access logger for every answered request, including the ones its own
-router or parser refuse, which makes it the one place to count requests by status. It is
-always "enabled" so the counting happens even when the log line itself is switched off.
-
-The metrics are bound to the logger class (`for_metrics`) rather than read from
-`request.app`: a request the HTTP parser refused (a request line or header over aiohttp's
-limits, garbage bytes) never reaches the router, and such a request has no app.
+The server calls `AccessLog.answered` for every answered request, including the ones its HTTP
+parser refuses (garbage bytes, a request line or header over the limits), which makes it the
+one place to count requests by status. The counting happens even when the log line itself is
+switched off (`--no-access-log`).
 """
 
 from __future__ import annotations
@@ -16,96 +13,93 @@ from __future__ import annotations
 import logging
 import os
 import time
-
-from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
+from urllib.parse import unquote
 
 from ingest.metrics import IngestMetrics
-from pipeline.client_address import FORWARDED_FOR, AddressPolicy, client_address
+from pipeline.client_address import AddressPolicy, client_address
 
 ACCESS_LOGGER = logging.getLogger("ingest.access")
-# What the submission handler learned about a request, for the log line and the metrics.
-DOC_ID = web.RequestKey("doc_id", str)
-NAMESPACE = web.RequestKey("namespace", str)
-REASON = web.RequestKey("reason", str)
-
 
 LINE = "%s %s %s"  # method, path, status; the rest are fields
-
-# Refusals made by aiohttp itself (router or HTTP parser), which our handlers never label.
-UNLABELLED_REFUSALS = {400: "malformed_http", 404: "not_found", 405: "method_not_allowed"}
+HEADER_TIMEOUT_LINE = "- - 408 (headers not complete in time)"
 
 
-class JsonAccessLogger(AbstractAccessLogger):
-    metrics: IngestMetrics | None = None
-    address_policy: AddressPolicy = AddressPolicy()
-    trusted_hops: int = 0
+class AccessLog:
+    """Counts every answer into `metrics` and, when `enabled`, logs one line for it."""
 
-    @classmethod
-    def for_metrics(
-        cls,
+    def __init__(
+        self,
         metrics: IngestMetrics | None,
         address_policy: AddressPolicy | None = None,
         trusted_hops: int = 0,
-    ) -> type[JsonAccessLogger]:
-        """A logger class that counts into `metrics` (aiohttp instantiates the class itself).
+        *,
+        enabled: bool = True,
+        logger: logging.Logger = ACCESS_LOGGER,
+    ) -> None:
+        self.metrics = metrics
+        self.address_policy = address_policy or AddressPolicy()
+        self.trusted_hops = trusted_hops
+        self.enabled = enabled
+        self.logger = logger
+        self._template: tuple[int, dict[str, object]] | None = None  # (pid, record attributes)
 
-        The client's address is never logged; with the `hash` policy its keyed hash is
-        (`remote_hash`), taken from the same address the records keep (`trusted_hops`).
-        """
-        attributes = {
-            "metrics": metrics,
-            "address_policy": address_policy or AddressPolicy(),
-            "trusted_hops": trusted_hops,
-        }
-        return type(cls.__name__, (cls,), attributes)
+    def answered(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        seconds: float,
+        *,
+        bytes_in: int | None = None,
+        namespace: str | None = None,
+        doc_id: str | None = None,
+        reason: str | None = None,
+        peer: str | None = None,
+        forwarded_for: list[str] | None = None,
+    ) -> None:
+        """Count one answered request and log its line (`path` as received, undecoded).
 
-    @property
-    def enabled(self) -> bool:
-        return True
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        namespace = request.get(NAMESPACE)
-        status = response.status
-        if status >= 400 and request.get(REASON) is None:
-            request[REASON] = UNLABELLED_REFUSALS.get(status, f"http_{status}")
-            if self.metrics is not None:
-                self.metrics.rejections.labels(request[REASON]).inc()
-        if self.metrics is not None:
-            self.metrics.count_request(status, namespace)
+        Refusals are counted by reason where they are decided (`IngestApp.refuse`)."""
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.count_request(status, namespace)
         logger = self.logger
-        if not logger.isEnabledFor(logging.INFO):
+        if not self.enabled or not logger.isEnabledFor(logging.INFO):
             return
-        method, path = request.method, request.path[:300]
-        entry = {
+        path = unquote(path)[:300]
+        entry: dict[str, object] = {
             "method": method,
             "path": path,
             "status": status,
-            "ms": round(time * 1000, 2),
-            "bytes_in": request.content_length,
+            "ms": round(seconds * 1000, 2),
+            "bytes_in": bytes_in,
         }
         if namespace is not None:
             entry["namespace"] = namespace
-        doc_id = request.get(DOC_ID)
         if doc_id is not None:
             entry["docId"] = doc_id
-        reason = request.get(REASON)
         if reason is not None:
             entry["reason"] = reason
         if self.address_policy.policy == "hash":
-            forwarded = request.headers.getall(FORWARDED_FOR, [])
-            address = client_address(request.remote, forwarded, self.trusted_hops)
+            address = client_address(peer, forwarded_for or [], self.trusted_hops)
             entry["remote_hash"] = self.address_policy.kept(address)
         # The fields travel as fields: with TELEMETRY_LOG_FORMAT=json the line is one JSON
         # object holding them; as text they follow the message as key=value (pipeline.logs).
         # The record is made here rather than by `logger.info`, which would first walk the
         # stack to find its caller (a good part of the line's cost; the line never shows it).
-        logger.handle(self._record(logger.name, (method, path, status), entry))
+        logger.handle(self._record(LINE, (method, path, status), entry))
 
-    _template: tuple[int, dict[str, object]] | None = None  # (pid, a record's attributes)
+    def header_timeout(self, waited: float, reason: str) -> None:
+        """A connection closed without an answer because its headers did not arrive in time:
+        counted and logged as a 408, as nginx logs it."""
+        if self.metrics is not None:
+            self.metrics.rejections.labels(reason).inc()
+        if self.enabled and self.logger.isEnabledFor(logging.INFO):
+            entry = {"status": 408, "ms": round(waited * 1000, 2), "reason": reason}
+            self.logger.handle(self._record(HEADER_TIMEOUT_LINE, (), entry))
 
     def _record(
-        self, name: str, args: tuple[object, ...], fields: dict[str, object]
+        self, message: str, args: tuple[object, ...], fields: dict[str, object]
     ) -> logging.LogRecord:
         """A LogRecord like the one `logger.info(...)` would make, for a fraction of the cost.
 
@@ -115,16 +109,16 @@ class JsonAccessLogger(AbstractAccessLogger):
         line copies it with its own time, arguments and fields.
         """
         pid = os.getpid()
-        template = JsonAccessLogger._template
+        template = self._template
         if template is None or template[0] != pid:  # the first line (again after a fork)
-            made = logging.LogRecord(name, logging.INFO, __file__, 0, LINE, (), None)
-            template = JsonAccessLogger._template = (pid, vars(made))
+            made = logging.LogRecord(self.logger.name, logging.INFO, __file__, 0, LINE, (), None)
+            template = self._template = (pid, vars(made))
         attributes = template[1]
         record = logging.LogRecord.__new__(logging.LogRecord)
         now = time.time()
         record.__dict__.update(attributes)
         record.__dict__.update(fields)
-        record.name = name
+        record.msg = message
         record.args = args
         record.created = now
         record.msecs = int((now - int(now)) * 1000) + 0.0

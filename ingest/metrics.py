@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
 from pipeline.metrics import CONTENT_TYPE, new_registry, render
@@ -104,6 +103,3 @@ class IngestMetrics:
 
     def render(self) -> bytes:
         return render(self.registry)
-
-
-METRICS_KEY = web.AppKey("metrics", IngestMetrics)

@@ -48,7 +48,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.errors import PipelineError
+from ingest.errors import SpoolClosed, SpoolFull, SpoolLocked, SpoolRefusal, SpoolWriteFailed
 from pipeline.records import CorruptBatch, scan
 
 log = logging.getLogger(__name__)
@@ -59,18 +59,6 @@ QUARANTINE = "quarantine"
 LOCK_NAME = ".lock"
 FSYNC_POLICIES = ("always", "group", "none")
 IOV_MAX = 1024
-
-
-class SpoolFull(PipelineError):
-    """The spool cannot take this record now (answered with 507); `reason` says why."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
-
-
-class SpoolLocked(PipelineError):
-    """Another process already uses this spool directory."""
 
 
 @dataclasses.dataclass
@@ -289,16 +277,16 @@ class Spool:
     def depth_files(self) -> int:
         return self._sealed_files + (1 if self._current and self._current.records else 0)
 
-    def refusal(self, incoming: int = 0) -> SpoolFull | None:
+    def refusal(self, incoming: int = 0) -> SpoolRefusal | None:
         """Why a record of `incoming` bytes would be refused right now, or None."""
         if self.depth_bytes + incoming > self.cap_bytes:
             return SpoolFull(
-                "spool_cap", f"spool holds {self.depth_bytes} bytes, cap is {self.cap_bytes}"
+                f"spool holds {self.depth_bytes} bytes, cap is {self.cap_bytes}", "spool_cap"
             )
         if self._free_bytes is not None and self._free_bytes - incoming < self.min_free_bytes:
             return SpoolFull(
-                "disk_free",
                 f"{self._free_bytes} bytes free on the spool disk, floor is {self.min_free_bytes}",
+                "disk_free",
             )
         return None
 
@@ -306,8 +294,14 @@ class Spool:
 
     async def append(self, record: bytes) -> None:
         """Append one encoded record; return once it is durable under the fsync policy."""
+        await self.append_nowait(record)
+
+    def append_nowait(self, record: bytes) -> asyncio.Future[None]:
+        """Queue one encoded record; the future is done once it is durable under the fsync
+        policy (or fails with `SpoolWriteFailed`). A refusal (`SpoolFull`, `SpoolClosed`) is
+        raised at once. The HTTP server waits on the future with a callback, no task."""
         if self._closed:
-            raise SpoolFull("closed", "the spool is shutting down")
+            raise SpoolClosed("the spool is shutting down")
         refusal = self.refusal(len(record))
         if refusal is not None:
             raise refusal
@@ -330,7 +324,7 @@ class Spool:
         current.waiters.append(waiter)
         if current.committer is None:
             current.committer = asyncio.ensure_future(self._commit_loop(current))
-        await waiter
+        return waiter
 
     def _open_new(self) -> _OpenFile:
         path = self.directory / f"{_new_stem()}{OPEN_SUFFIX}"
@@ -339,39 +333,67 @@ class Spool:
         return self._current
 
     async def _commit_loop(self, current: _OpenFile) -> None:
-        """Group commit: write (and fsync) everything appended so far in one go, repeat."""
+        """Group commit: write (and fsync) everything appended so far in one go, repeat.
+
+        The next group goes to the disk as soon as the previous one is durable, before that
+        one's requests are answered: answering them takes the event loop a while (each answer
+        is written and logged), and the disk would sit idle for that long otherwise.
+        """
         loop = asyncio.get_running_loop()
         try:
-            while current.batch:
-                await asyncio.sleep(0)  # let requests that are ready this turn join the group
-                records, waiters = current.batch, current.waiters
-                current.batch, current.waiters = [], []
+            await asyncio.sleep(0)  # let requests that are ready this turn join the group
+            records, waiters = self._take_group(current)
+            writing = loop.run_in_executor(self._executor, self._write_group, current, records)
+            while True:
                 try:
-                    await loop.run_in_executor(self._executor, self._write_group, current, records)
+                    await writing
                 except OSError as exc:
-                    failed = sum(map(len, records))
-                    current.size -= failed
-                    current.records -= len(records)
-                    if self._free_bytes is not None:
-                        self._free_bytes += failed
-                    log.error(
-                        "spool: writing %d records to %s failed: %s",
-                        len(records),
-                        current.path.name,
-                        exc,
-                    )
-                    error = SpoolFull(
-                        "write_error", f"cannot write the spool: {exc.strerror or exc}"
-                    )
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_exception(error)
+                    error: OSError | None = exc
                 else:
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_result(None)
+                    error = None
+                done_records, done_waiters = records, waiters
+                records, waiters = self._take_group(current)
+                if records:
+                    writing = loop.run_in_executor(
+                        self._executor, self._write_group, current, records
+                    )
+                self._settle(current, done_records, done_waiters, error)
+                if not records:
+                    break
         finally:
             current.committer = None
+
+    @staticmethod
+    def _take_group(current: _OpenFile) -> tuple[list[bytes], list[asyncio.Future[None]]]:
+        records, waiters = current.batch, current.waiters
+        current.batch, current.waiters = [], []
+        return records, waiters
+
+    def _settle(
+        self,
+        current: _OpenFile,
+        records: list[bytes],
+        waiters: list[asyncio.Future[None]],
+        error: OSError | None,
+    ) -> None:
+        """Answer a written group's requests: durable, or not stored (`SpoolWriteFailed`)."""
+        if error is None:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            return
+        failed = sum(map(len, records))
+        current.size -= failed
+        current.records -= len(records)
+        if self._free_bytes is not None:
+            self._free_bytes += failed
+        log.error(
+            "spool: writing %d records to %s failed: %s", len(records), current.path.name, error
+        )
+        refusal = SpoolWriteFailed(f"cannot write the spool: {error.strerror or error}")
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(refusal)
 
     def _write_group(self, current: _OpenFile, records: list[bytes]) -> None:
         """Worker thread: append `records` in order, then make them durable per the policy.

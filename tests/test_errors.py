@@ -29,15 +29,7 @@ PACKAGES = (
     "dashboard",
     "launcher",
 )
-# Not yet moved into their package's errors.py (files other work was changing at the time);
-# the list only shrinks. Private (`_Name`) classes are internal signals and exempt.
-NOT_YET_IN_ERRORS_PY = {
-    "ingest.spool.SpoolFull",
-    "ingest.spool.SpoolLocked",
-    "ingest.app.BodyTooLarge",
-    "ingest.app.BodyStalled",
-}
-NOT_YET_UNDER_THE_ROOT = {"ingest.app.BodyTooLarge", "ingest.app.BodyStalled"}
+# Private (`_Name`) classes are internal signals and exempt.
 
 
 def project_exceptions() -> dict[str, type[BaseException]]:
@@ -64,25 +56,14 @@ def project_exceptions() -> dict[str, type[BaseException]]:
 
 def test_every_project_exception_is_under_the_root():
     outside = {
-        name
-        for name, cls in project_exceptions().items()
-        if not issubclass(cls, PipelineError) and name not in NOT_YET_UNDER_THE_ROOT
+        name for name, cls in project_exceptions().items() if not issubclass(cls, PipelineError)
     }
     assert not outside, f"derive these from pipeline.errors.PipelineError: {sorted(outside)}"
 
 
 def test_exceptions_live_in_their_package_errors_module():
-    misplaced = {
-        name
-        for name in project_exceptions()
-        if name.rsplit(".", 2)[-2] != "errors" and name not in NOT_YET_IN_ERRORS_PY
-    }
+    misplaced = {name for name in project_exceptions() if name.rsplit(".", 2)[-2] != "errors"}
     assert not misplaced, f"define these in the package's errors.py: {sorted(misplaced)}"
-
-
-def test_the_lists_of_exceptions_not_yet_moved_hold_only_real_ones():
-    """An entry that was moved must leave the list, or the list hides a regression later."""
-    assert NOT_YET_IN_ERRORS_PY <= set(project_exceptions())
 
 
 def class_names(path: Path) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ingest.app import SPOOL_KEY, create_app
+from ingest.app import create_app
 from ingest.server import running
 from pipeline.config import load_settings
 from pipeline.queues import open_queue
@@ -193,7 +193,7 @@ async def test_bad_submission_path_gets_400(server, path):
     url, session, app = server
     async with session.post(url + path, data=b"{}") as response:
         assert response.status == 400
-    assert app[SPOOL_KEY].depth_bytes == 0
+    assert app.spool.depth_bytes == 0
 
 
 @pytest.mark.parametrize("path", ["/", "/foo", "/submit", "/submitx/telemetry/" + DOC])

@@ -10,7 +10,7 @@ import aiohttp
 import boto3
 import pytest
 
-from ingest.app import SPOOL_KEY, UPLOADER_KEY, create_app
+from ingest.app import create_app
 from ingest.server import running
 from pipeline.config import load_settings
 from pipeline.records import iter_records
@@ -52,7 +52,7 @@ async def test_store_outage_spools_then_507_then_recovers_without_losing_a_200(
         spool_cap_bytes=200_000,
     )
     app = create_app(settings, drain_timeout=120, upload_max_backoff=1.0, count_hourly=False)
-    spool, uploader = app[SPOOL_KEY], app[UPLOADER_KEY]
+    spool, uploader = app.spool, app.uploader
     sent: dict[str, bytes] = {}
     acked: list[str] = []
     statuses: collections.Counter[int] = collections.Counter()

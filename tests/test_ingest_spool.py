@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from ingest.errors import SpoolClosed, SpoolFull, SpoolLocked, SpoolWriteFailed
 from ingest.spool import (
     OPEN_SUFFIX,
     QUARANTINE,
     SEALED_SUFFIX,
     SealedFile,
     Spool,
-    SpoolFull,
-    SpoolLocked,
     key_for,
 )
 from pipeline.records import encode_record, iter_records
@@ -132,7 +131,7 @@ async def test_failed_write_leaves_no_partial_record(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "writev", half_then_fail)
-    with pytest.raises(SpoolFull) as caught:
+    with pytest.raises(SpoolWriteFailed) as caught:
         await spool.append(record(2))
     assert caught.value.reason == "write_error"
     assert spool.depth_bytes == len(record(1))
@@ -146,8 +145,9 @@ async def test_closed_spool_refuses_appends(tmp_path):
     spool, _ = make_spool(tmp_path)
     spool.recover()
     await spool.close()
-    with pytest.raises(SpoolFull):
+    with pytest.raises(SpoolClosed) as caught:
         await spool.append(record(1))
+    assert caught.value.reason == "closed"
 
 
 def test_recover_truncates_torn_tail_and_seals(tmp_path):
@@ -226,7 +226,7 @@ async def test_write_failure_after_rotation_keeps_depth_accurate(tmp_path, monke
     pending = asyncio.ensure_future(spool.append(record(2)))
     await asyncio.sleep(0)  # queued for the writer, not written yet
     rotation = asyncio.ensure_future(spool.rotate())
-    with pytest.raises(SpoolFull):
+    with pytest.raises(SpoolWriteFailed):
         await pending
     monkeypatch.setattr(os, "writev", real_writev)
     await rotation
