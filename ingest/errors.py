@@ -1,7 +1,7 @@
 """Errors ingest raises on purpose, under the project's root `PipelineError`.
 
 (The spool's `SpoolFull`/`SpoolLocked` and the request-body signals in `ingest.app` are still
-defined beside their code; see tests/test_errors.py.)
+defined beside their code; see tests/repo/test_errors.py.)
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import AWS_TEST_ENV, MotoServer, RedisServer
+from tests.support.servers import AWS_TEST_ENV, MotoServer, RedisServer
 
 SHARED_FIXTURES = Path(
     os.environ.get(
@@ -63,7 +63,7 @@ def redis_url(redis_server) -> str:
 @pytest.fixture(scope="session")
 def postgres_server():
     """A private PostgreSQL server for this test process (never the machine's own)."""
-    from tests.servers import PostgresServer, PostgresUnavailable
+    from tests.support.servers import PostgresServer, PostgresUnavailable
 
     try:
         server = PostgresServer().start()
@@ -106,7 +106,7 @@ def settings(data_dir):
 @pytest.fixture
 def smtp_server():
     """A real SMTP server (aiosmtpd) on a free port; `.url` for TELEMETRY_SMTP_URL, `.messages`."""
-    from tests.servers import SmtpServer
+    from tests.support.servers import SmtpServer
 
     server = SmtpServer().start()
     yield server
