@@ -8,13 +8,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import threading
 import time
 
 import pytest
 from sqlalchemy import select
 
 from convert import outcomes as oc
-from convert.batch import BatchMessage, CrashPoint, object_id_for
+from convert.batch import BatchMessage, BatchProcessor, object_id_for
 from convert.dedup import Deduplicator
 from convert.worker import EXIT_WORK_LEFT, ConvertWorker, LeaseExtender, WorkerOptions
 from pipeline.db import make_engine
@@ -31,6 +32,7 @@ from tests.support.convert import (
     telemetry_path,
     v1_payload,
 )
+from tests.support.paused_convert import PausePoint, paused_process
 
 PARTITION = "idle_daily/Firefox/release/23.0.1/20130814063812.20231114.v2.log.{}.lz4"
 
@@ -229,9 +231,42 @@ def test_heartbeat_keeps_a_short_lease_alive(settings):
     assert worker.queue.ack(message) is True
 
 
-def test_crash_point_is_inert_unless_configured():
-    CrashPoint(None).reached("records", 1)
-    CrashPoint("uploads:3").reached("records", 3)
+def run_paused(monkeypatch, settings, spec: str) -> tuple[PausePoint, threading.Thread, dict]:
+    """Process a two-partition batch in a thread, the crash tests' pause wrapped around it."""
+    pause = PausePoint(spec)
+    monkeypatch.setattr(BatchProcessor, "process", paused_process(BatchProcessor.process, pause))
+    worker = make_worker(settings)
+    beta = ("idle-daily", "Firefox", "23.0.1", "beta", "20130814063812")
+    other = (telemetry_path(dims=beta), {"Content-Encoding": "gzip"}, gz(v1_payload()))
+    worker.incoming.put("b/paused.tpr", make_batch([good(), good(), other]))
+    result: dict = {}
+
+    def process() -> None:
+        result["report"] = worker.processor.process(BatchMessage("b/paused.tpr"))
+        result["published"] = read_all(worker.published)
+
+    thread = threading.Thread(target=process, daemon=True)
+    thread.start()
+    return pause, thread, result
+
+
+def test_crash_point_is_inert_unless_its_point_and_count_come(monkeypatch, settings):
+    pause, thread, result = run_paused(monkeypatch, settings, "uploads:3")
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "a pause point that never comes blocked the batch"
+    assert not pause.was_reached.is_set()
+    assert result["report"].objects == 2 and len(result["published"]) == 2
+
+
+@pytest.mark.parametrize(("spec", "published"), [("records:2", 0), ("uploads:1", 1)])
+def test_crash_point_stops_the_batch_there_until_released(monkeypatch, settings, spec, published):
+    pause, thread, result = run_paused(monkeypatch, settings, spec)
+    assert pause.was_reached.wait(timeout=60), "the batch never reached the pause point"
+    assert thread.is_alive() and "report" not in result
+    assert len(read_all(make_worker(settings).published)) == published
+    pause.release.set()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and result["report"].objects == 2
 
 
 def test_worker_options_are_frozen():

@@ -1,8 +1,9 @@
 """A worker killed with SIGKILL mid-batch: after redelivery the output equals a clean run's.
 
-The worker subprocess stops at a test-only crash point (TELEMETRY_CONVERT_TEST_PAUSE: after
-N records, or after N output objects were uploaded) and is killed there; a fresh
-`python -m convert --drain` then picks the message up once its lease runs out.
+The worker subprocess (`python -m tests.support.paused_convert`, convert's own main wrapped)
+stops at a crash point (after N records, or after N output objects were uploaded) and is
+killed there; a fresh `python -m convert --drain` then picks the message up once its lease
+runs out.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pipeline.config import load_settings
 from pipeline.queues import open_queue
 from pipeline.stores import open_store
 from tests.support.convert import REPO, make_batch, read_all, run_convert, seed_histogram_cache
+from tests.support.paused_convert import PAUSE_MESSAGE
 
 CHANNELS = ("release", "beta", "aurora", "nightly")
 
@@ -84,10 +86,10 @@ def test_sigkill_mid_batch_then_redelivery_equals_a_clean_run(
 
     env = prepare(tmp_path / "crash", shared_fixtures, data)
     log_path = tmp_path / "crash.log"
-    full_env = {**os.environ, **env, "TELEMETRY_CONVERT_TEST_PAUSE": pause}
+    full_env = {**os.environ, **env}
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "convert", "--drain"],
+            [sys.executable, "-m", "tests.support.paused_convert", pause, "--drain"],
             cwd=REPO,
             env=full_env,
             stdout=log,
@@ -95,7 +97,7 @@ def test_sigkill_mid_batch_then_redelivery_equals_a_clean_run(
         )
     try:
         deadline = time.monotonic() + 120
-        while b"TEST PAUSE reached" not in log_path.read_bytes():
+        while PAUSE_MESSAGE.encode() not in log_path.read_bytes():
             assert worker.poll() is None, log_path.read_text()[-3000:]
             assert time.monotonic() < deadline, "the worker never reached the crash point"
             time.sleep(0.1)
