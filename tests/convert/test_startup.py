@@ -21,6 +21,7 @@ from pipeline.errors import ConfigError, ServiceUnreachable
 from pipeline.stores import open_store
 from tests.support.convert import REPO, run_convert
 from tests.support.servers import RedisServer, free_port
+from tests.support.waiting import wait_for
 
 
 def _convert(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
@@ -36,13 +37,13 @@ def _convert(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
 
 def _wait_for_text(log: Path, text: str, process: subprocess.Popen, count: int = 1) -> None:
     """Wait until the child's log shows `text` (`count` times); fail fast if it exits."""
-    deadline = time.monotonic() + 60
-    while log.read_text(errors="replace").count(text) < count:
+
+    def seen() -> bool:
         if process.poll() is not None:
             pytest.fail(f"convert exited {process.returncode}: {log.read_text()[-2000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {text!r} in the log: {log.read_text()[-2000:]}")
-        time.sleep(0.05)
+        return log.read_text(errors="replace").count(text) >= count
+
+    wait_for(seen, 60, f"{text!r} in the log")
 
 
 def test_convert_started_during_a_queue_outage_waits_for_it(data_dir, tmp_path):

@@ -16,16 +16,9 @@ from pipeline.config import load_settings
 from pipeline.records import iter_records
 from pipeline.stores import open_store
 from tests.support.servers import AWS_TEST_ENV, MotoServer
+from tests.support.waiting import wait_for_async
 
 BUCKET = "ingest-outage"
-
-
-async def wait_until(condition, timeout: float = 120.0, interval: float = 0.1) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 @pytest.fixture
@@ -85,31 +78,33 @@ async def test_store_outage_spools_then_507_then_recovers_without_losing_a_200(
             flows = [asyncio.ensure_future(flow(session, url)) for _ in range(3)]
             try:
                 # Store up: accepted and uploaded.
-                await wait_until(lambda: by_phase["up"][200] >= 10 and uploader.backlog == 0)
+                await wait_for_async(
+                    lambda: by_phase["up"][200] >= 10 and uploader.backlog == 0, 120
+                )
 
                 # Store down while requests flow: 200s go to the spool until the cap answers 507.
                 phase["name"] = "down"
                 moto.stop()
-                await wait_until(lambda: by_phase["down"][507] >= 1)
+                await wait_for_async(lambda: by_phase["down"][507] >= 1, 120)
                 assert by_phase["down"][200] >= 5, by_phase
                 async with session.get(f"{url}/__heartbeat__") as response:
                     assert response.status == 500
                     report = await response.json()
                 assert report["checks"]["spool"].startswith("error: spool_cap")
-                await wait_until(lambda: not uploader.healthy)  # an upload attempt has failed
+                await wait_for_async(
+                    lambda: not uploader.healthy, 120
+                )  # an upload attempt has failed
 
                 # Store back on the same port: the backlog uploads by itself and 200s resume.
                 private_moto.append(MotoServer(port=moto.port).start())
                 phase["name"] = "back"
-                await wait_until(lambda: by_phase["back"][200] >= 10, timeout=180)
+                await wait_for_async(lambda: by_phase["back"][200] >= 10, 180)
                 stop_flow.set()
                 await asyncio.gather(*flows)
-                await wait_until(
-                    lambda: spool.refusal(settings.max_body_bytes) is None, timeout=180
-                )
+                await wait_for_async(lambda: spool.refusal(settings.max_body_bytes) is None, 180)
                 async with session.get(f"{url}/__heartbeat__") as response:
                     assert response.status == 200
-                await wait_until(lambda: uploader.healthy)
+                await wait_for_async(lambda: uploader.healthy, 120)
             finally:
                 stop_flow.set()
                 await asyncio.gather(*flows, return_exceptions=True)

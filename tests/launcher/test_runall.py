@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -17,6 +16,7 @@ import lz4.frame
 import pytest
 
 from tests.support.servers import free_port, wait_for_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +30,6 @@ def published_records(published: Path) -> dict[str, dict]:
             doc_id, payload = line.split("\t", 1)
             records[doc_id] = json.loads(payload)
     return records
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def start_runall(env, cwd, log_path, ingest_port, dashboard_port, *extra) -> subprocess.Popen:

@@ -15,6 +15,7 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.queues import Message, open_queue
+from tests.support.waiting import wait_for
 
 PATIENCE = 30.0  # seconds to wait for something that must happen
 
@@ -170,13 +171,6 @@ def test_receipt_of_an_expired_lease_cannot_ack_even_unclaimed(queue):
     assert again.id == stale.id
 
 
-def wait_for_count(count, expected: int, timeout: float = 10.0) -> int:
-    deadline = time.monotonic() + timeout
-    while (value := count()) != expected and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return value
-
-
 def test_message_is_dead_lettered_after_max_attempts(make_queue):
     queue = make_queue(max_attempts=2)
     queue.send("poison")
@@ -190,7 +184,7 @@ def test_message_is_dead_lettered_after_max_attempts(make_queue):
     assert dead[0].attempts == 2
     assert queue.dead_letters()[0].id == dead[0].id  # inspecting does not consume
     assert queue.depth() == 0
-    assert wait_for_count(queue.dead_letter_count, 1) == 1  # approximate on SQS: settles
+    wait_for(lambda: queue.dead_letter_count() == 1, 10, "one dead letter")  # SQS: settles
 
 
 def test_crashed_consumers_message_is_dead_lettered_after_max_attempts(make_queue):

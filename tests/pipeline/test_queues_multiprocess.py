@@ -15,6 +15,7 @@ import pytest
 
 from pipeline.queues import open_queue
 from tests.support.queue_workers import claim_and_hang, consume
+from tests.support.waiting import wait_for
 
 PATIENCE = 60.0
 SPAWN = multiprocessing.get_context("spawn")
@@ -25,15 +26,6 @@ def queue_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/queue.db"
     return request.getfixturevalue("redis_url")
-
-
-def wait_for(predicate, what: str) -> None:
-    deadline = time.monotonic() + PATIENCE
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_concurrent_consumers_never_share_a_message_and_process_each_once(queue_url, tmp_path):
@@ -69,7 +61,7 @@ def test_message_of_a_consumer_killed_mid_lease_comes_back(queue_url, tmp_path):
     victim = SPAWN.Process(target=claim_and_hang, args=(queue_url, str(report)))
     victim.start()
     try:
-        wait_for(report.exists, "the consumer to claim")
+        wait_for(report.exists, PATIENCE, "the consumer to claim")
         claimed_id, body, deadline = _parse_report(report.read_text())
         os.kill(victim.pid, signal.SIGKILL)
         victim.join(PATIENCE)

@@ -8,7 +8,6 @@ import os
 import sys
 import tarfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from scheduler.jobs import store_tarball
 from scheduler.models import RunState
 from scheduler.runners.base import RunRequest
 from scheduler.runners.local import LocalRunner
+from tests.support.waiting import wait_for
 
 UUID = "0b4cd4b2-6a3d-4c3e-9f1e-2f0f2f6c1a10"
 
@@ -81,15 +81,6 @@ def process_gone(pid: int) -> bool:
     )  # zombies wait for a reaper, but are dead
 
 
-def wait_until(predicate, timeout=30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_outputs_and_log_are_published_at_the_documented_keys(settings, runner, public):
     command = "bash hello.sh; echo to-stderr >&2; mkdir -p output/sub; echo '{\"n\": 1}' > output/summary.json; echo a,b > output/sub/table.csv"
     outcome = runner.execute(request(settings, command, run_id=7))
@@ -138,13 +129,13 @@ def test_child_ignoring_sigterm_is_killed_at_the_timeout(settings, runner):
     outcome = runner.execute(request(settings, command, timeout=1.5))
     assert outcome.state == RunState.timed_out
     assert "timed out" in outcome.reason and "every process of the run was killed" in outcome.reason
-    assert wait_until(lambda: not processes_running("sleep 3011")), "the child survived"
+    wait_for(lambda: not processes_running("sleep 3011"), 30, "the child to be killed")
 
 
 def test_background_children_do_not_outlive_a_successful_run(settings, runner):
     outcome = runner.execute(request(settings, "sleep 3012 & mkdir output"))
     assert outcome.state == RunState.succeeded
-    assert wait_until(lambda: not processes_running("sleep 3012"))
+    wait_for(lambda: not processes_running("sleep 3012"), 30, "the background child to end")
 
 
 def test_daemonised_process_does_not_outlive_the_run(settings, runner):
@@ -154,7 +145,7 @@ def test_daemonised_process_does_not_outlive_the_run(settings, runner):
     )
     outcome = runner.execute(request(settings, command))
     assert outcome.state == RunState.succeeded, outcome.reason
-    assert wait_until(lambda: not processes_running("sleep 3013")), "the daemon outlived the run"
+    wait_for(lambda: not processes_running("sleep 3013"), 30, "the daemon to end with the run")
 
 
 def test_cancel_kills_the_run(settings, runner):
@@ -162,11 +153,11 @@ def test_cancel_kills_the_run(settings, runner):
     result = {}
     thread = threading.Thread(target=lambda: result.update(outcome=runner.execute(req)))
     thread.start()
-    assert wait_until(lambda: processes_running("sleep 3014"))
+    wait_for(lambda: processes_running("sleep 3014"), 30, "the run to start")
     req.cancel.set()
     thread.join(60)
     assert result["outcome"].state == RunState.cancelled
-    assert wait_until(lambda: not processes_running("sleep 3014"))
+    wait_for(lambda: not processes_running("sleep 3014"), 30, "the cancelled run to end")
 
 
 def test_command_gets_a_clean_documented_environment(settings, runner, public, monkeypatch):

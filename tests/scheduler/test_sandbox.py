@@ -327,7 +327,8 @@ def test_a_long_lived_daemon_runs_in_the_sandbox_and_stop_ends_it(tmp_path):
     import urllib.request
 
     from scheduler import sandbox
-    from tests.scheduler.test_local_runner import processes_running, wait_until
+    from tests.scheduler.test_local_runner import processes_running
+    from tests.support.waiting import wait_for
 
     home = tmp_path / "home"
     home.mkdir()
@@ -358,10 +359,10 @@ def test_a_long_lived_daemon_runs_in_the_sandbox_and_stop_ends_it(tmp_path):
             except OSError:
                 return False
 
-        assert wait_until(serving)
+        wait_for(serving, 30, "the sandbox's web server")
         assert (home / "who").read_text().strip() == "analyst"
         assert processes_running("sleep 3031")
     finally:
         sandbox.stop(proc, grace_seconds=1)
-    assert wait_until(lambda: not processes_running("sleep 3031"))
+    wait_for(lambda: not processes_running("sleep 3031"), 30, "the sandbox's processes to end")
     assert proc.poll() is not None

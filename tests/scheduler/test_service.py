@@ -19,6 +19,7 @@ from scheduler.jobs import cancel_run, create_job, request_run_now, store_tarbal
 from scheduler.models import Job, Run, RunState
 from scheduler.runners.base import Runner, RunOutcome
 from scheduler.service import SchedulerService
+from tests.support.waiting import wait_for
 
 DAILY_12 = ("daily", None, 12)
 T0 = dt.datetime(2024, 5, 1, 12, 0)  # a firing of DAILY_12
@@ -106,16 +107,6 @@ def runs_of(Session, job_id) -> list[Run]:
                 select(Run).where(Run.job_id == job_id).order_by(Run.scheduled_for, Run.id)
             )
         )
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def make_service(settings, config, clock, runner=None) -> SchedulerService:
