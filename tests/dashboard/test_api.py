@@ -12,7 +12,8 @@ from dashboard import create_app, database
 from dashboard.api_tokens import create_token
 from dashboard.models import ApiToken, User, Worker
 from scheduler.models import Job, Run
-from tests.support.dashboard import add_user, count, csrf_token, job_form, make_tarball, sign_in
+from tests.support.dashboard import add_user, count, csrf_token, job_form, sign_in
+from tests.support.tarballs import make_tarball
 
 
 @pytest.fixture(autouse=True)

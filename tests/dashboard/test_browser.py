@@ -8,19 +8,18 @@ run page (its state updates by polling), read the log, and open the published fi
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from tests.support.servers import free_port, wait_for_port
+from tests.support.tarballs import make_tarball
 
 pytestmark = pytest.mark.browser
 
@@ -41,15 +40,6 @@ mkdir -p output/tables
 echo "the answer is 42" > output/result.txt
 echo "wrote output/result.txt"
 """
-
-
-def build_tarball(path: Path) -> Path:
-    data = SCRIPT.encode()
-    with tarfile.open(path, "w:gz") as archive:
-        info = tarfile.TarInfo("analysis/run.sh")
-        info.size, info.mode = len(data), 0o755
-        archive.addfile(info, io.BytesIO(data))
-    return path
 
 
 @contextlib.contextmanager
@@ -97,7 +87,8 @@ def stack(data_dir, tmp_path):
 def test_schedule_run_now_and_read_the_published_result(stack, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    tarball = build_tarball(tmp_path / "analysis.tar.gz")
+    tarball = tmp_path / "analysis.tar.gz"
+    tarball.write_bytes(make_tarball({"analysis/run.sh": SCRIPT}))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()

@@ -17,8 +17,8 @@ from dashboard import create_app, database
 from pipeline.config import load_settings
 from pipeline.stores import open_store
 from scheduler.models import Job
-from tests.scheduler.test_tarball import cve_2025_4517_tarball
-from tests.support.dashboard import add_user, count, make_tarball, post_job, sign_in
+from tests.support.dashboard import add_user, count, post_job, sign_in
+from tests.support.tarballs import cve_2025_4517_tarball, make_tarball
 
 LIMITS = {"TARBALL_MAX_BYTES": 4096}
 

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from dashboard import create_app, database
 from pipeline.stores import open_store
 from scheduler.models import Job, Run, RunState
-from tests.support.dashboard import add_user, count, csrf_token, make_tarball, post_job, sign_in
+from tests.support.dashboard import add_user, count, csrf_token, post_job, sign_in
+from tests.support.tarballs import make_tarball
 
 
 @pytest.fixture

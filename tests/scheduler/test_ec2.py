@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import gzip
-import io
 import lzma
 import os
 import random
@@ -13,7 +11,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import tarfile
 import threading
 import time
 import urllib.request
@@ -29,18 +26,13 @@ from scheduler.models import RunState
 from scheduler.runners.base import RunRequest
 from scheduler.runners.ec2 import RUN_COMMAND_FUNCTION, EC2Runner
 from tests.support.servers import AWS_TEST_ENV
+from tests.support.tarballs import make_tarball
 
 MOTO_IMAGE = "ami-12c6146b"  # one of moto's built-in AMIs
 
 
 def tarball() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        data = b"mkdir -p output && echo 1 > output/n\n"
-        info = tarfile.TarInfo("run.sh")
-        info.size = len(data)
-        archive.addfile(info, io.BytesIO(data))
-    return gzip.compress(buffer.getvalue(), mtime=0)  # same bytes every call
+    return make_tarball({"run.sh": "mkdir -p output && echo 1 > output/n\n"})
 
 
 @pytest.fixture(scope="module")

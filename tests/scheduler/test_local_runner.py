@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import sys
-import tarfile
 import threading
 from pathlib import Path
 
@@ -18,21 +16,10 @@ from scheduler.jobs import store_tarball
 from scheduler.models import RunState
 from scheduler.runners.base import RunRequest
 from scheduler.runners.local import LocalRunner
+from tests.support.tarballs import make_tarball
 from tests.support.waiting import wait_for
 
 UUID = "0b4cd4b2-6a3d-4c3e-9f1e-2f0f2f6c1a10"
-
-
-def tarball(files: dict[str, str | bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, text in files.items():
-            data = text.encode() if isinstance(text, str) else text
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o755
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -56,7 +43,7 @@ def request(
     settings, command: str, *, name="demo", run_id=1, timeout=30.0, output_dir="output", files=None
 ) -> RunRequest:
     key = store_tarball(
-        settings, name, tarball(files or {"hello.sh": "echo hello from the tarball\n"})
+        settings, name, make_tarball(files or {"hello.sh": "echo hello from the tarball\n"})
     )
     return RunRequest(
         run_id=run_id,

@@ -18,7 +18,8 @@ from pipeline.stores import open_store
 from scheduler.jobs import store_tarball
 from scheduler.models import RunState
 from scheduler.runners.local import LocalRunner
-from tests.scheduler.test_local_runner import request, tarball
+from tests.scheduler.test_local_runner import request
+from tests.support.tarballs import make_tarball
 
 SECRET = "s3cr3t-do-not-publish-7f3a"
 
@@ -95,7 +96,7 @@ def test_job_cannot_read_the_data_directory(settings, runner, public):
     (open(os.path.join(data, "dashboard-secret-key"), "w")).write(SECRET)
     incoming = open_store(settings.incoming_url)
     incoming.put("20260101/raw.batch", f"incoming {SECRET}".encode())
-    store_tarball(settings, "other", tarball({"code.py": f"# {SECRET}\n"}))
+    store_tarball(settings, "other", make_tarball({"code.py": f"# {SECRET}\n"}))
     db_path = settings.database_url.split(":///", 1)[1]
     command = (
         f"cat {data}/dashboard-secret-key > output/key 2>&1; cp {db_path} output/app.db 2>&1; "

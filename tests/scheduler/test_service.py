@@ -4,8 +4,6 @@ lost runs, manual runs, cancellation, notifications, and APScheduler driving it 
 from __future__ import annotations
 
 import datetime as dt
-import io
-import tarfile
 import threading
 import time
 
@@ -19,6 +17,7 @@ from scheduler.jobs import cancel_run, create_job, request_run_now, store_tarbal
 from scheduler.models import Job, Run, RunState
 from scheduler.runners.base import Runner, RunOutcome
 from scheduler.service import SchedulerService
+from tests.support.tarballs import make_tarball
 from tests.support.waiting import wait_for
 
 DAILY_12 = ("daily", None, 12)
@@ -64,16 +63,6 @@ def Session(settings):
     return session_factory(engine)
 
 
-def tarball(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, text in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(text.encode())
-            archive.addfile(info, io.BytesIO(text.encode()))
-    return buffer.getvalue()
-
-
 def add_job(
     Session,
     settings,
@@ -83,7 +72,7 @@ def add_job(
     command="mkdir output",
     **fields,
 ) -> Job:
-    key = store_tarball(settings, name, tarball({"README": "x\n"}))
+    key = store_tarball(settings, name, make_tarball({"README": "x\n"}))
     with Session() as session:
         job = create_job(
             session,

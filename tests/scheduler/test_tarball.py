@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import gzip
-import io
 import tarfile
 
 import pytest
 
 from scheduler.errors import TarballError
 from scheduler.tarball import safe_extract, validate_tarball
+from tests.support.tarballs import build_tar, cve_2025_4517_tarball
 
 LIMITS = dict(max_bytes=10_000, max_members=50)
 
 
-def build(entries) -> bytes:
-    """entries: (TarInfo kwargs, content bytes or None)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for fields, content in entries:
-            info = tarfile.TarInfo(fields.pop("name"))
-            for key, value in fields.items():
-                setattr(info, key, value)
-            if content is not None:
-                info.size = len(content)
-                archive.addfile(info, io.BytesIO(content))
-            else:
-                archive.addfile(info)
-    return buffer.getvalue()
-
-
 def good() -> bytes:
-    return build(
+    return build_tar(
         [
             ({"name": "run.sh"}, b"echo hi\n"),
             ({"name": "lib", "type": tarfile.DIRTYPE}, None),
@@ -112,7 +96,7 @@ def test_a_good_tarball_extracts(tmp_path):
     ],
 )
 def test_unsafe_tarball_is_rejected_with_a_clear_message(tmp_path, entries, message):
-    data = build(entries)
+    data = build_tar(entries)
     with pytest.raises(TarballError, match=message):
         validate_tarball(data, max_compressed=1_000_000, **LIMITS)
     with pytest.raises(TarballError, match=message):
@@ -133,7 +117,7 @@ def test_gzip_that_is_not_a_tar_is_rejected():
 
 
 def test_truncated_tarball_is_rejected(tmp_path):
-    data = build([({"name": "a"}, bytes(range(256)) * 30)])
+    data = build_tar([({"name": "a"}, bytes(range(256)) * 30)])
     with pytest.raises(TarballError, match="corrupt or truncated"):
         safe_extract(data[: len(data) // 2], tmp_path, **LIMITS)
 
@@ -141,22 +125,6 @@ def test_truncated_tarball_is_rejected(tmp_path):
 def test_upload_over_the_compressed_limit_is_rejected():
     with pytest.raises(TarballError, match="more than the upload limit of 100 bytes"):
         validate_tarball(good() + b"\0" * 200, max_compressed=100, **LIMITS)
-
-
-def cve_2025_4517_tarball() -> bytes:
-    """The pattern of CVE-2025-4517: a chain of symlinks whose combined path leaves the
-    directory (each link looks harmless on its own), a hard link through the chain, then a
-    regular file written through the hard link, overwriting a file outside."""
-    depth = "d" * 50
-    entries = [({"name": depth, "type": tarfile.DIRTYPE}, None)]
-    entries.append(({"name": "l0", "type": tarfile.SYMTYPE, "linkname": depth}, None))
-    entries.append(({"name": "l0/up", "type": tarfile.SYMTYPE, "linkname": ".."}, None))
-    entries.append(
-        ({"name": "esc", "type": tarfile.SYMTYPE, "linkname": "l0/up/../victim.txt"}, None)
-    )
-    entries.append(({"name": "hard", "type": tarfile.LNKTYPE, "linkname": "esc"}, None))
-    entries.append(({"name": "hard"}, b"overwritten by the tarball\n"))
-    return build(entries)
 
 
 def test_the_cve_2025_4517_pattern_is_refused_and_writes_nothing(tmp_path):
@@ -205,7 +173,7 @@ def test_a_4gib_declared_member_is_refused_at_its_header(tmp_path, monkeypatch):
 
 
 def test_a_decompression_bomb_is_refused_by_its_ratio(tmp_path):
-    data = build([({"name": f"zeros{i}"}, bytes(3 * 1024 * 1024)) for i in range(2)])
+    data = build_tar([({"name": f"zeros{i}"}, bytes(3 * 1024 * 1024)) for i in range(2)])
     with pytest.raises(TarballError, match="times its compressed size"):
         safe_extract(data, tmp_path, max_bytes=100_000_000, max_members=10)
     assert list(tmp_path.iterdir()) == []

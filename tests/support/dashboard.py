@@ -1,53 +1,19 @@
-"""Helpers shared by the dashboard tests: app + client with a temporary data dir, sign-in
-with a real CSRF token, and tarballs built with tarfile."""
+"""Helpers shared by the dashboard tests: users, sign-in with a real CSRF token, job forms."""
 
 from __future__ import annotations
 
 import functools
 import io
 import re
-import tarfile
 
 from sqlalchemy import func, select
+
+from tests.support.tarballs import make_tarball
 
 PASSWORD = "correct horse battery"
 CSRF_RE = re.compile(
     r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
 )
-
-
-def make_tarball(
-    files: dict[str, str | bytes] | None = None,
-    *,
-    unsafe: str | None = None,
-    symlink: tuple[str, str] | None = None,
-) -> bytes:
-    """A gzip tar holding `files`; `unsafe` adds a member with that (bad) name."""
-    files = (
-        files
-        if files is not None
-        else {
-            "run.sh": "#!/bin/bash\nmkdir -p output\necho hello > output/result.txt\n",
-        }
-    )
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, content in files.items():
-            data = content.encode() if isinstance(content, str) else content
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o755
-            archive.addfile(info, io.BytesIO(data))
-        if unsafe:
-            info = tarfile.TarInfo(unsafe)
-            info.size = 3
-            archive.addfile(info, io.BytesIO(b"bad"))
-        if symlink:
-            info = tarfile.TarInfo(symlink[0])
-            info.type = tarfile.SYMTYPE
-            info.linkname = symlink[1]
-            archive.addfile(info)
-    return buffer.getvalue()
 
 
 def csrf_token(client, url: str) -> str:
