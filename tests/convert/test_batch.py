@@ -27,24 +27,16 @@ from tests.support.convert import (
     error_entries,
     gz,
     make_batch,
+    make_worker,
     read_all,
     stub_tools,
+    submit,
     telemetry_path,
     v1_payload,
 )
 from tests.support.paused_convert import PausePoint, paused_process
 
 PARTITION = "idle_daily/Firefox/release/23.0.1/20130814063812.20231114.v2.log.{}.lz4"
-
-
-def make_worker(settings, available=True, **options) -> ConvertWorker:
-    opts = WorkerOptions(drain=True, **options)
-    return ConvertWorker(settings, opts, tools=stub_tools(available))
-
-
-def submit(worker: ConvertWorker, key: str, data: bytes, **extra) -> None:
-    worker.incoming.put(key, data)
-    worker.queue.send(json.dumps({"key": key, "records": 0, "bytes": len(data), **extra}))
 
 
 def good(doc_id=None):

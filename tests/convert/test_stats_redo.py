@@ -21,7 +21,6 @@ from convert.worker import ConvertWorker, WorkerOptions
 from pipeline.db import make_engine
 from pipeline.errors import StoreError
 from pipeline.stats import HourlyStat, read_counts
-from tests.pipeline.test_db_stats import engine  # noqa: F401 - the SQLite/PostgreSQL engine fixture
 from tests.support.convert import (
     gz,
     make_batch,

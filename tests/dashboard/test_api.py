@@ -196,7 +196,7 @@ def test_other_users_jobs_and_runs_are_404_and_invisible(app, ada, bob):
 
 
 def test_workers_through_the_api(app, ada, bob):
-    from tests.dashboard.test_workers import public_key
+    from tests.support.dashboard import public_key
 
     client = app.test_client()
     response = client.post(

@@ -7,31 +7,21 @@ run page (its state updates by polling), read the log, and open the published fi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.servers import free_port, wait_for_port
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.servers import free_port, service, wait_for_port
 from tests.support.tarballs import make_tarball
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 EMAIL, PASSWORD = "ada@example.org", "browser test password"
 SCRIPT = """#!/bin/bash
 set -e
@@ -40,28 +30,6 @@ mkdir -p output/tables
 echo "the answer is 42" > output/result.txt
 echo "wrote output/result.txt"
 """
-
-
-@contextlib.contextmanager
-def service(args: list[str], log_path: Path, env: dict):
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
 
 
 @pytest.fixture

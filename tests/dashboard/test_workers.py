@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
 
 from dashboard import DEFAULT_CONFIG, create_app, database
@@ -30,7 +30,7 @@ from dashboard.workers.wheel import build_wheel, latest_wheel_key, publish_wheel
 from pipeline.errors import ConfigError
 from pipeline.stores import open_store
 from scheduler.models import utcnow
-from tests.support.dashboard import add_user, count, csrf_token, sign_in
+from tests.support.dashboard import add_user, count, csrf_token, public_key, sign_in
 from tests.support.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,20 +43,6 @@ def stop_local_workers():
     from dashboard.workers.local import stop_all
 
     stop_all()
-
-
-def public_key(kind: str = "ed25519", comment: str = "ada@laptop") -> str:
-    private = {
-        "ed25519": lambda: ed25519.Ed25519PrivateKey.generate(),
-        "rsa": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
-        "ecdsa": lambda: ec.generate_private_key(ec.SECP256R1()),
-    }[kind]()
-    line = (
-        private.public_key()
-        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        .decode()
-    )
-    return f"{line} {comment}".strip()
 
 
 def private_key_text() -> str:

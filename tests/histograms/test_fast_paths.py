@@ -21,7 +21,7 @@ from histograms.spec import build_spec
 if convert.IMPLEMENTATION != "cython":
     pytest.skip("Cython extension histograms._fast is not built", allow_module_level=True)
 from histograms import _fast  # noqa: E402
-from tests.histograms.test_twin import definitions, histograms, typed  # noqa: E402
+from tests.support.histogram_strategies import definitions, histograms, typed  # noqa: E402
 
 LINEAR = HistogramDefinition("H", "linear", 1, 100, 30, False, layout_for("linear", 1, 100, 30))
 

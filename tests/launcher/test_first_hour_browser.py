@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, service
-from tests.support.servers import free_port, wait_for_port
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.servers import free_port, service, wait_for_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

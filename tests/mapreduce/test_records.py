@@ -17,8 +17,7 @@ from mapreduce import synthetic
 from mapreduce.job import main as job_main
 from pipeline.layout import InputFilter, LayoutError
 from pipeline.stores import open_store
-from tests.convert.test_batch import make_worker, submit
-from tests.support.convert import gz, make_batch, telemetry_path, v1_payload
+from tests.support.convert import gz, make_batch, make_worker, submit, telemetry_path, v1_payload
 
 REPO = Path(__file__).resolve().parents[2]
 GLEAN_DOC = "2dcbeda0-4b76-470a-a7b5-1902dc53b17b"

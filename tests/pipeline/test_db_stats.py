@@ -12,21 +12,6 @@ from pipeline.db import check_db, init_db, make_engine
 from pipeline.errors import ConfigError
 from pipeline.stats import add_counts, hour_of, read_counts
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    """The app database on SQLite and on a fresh database of the tests' own PostgreSQL server."""
-    if request.param == "sqlite":
-        made = make_engine(f"sqlite:///{tmp_path}/app.db")
-    else:
-        made = make_engine(request.getfixturevalue("postgres_url"))  # a bare URL, as users write
-    try:
-        init_db(made)
-        yield made
-    finally:
-        made.dispose()
-
-
 HOUR = dt.datetime(2026, 1, 1, 5, 0)
 
 

@@ -17,8 +17,8 @@ import pytest
 from pipeline.logs import log_context, make_formatter, setup_logging
 from pipeline.queues import open_work_queue
 from pipeline.stores import open_store
-from tests.scheduler.test_cli import add_example, example_tarball  # noqa: F401 - fixture
 from tests.support.convert import make_batch
+from tests.support.scheduler import add_example
 from tests.support.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ def test_convert_logs_json_lines_with_the_batch_key(settings):
     assert [(e["batch"], e["message_id"]) for e in stats] == [(key, "1")]
 
 
-def test_scheduler_logs_json_lines_with_the_run_id(example_tarball):  # noqa: F811
+def test_scheduler_logs_json_lines_with_the_run_id(example_tarball):
     assert add_example(example_tarball).returncode == 0
     result = run("scheduler", "run-now", "published-summary", "--wait", "--log-level", "INFO")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,55 +13,9 @@ import pytest
 
 from pipeline.db import init_db, make_engine, session_factory
 from scheduler.jobs import service_alive
+from tests.support.scheduler import add_example, cli
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "scheduler", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "TELEMETRY_SCHEDULER_SYNC_SECONDS": "0.5"},
-    )
-
-
-@pytest.fixture
-def example_tarball(tmp_path, data_dir) -> Path:
-    out = tmp_path / "summary.tar.gz"
-    subprocess.run(
-        [sys.executable, "-m", "scheduler.examples.build", str(out)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    return out
-
-
-def add_example(tarball: Path, name: str = "published-summary") -> subprocess.CompletedProcess:
-    return cli(
-        "add",
-        "--name",
-        name,
-        "--tarball",
-        str(tarball),
-        "--command",
-        "python summarise.py",
-        "--output-dir",
-        "output",
-        "--frequency",
-        "weekly",
-        "--day-of-week",
-        "mon",
-        "--hour",
-        "6",
-        "--owner",
-        "ana@example.com",
-        "--timeout-minutes",
-        "5",
-    )
 
 
 def test_add_list_run_now_wait_and_history(example_tarball, data_dir):

@@ -6,17 +6,14 @@ import dataclasses
 import os
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
 from pipeline.stores import open_store
 from scheduler.config import SchedulerConfig
-from scheduler.jobs import store_tarball
 from scheduler.models import RunState
-from scheduler.runners.base import RunRequest
 from scheduler.runners.local import LocalRunner
-from tests.support.tarballs import make_tarball
+from tests.support.scheduler import processes_running, request
 from tests.support.waiting import wait_for
 
 UUID = "0b4cd4b2-6a3d-4c3e-9f1e-2f0f2f6c1a10"
@@ -37,35 +34,6 @@ def runner(settings, config) -> LocalRunner:
 @pytest.fixture
 def public(settings):
     return open_store(settings.public_url)
-
-
-def request(
-    settings, command: str, *, name="demo", run_id=1, timeout=30.0, output_dir="output", files=None
-) -> RunRequest:
-    key = store_tarball(
-        settings, name, make_tarball(files or {"hello.sh": "echo hello from the tarball\n"})
-    )
-    return RunRequest(
-        run_id=run_id,
-        job_name=name,
-        owner="o@example.com",
-        tarball_key=key,
-        command=command,
-        output_dir=output_dir,
-        timeout_seconds=timeout,
-        timeout_minutes=1,
-    )
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in (
-        "Z",
-        "X",
-    )  # zombies wait for a reaper, but are dead
 
 
 def test_outputs_and_log_are_published_at_the_documented_keys(settings, runner, public):
@@ -95,20 +63,6 @@ def test_non_zero_exit_fails_and_publishes_nothing(settings, runner, public):
     assert outcome.exit_code == 3
     assert "exited with status 3" in outcome.reason
     assert list(public.list("demo/data/")) == []
-
-
-def processes_running(marker: str) -> list[int]:
-    """Host pids whose command line contains `marker` (the sandbox's pids are its own)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and not process_gone(int(entry)):
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if marker.encode() in cmdline and b"pytest" not in cmdline:
-                found.append(int(entry))
-    return found
 
 
 def test_child_ignoring_sigterm_is_killed_at_the_timeout(settings, runner):

@@ -10,9 +10,8 @@ from scheduler.clock import FakeClock
 from scheduler.metrics import SchedulerMetrics
 from scheduler.models import RunState
 from scheduler.service import SchedulerService
-from tests.scheduler.test_service import T0, RecordingRunner, add_job, config  # noqa: F401
-from tests.scheduler.test_service import Session as Session  # noqa: F401 - fixture
 from tests.support.metrics import get_json, scrape, value
+from tests.support.scheduler import T0, RecordingRunner, add_job
 
 
 def test_scrape_after_a_finished_run_shows_states_lateness_and_next_firing(

@@ -18,7 +18,7 @@ from pipeline.stores import open_store
 from scheduler.jobs import store_tarball
 from scheduler.models import RunState
 from scheduler.runners.local import LocalRunner
-from tests.scheduler.test_local_runner import request
+from tests.support.scheduler import processes_running, request
 from tests.support.tarballs import make_tarball
 
 SECRET = "s3cr3t-do-not-publish-7f3a"
@@ -328,7 +328,6 @@ def test_a_long_lived_daemon_runs_in_the_sandbox_and_stop_ends_it(tmp_path):
     import urllib.request
 
     from scheduler import sandbox
-    from tests.scheduler.test_local_runner import processes_running
     from tests.support.waiting import wait_for
 
     home = tmp_path / "home"

@@ -12,81 +12,13 @@ from sqlalchemy import select
 
 from pipeline.db import make_engine, session_factory
 from scheduler.clock import FakeClock, ScaledClock
-from scheduler.config import SchedulerConfig
-from scheduler.jobs import cancel_run, create_job, request_run_now, store_tarball
+from scheduler.jobs import cancel_run, request_run_now
 from scheduler.models import Job, Run, RunState
-from scheduler.runners.base import Runner, RunOutcome
 from scheduler.service import SchedulerService
-from tests.support.tarballs import make_tarball
+from tests.support.scheduler import T0, RecordingRunner, add_job, processes_running
 from tests.support.waiting import wait_for
 
 DAILY_12 = ("daily", None, 12)
-T0 = dt.datetime(2024, 5, 1, 12, 0)  # a firing of DAILY_12
-
-
-class RecordingRunner(Runner):
-    """In-process fake: records requests; blocks while `hold` is set (for overlap tests)."""
-
-    name = "local"
-
-    def __init__(self) -> None:
-        self.requests = []
-        self.hold = threading.Event()
-        self.release = threading.Event()
-        self.started = threading.Semaphore(0)
-
-    def execute(self, request, on_started=None):
-        self.requests.append(request)
-        self.started.release()
-        if self.hold.is_set():
-            self.release.wait(60)
-        return RunOutcome(RunState.succeeded, "ok", exit_code=0)
-
-
-@pytest.fixture
-def config() -> SchedulerConfig:
-    return SchedulerConfig(
-        grace_seconds=3600,
-        timeout_unit_seconds=1,
-        kill_grace_seconds=1,
-        sync_seconds=0.3,
-        dispatch_seconds=0.2,
-    )
-
-
-@pytest.fixture
-def Session(settings):
-    engine = make_engine(settings.database_url)
-    from pipeline.db import init_db
-
-    init_db(engine)
-    return session_factory(engine)
-
-
-def add_job(
-    Session,
-    settings,
-    name="demo",
-    *,
-    created=T0 - dt.timedelta(days=10),
-    command="mkdir output",
-    **fields,
-) -> Job:
-    key = store_tarball(settings, name, make_tarball({"README": "x\n"}))
-    with Session() as session:
-        job = create_job(
-            session,
-            name=name,
-            owner=f"{name}@example.com",
-            tarball_key=key,
-            command=command,
-            output_dir="output",
-            frequency=fields.pop("frequency", "daily"),
-            **fields,
-        )
-        job.created_at = created
-        session.commit()
-        return job
 
 
 def runs_of(Session, job_id) -> list[Run]:
@@ -256,7 +188,6 @@ def test_disabled_and_expired_jobs_do_not_fire(settings, config, Session):
 
 
 def test_manual_run_and_cancel_through_the_real_local_runner(settings, config, Session):
-    from tests.scheduler.test_local_runner import processes_running
 
     job = add_job(Session, settings, command="sleep 3021", timeout_minutes=600)
     service = make_service(settings, config, FakeClock(T0), None)
@@ -363,7 +294,6 @@ def test_apscheduler_fires_jobs_including_ones_added_while_running(settings, con
 
 
 def test_stopping_the_service_kills_active_runs_and_records_why(settings, config, Session):
-    from tests.scheduler.test_local_runner import processes_running
 
     job = add_job(Session, settings, command="sleep 3022", timeout_minutes=600)
     service = make_service(settings, config, FakeClock(T0), None)

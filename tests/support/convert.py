@@ -15,6 +15,7 @@ from pathlib import Path
 import lz4.frame
 
 from convert.histogram_tools import HistogramTools
+from convert.worker import ConvertWorker, WorkerOptions
 from pipeline.records import encode_record
 from pipeline.stores.base import BlobStore
 
@@ -269,3 +270,13 @@ def _maximal_body(limit: int) -> bytes:
     doc = {"type": "main", "payload": {"info": {}}, "pad": ""}
     doc["pad"] = "a" * (limit - len(json.dumps(doc)) - 16)
     return gzip.compress(json.dumps(doc).encode(), 9)
+
+
+def make_worker(settings, available=True, **options) -> ConvertWorker:
+    opts = WorkerOptions(drain=True, **options)
+    return ConvertWorker(settings, opts, tools=stub_tools(available))
+
+
+def submit(worker: ConvertWorker, key: str, data: bytes, **extra) -> None:
+    worker.incoming.put(key, data)
+    worker.queue.send(json.dumps({"key": key, "records": 0, "bytes": len(data), **extra}))

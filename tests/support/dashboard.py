@@ -6,6 +6,8 @@ import functools
 import io
 import re
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from sqlalchemy import func, select
 
 from tests.support.tarballs import make_tarball
@@ -113,3 +115,17 @@ def choose_password(client, path: str, password: str = PASSWORD):
 
 def sign_out(client):
     return client.post("/logout", data={"csrf_token": csrf_token(client, "/jobs")})
+
+
+def public_key(kind: str = "ed25519", comment: str = "ada@laptop") -> str:
+    private = {
+        "ed25519": lambda: ed25519.Ed25519PrivateKey.generate(),
+        "rsa": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "ecdsa": lambda: ec.generate_private_key(ec.SECP256R1()),
+    }[kind]()
+    line = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    return f"{line} {comment}".strip()

@@ -1,0 +1,28 @@
+"""Fixtures of the scheduler tests: a fast service configuration and a session factory."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.db import make_engine, session_factory
+from scheduler.config import SchedulerConfig
+
+
+@pytest.fixture
+def config() -> SchedulerConfig:
+    return SchedulerConfig(
+        grace_seconds=3600,
+        timeout_unit_seconds=1,
+        kill_grace_seconds=1,
+        sync_seconds=0.3,
+        dispatch_seconds=0.2,
+    )
+
+
+@pytest.fixture
+def Session(settings):
+    engine = make_engine(settings.database_url)
+    from pipeline.db import init_db
+
+    init_db(engine)
+    return session_factory(engine)
