@@ -16,22 +16,9 @@ from tests.support.dashboard import add_user, count, csrf_token, job_form, sign_
 from tests.support.tarballs import make_tarball
 
 
-@pytest.fixture(autouse=True)
-def stop_local_workers():
-    """Local workers are real sandboxes with an sshd: none outlives its test."""
-    yield
-    from dashboard.workers.local import stop_all
-
-    stop_all()
-
-
 @pytest.fixture
-def app(settings):
-    app = create_app(settings)
-    add_user(app, "ada@example.org")
-    add_user(app, "bob@example.org")
-    add_user(app, "root@example.org", admin=True)
-    return app
+def app_users() -> dict[str, bool]:
+    return {"ada@example.org": False, "bob@example.org": False, "root@example.org": True}
 
 
 def token_for(app, email: str) -> dict:

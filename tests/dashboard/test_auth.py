@@ -8,16 +8,6 @@ from dashboard import create_app
 from tests.support.dashboard import PASSWORD, add_user, csrf_token, sign_in
 
 
-@pytest.fixture
-def app(settings):
-    return create_app(settings)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 @pytest.mark.parametrize(
     "path",
     [

@@ -7,14 +7,12 @@ import html
 import pytest
 
 from dashboard import create_app
-from tests.support.dashboard import add_user, sign_in
+from tests.support.dashboard import sign_in
 
 
 @pytest.fixture
-def client(settings):
-    app = create_app(settings)
-    add_user(app, "ada@example.org")
-    return app.test_client()
+def app_users() -> dict[str, bool]:
+    return {"ada@example.org": False}
 
 
 @pytest.mark.parametrize("path", ["/no/such/page", "/public/never-published/data/"])

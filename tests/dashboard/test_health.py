@@ -11,19 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import create_app
 from dashboard.health import daily_table
 from pipeline.db import init_db, make_engine
 from pipeline.stats import add_counts
 from scheduler.models import utcnow
-from tests.support.dashboard import add_user, sign_in
+from tests.support.dashboard import sign_in
 
 
 @pytest.fixture
-def app(settings):
-    app = create_app(settings)
-    add_user(app, "ada@example.org")
-    return app
+def app_users() -> dict[str, bool]:
+    return {"ada@example.org": False}
 
 
 def seed(settings):

@@ -44,17 +44,18 @@ def shared(tmp_path_factory):
 
 
 @pytest.fixture
-def app(settings):
-    app = create_app(settings, LIMITS)
-    add_user(app, "ada@example.org")
-    return app
+def app_config() -> dict:
+    return LIMITS
 
 
 @pytest.fixture
-def client(app):
-    client = app.test_client()
-    sign_in(client, "ada@example.org")
-    return client
+def app_users() -> dict[str, bool]:
+    return {"ada@example.org": False}
+
+
+@pytest.fixture
+def signed_in_as() -> str:
+    return "ada@example.org"
 
 
 def field_errors(html: str, field: str) -> list[str]:

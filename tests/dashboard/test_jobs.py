@@ -16,19 +16,13 @@ from tests.support.tarballs import make_tarball
 
 
 @pytest.fixture
-def app(settings):
-    app = create_app(settings)
-    add_user(app, "ada@example.org")
-    add_user(app, "bob@example.org")
-    add_user(app, "root@example.org", admin=True)
-    return app
+def app_users() -> dict[str, bool]:
+    return {"ada@example.org": False, "bob@example.org": False, "root@example.org": True}
 
 
 @pytest.fixture
-def client(app):
-    client = app.test_client()
-    sign_in(client, "ada@example.org")
-    return client
+def signed_in_as() -> str:
+    return "ada@example.org"
 
 
 @pytest.fixture

@@ -24,16 +24,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
 
-from dashboard import create_app, database
+from dashboard import database
 from dashboard.expiry import sweep_once
 from dashboard.models import Worker
-from dashboard.workers.local import stop_all
 from mapreduce import synthetic
 from pipeline.config import secret_key_path
 from pipeline.layout import DIMENSIONS, dimensions_from_key
 from pipeline.stores import open_store
 from scheduler import sandbox
-from tests.support.dashboard import add_user, csrf_token, sign_in
+from tests.support.dashboard import csrf_token, sign_in
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("ssh") is None, reason="the OpenSSH client is not installed"),
@@ -82,12 +81,13 @@ def ssh(worker: Worker, key: KeyPair, command: str) -> subprocess.CompletedProce
 
 
 @pytest.fixture
-def app(settings):
-    app = create_app(settings, {"WORKER_LIFETIME_HOURS": 24, "WORKER_EXTEND_HOURS": 24})
-    add_user(app, "ada@example.org")
-    add_user(app, "bob@example.org")
-    yield app
-    stop_all()
+def app_config() -> dict:
+    return {"WORKER_LIFETIME_HOURS": 24, "WORKER_EXTEND_HOURS": 24}
+
+
+@pytest.fixture
+def app_users() -> dict[str, bool]:
+    return {"ada@example.org": False, "bob@example.org": False}
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 
-from dashboard import create_app
 from dashboard.metrics import may_scrape, parse_networks
 from pipeline.errors import ConfigError
 from tests.support.dashboard import add_user, sign_in
@@ -16,8 +15,8 @@ OUTSIDER = {"REMOTE_ADDR": "203.0.113.9"}
 
 
 @pytest.fixture
-def app(settings):
-    return create_app(dataclasses.replace(settings, metrics_token="s3cret-token"))
+def app_settings(settings):
+    return dataclasses.replace(settings, metrics_token="s3cret-token")
 
 
 def test_scrape_after_a_signed_in_page_view_counts_it_by_endpoint_and_status(app):

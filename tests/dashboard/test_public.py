@@ -13,11 +13,6 @@ from pipeline.stores import open_store
 
 
 @pytest.fixture
-def app(settings):
-    return create_app(settings)
-
-
-@pytest.fixture
 def public(settings):
     store = open_store(settings.public_url)
     store.put("report/data/summary.txt", b"total 42\n")

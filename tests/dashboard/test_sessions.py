@@ -14,16 +14,6 @@ from tests.support.dashboard import PASSWORD, add_user, csrf_token, sign_in, sig
 TEMPLATES = Path(__file__).resolve().parents[2] / "dashboard" / "templates"
 
 
-@pytest.fixture
-def app(settings):
-    return create_app(settings)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 def session_cookie(client) -> str:
     return client.get_cookie("telemetry_session").value
 

@@ -29,8 +29,8 @@ def sso_config(issuer: str, **extra) -> dict:
 
 
 @pytest.fixture
-def app(settings, oidc_provider):
-    return create_app(settings, sso_config(oidc_provider))
+def app_config(oidc_provider) -> dict:
+    return sso_config(oidc_provider)
 
 
 def sso_sign_in(client, sub: str):

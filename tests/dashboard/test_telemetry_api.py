@@ -19,8 +19,8 @@ def firefox23(settings, shared_fixtures, tmp_path):
 
 
 @pytest.fixture
-def client(settings):
-    return create_app(settings, {"AGGREGATES_SYNC_SECONDS": 0}).test_client()
+def app_config() -> dict:
+    return {"AGGREGATES_SYNC_SECONDS": 0}
 
 
 def test_histograms_of_the_real_payload_match_the_reference_layout(

@@ -36,13 +36,19 @@ from tests.support.servers import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def stop_local_workers():
-    """Local workers are real sandboxes with an sshd: none outlives its test."""
-    yield
-    from dashboard.workers.local import stop_all
+@pytest.fixture
+def app_config() -> dict:
+    return {"WORKER_LIFETIME_HOURS": 24, "WORKER_EXTEND_HOURS": 24}
 
-    stop_all()
+
+@pytest.fixture
+def app_users() -> dict[str, bool]:
+    return {"ada@example.org": False, "bob@example.org": False}
+
+
+@pytest.fixture
+def signed_in_as() -> str:
+    return "ada@example.org"
 
 
 def private_key_text() -> str:
@@ -88,21 +94,6 @@ def test_a_key_with_a_swapped_type_is_refused():
     body = public_key("ed25519").split()[1]
     with pytest.raises(SSHKeyError):
         normalise_ssh_public_key(f"ssh-rsa {body}")
-
-
-@pytest.fixture
-def app(settings):
-    app = create_app(settings, {"WORKER_LIFETIME_HOURS": 24, "WORKER_EXTEND_HOURS": 24})
-    add_user(app, "ada@example.org")
-    add_user(app, "bob@example.org")
-    return app
-
-
-@pytest.fixture
-def client(app):
-    client = app.test_client()
-    sign_in(client, "ada@example.org")
-    return client
 
 
 def launch(client, name="scratch", key=None, csrf=True):
