@@ -9,6 +9,7 @@ from pipeline.config import load_settings
 from pipeline.queues import open_queue
 from pipeline.stores import open_store
 from tests.support.convert import make_batch, read_all, run_convert, seed_histogram_cache
+from tests.support.waiting import wait_for
 
 
 def test_help_explains_flags_and_shows_effective_settings(data_dir):
@@ -77,7 +78,6 @@ def test_service_mode_stops_cleanly_on_sigterm(data_dir, tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     from tests.support.convert import REPO
 
@@ -91,11 +91,13 @@ def test_service_mode_stops_cleanly_on_sigterm(data_dir, tmp_path):
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 60
+
+        def both_ready() -> bool:
+            assert proc.poll() is None, log_path.read_text()
+            return log_path.read_text().count("worker ready") >= 2
+
         # wait until both children have installed their signal handlers and are polling
-        while log_path.read_text().count("worker ready") < 2:
-            assert time.monotonic() < deadline and proc.poll() is None, log_path.read_text()
-            time.sleep(0.2)
+        wait_for(both_ready, 60, "both workers to be ready")
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(60) == 0, log_path.read_text()
     finally:

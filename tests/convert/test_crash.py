@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from pipeline.queues import open_queue
 from pipeline.stores import open_store
 from tests.support.convert import REPO, make_batch, read_all, run_convert, seed_histogram_cache
 from tests.support.paused_convert import PAUSE_MESSAGE
+from tests.support.waiting import wait_for
 
 CHANNELS = ("release", "beta", "aurora", "nightly")
 
@@ -96,11 +96,12 @@ def test_sigkill_mid_batch_then_redelivery_equals_a_clean_run(
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 120
-        while PAUSE_MESSAGE.encode() not in log_path.read_bytes():
+
+        def paused() -> bool:
             assert worker.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the worker never reached the crash point"
-            time.sleep(0.1)
+            return PAUSE_MESSAGE.encode() in log_path.read_bytes()
+
+        wait_for(paused, 120, "the worker to reach the crash point")
         partial = outputs(env)
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(30)

@@ -25,6 +25,7 @@ from tests.support.convert import (
     telemetry_path,
     v1_payload,
 )
+from tests.support.logs import logged
 
 LEFT_LINE = "drain: 1 message(s) still queued: "
 HINT = "run again later (batches that keep failing end up in `python -m pipeline dead-letters`)"
@@ -150,6 +151,9 @@ def test_cli_workers_know_what_their_siblings_delayed(data_dir, shared_fixtures)
     assert result.stderr.count(LEFT_LINE + "delayed retries or parked batches, the next due") == 2
 
 
+SECOND_WAITS = "not claimable (held by another worker, or delayed); waiting up to"
+
+
 def run_second_while_first_works(
     first: ConvertWorker,
     second: ConvertWorker,
@@ -175,15 +179,17 @@ def test_two_draining_workers_with_one_batch_both_exit_0(settings, caplog):
     submit(first, "one.tpr")
     claimed, second_alive_at_the_end, threads = threading.Event(), [], {}
     process = first.processor.process
+    second_waits = threading.Event()
 
     def slow_process(job):
         claimed.set()
-        time.sleep(2.5)  # the second worker finds nothing to claim meanwhile
+        # the second worker finds nothing to claim and says it waits for the batch
+        assert second_waits.wait(30), "the second worker never waited for the batch"
         second_alive_at_the_end.append(threads["second"].is_alive())
         return process(job)
 
     first.processor.process = slow_process
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO"), logged(SECOND_WAITS, second_waits):
         results = run_second_while_first_works(first, second, claimed, threads)
     assert results == {"first": 0, "second": 0}
     assert second_alive_at_the_end == [True]  # it waited for the batch, not exit early
@@ -200,15 +206,17 @@ def test_a_worker_does_not_wait_for_a_retry_its_sibling_delayed(settings, caplog
     submit(first, "fails.tpr")
     claimed = threading.Event()
     process = first.processor.process
+    second_waits = threading.Event()
 
     def slow_failing_process(job):
         claimed.set()
-        time.sleep(1.5)  # the second worker is waiting on this batch meanwhile
+        # the second worker is waiting on this batch before it fails
+        assert second_waits.wait(30), "the second worker never waited for the batch"
         return process(job)
 
     first.processor.process = slow_failing_process
     started = time.monotonic()
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO"), logged(SECOND_WAITS, second_waits):
         results = run_second_while_first_works(first, second, claimed)
     assert results == {"first": EXIT_WORK_LEFT, "second": EXIT_WORK_LEFT}
     assert time.monotonic() - started < 30  # not the 300 s lease
@@ -220,11 +228,9 @@ def test_drain_stopped_by_a_signal_with_work_left_exits_3(settings, caplog):
     worker = make_worker(settings, drain_wait=60)
     results = []
     thread = threading.Thread(target=lambda: results.append(worker.run()))
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO"), logged("waiting up to 60s") as waiting:
         thread.start()
-        deadline = time.monotonic() + 30
-        while "waiting up to 60s" not in caplog.text and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert waiting.wait(30), "the drain never waited for the delayed message"
         worker.stopping.set()  # what SIGTERM does
         thread.join(30)
     assert results == [EXIT_WORK_LEFT]

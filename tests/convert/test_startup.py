@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -100,9 +99,7 @@ def test_workers_stop_when_their_parent_is_killed(data_dir, tmp_path):
         assert len(workers) == 2
         os.kill(process.pid, signal.SIGKILL)
         process.wait(10)
-        deadline = time.monotonic() + 30
-        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: not any(_running(pid) for pid in workers), 30, "the workers to stop")
         assert not [pid for pid in workers if _running(pid)], log.read_text()[-2000:]
     finally:
         for pid in workers:  # on failure, do not leave them claiming

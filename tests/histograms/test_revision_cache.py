@@ -33,6 +33,9 @@ class FakeHg:
         self.files = files
         self.answers: dict[str, list[tuple[int, bytes]]] = {}
         self.delay = 0.0
+        # > 0: hold each request until this many have arrived (all in flight at once)
+        self.in_flight_together = 0
+        self._all_in: asyncio.Event | None = None
         self.requests: list[str] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -44,7 +47,12 @@ class FakeHg:
         repo, rev = request.match_info["repo"], request.match_info["rev"]
         self.requests.append(f"{repo}/{rev}")
         if self.delay:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.delay)  # a slow server, for the client's timeout
+        if self.in_flight_together:
+            self._all_in = self._all_in or asyncio.Event()
+            if len(self.requests) >= self.in_flight_together:
+                self._all_in.set()
+            await asyncio.wait_for(self._all_in.wait(), 60)
         planned = self.answers.get(rev)
         if planned:
             status, body = planned.pop(0)
@@ -254,7 +262,7 @@ def test_memory_cache_is_bounded(tmp_path, hg, old_file):
 
 
 def test_concurrent_processes_leave_one_valid_file(tmp_path, hg, old_file):
-    hg.delay = 0.5  # keep all fetches in flight together
+    hg.in_flight_together = 4  # no answer before all four processes are fetching
     script = (
         "import sys; from histograms.revision_cache import RevisionCache; "
         f"print(len(RevisionCache(sys.argv[1], base_url={hg.url!r}, timeout=30).get({REV_URL!r})))"

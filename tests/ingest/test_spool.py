@@ -19,6 +19,7 @@ from ingest.spool import (
     key_for,
 )
 from pipeline.records import encode_record, iter_records
+from tests.support.waiting import wait_for_async
 
 
 def record(i: int, size: int = 100) -> bytes:
@@ -89,10 +90,7 @@ async def test_age_rotation_seals_an_idle_file(tmp_path):
     spool.recover()
     spool.start()
     await spool.append(record(1))
-    for _ in range(400):
-        if sealed:
-            break
-        await asyncio.sleep(0.05)
+    await wait_for_async(lambda: sealed, 20, "the idle file to be sealed")
     assert len(sealed) == 1 and sealed[0].path.suffix == SEALED_SUFFIX and sealed[0].path.exists()
     assert not list(tmp_path.glob(f"*{OPEN_SUFFIX}"))
     await spool.close()

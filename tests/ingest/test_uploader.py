@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from ingest.spool import Spool
@@ -11,6 +10,7 @@ from pipeline.errors import QueueError, StoreError
 from pipeline.queues import open_queue
 from pipeline.records import encode_record
 from pipeline.stores import open_store
+from tests.support.waiting import wait_for_async
 
 DOC = "17caa68c-25f5-450a-9cce-7d31318846d8"
 
@@ -75,10 +75,7 @@ async def test_queue_outage_keeps_the_file_until_the_message_is_sent(tmp_path):
     local = open_store(f"file://{tmp_path}/incoming")
     queue = FlakyQueue(open_queue(f"sqlite:///{tmp_path}/queue.db"), failures=1000)
     spool, uploader = await deliver_one(tmp_path, FlakyStore(local, 0), queue)
-    for _ in range(600):
-        if queue.sends >= 3:
-            break
-        await asyncio.sleep(0.05)
+    await wait_for_async(lambda: queue.sends >= 3, 30, "three attempts to announce")
     assert queue.sends >= 3
     assert not uploader.healthy and "queue unavailable" in uploader.last_error
     assert len(list((tmp_path / "spool").glob("*.batch"))) == 1  # uploaded, not yet announced: kept

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from pipeline.db import init_db, make_engine, session_factory
 from scheduler.jobs import service_alive
 from tests.support.scheduler import add_example, cli
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,13 +89,15 @@ def test_service_executes_run_now_and_stops_cleanly_on_sigterm(example_tarball, 
         engine = make_engine(settings.database_url)
         init_db(engine)
         Session = session_factory(engine)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def alive() -> bool:
             with Session() as session:
                 if service_alive(session):
-                    break
+                    return True
             assert service.poll() is None, service.stdout.read()
-            time.sleep(0.2)
+            return False
+
+        wait_for(alive, 60, "the service's heartbeat")
         ran = cli("run-now", "published-summary", "--wait")
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert "executing the run in this process" not in ran.stdout

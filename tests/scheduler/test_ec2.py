@@ -165,13 +165,15 @@ def test_result_reported_by_the_instance_is_recorded(aws):
     req = request(aws)
     seen: dict = {}
     result: dict = {}
-    thread = threading.Thread(
-        target=lambda: result.update(outcome=runner.execute(req, seen.update))
-    )
+    started = threading.Event()
+
+    def on_started(info: dict) -> None:
+        seen.update(info)
+        started.set()
+
+    thread = threading.Thread(target=lambda: result.update(outcome=runner.execute(req, on_started)))
     thread.start()
-    deadline = time.monotonic() + 30
-    while "instance_id" not in seen and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert started.wait(30), "the runner never reported its instance"
     instance_id = seen["instance_id"]
     # What the user-data does at the end: upload outputs, result and log to the staging
     # prefix, then shut down (= terminate).
@@ -219,13 +221,15 @@ def test_instance_gone_without_a_result_is_a_failure(aws):
     req = request(aws)
     seen: dict = {}
     result: dict = {}
-    thread = threading.Thread(
-        target=lambda: result.update(outcome=runner.execute(req, seen.update))
-    )
+    started = threading.Event()
+
+    def on_started(info: dict) -> None:
+        seen.update(info)
+        started.set()
+
+    thread = threading.Thread(target=lambda: result.update(outcome=runner.execute(req, on_started)))
     thread.start()
-    deadline = time.monotonic() + 30
-    while "instance_id" not in seen and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert started.wait(30), "the runner never reported its instance"
     aws.ec2.terminate_instances(InstanceIds=[seen["instance_id"]])
     thread.join(60)
     assert result["outcome"].state == RunState.failed
