@@ -27,6 +27,7 @@ from scheduler.runners.base import RunRequest
 from scheduler.runners.ec2 import RUN_COMMAND_FUNCTION, EC2Runner
 from tests.support.servers import AWS_TEST_ENV
 from tests.support.tarballs import make_tarball
+from tests.support.waiting import wait_for
 
 MOTO_IMAGE = "ami-12c6146b"  # one of moto's built-in AMIs
 
@@ -335,10 +336,7 @@ def alive(pid: int) -> bool:
 
 
 def wait_gone(pid: int, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not alive(pid)
+    return wait_for(lambda: not alive(pid), seconds, f"process {pid} to end")
 
 
 @pytest.fixture
