@@ -22,7 +22,6 @@ from pipeline.config import load_settings
 from pipeline.db import make_engine
 from pipeline.stats import HourlyStat
 from tests.support.convert import (
-    HgStub,
     error_entries,
     make_batch,
     read_all,
@@ -30,13 +29,6 @@ from tests.support.convert import (
 )
 
 DIMS = "idle-daily/Firefox/23.0.1/release/20130814063812"
-
-
-@pytest.fixture
-def hg():
-    stub = HgStub()
-    yield stub
-    stub.stop()
 
 
 @pytest.fixture

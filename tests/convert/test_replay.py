@@ -12,15 +12,12 @@ import json
 import shutil
 import uuid
 
-import pytest
-
 from convert import outcomes as oc
 from convert.worker import ConvertWorker, WorkerOptions
 from pipeline.config import load_settings
 from pipeline.stores import open_store
 from tests.support.convert import (
     IDLE_DAILY_REVISION_PATH,
-    HgStub,
     error_entries,
     make_batch,
     read_all,
@@ -28,13 +25,6 @@ from tests.support.convert import (
 )
 
 DAY = "2023-11-14"  # RECEIVED_MS
-
-
-@pytest.fixture
-def hg():
-    server = HgStub()
-    yield server
-    server.stop()
 
 
 def published_ids(store) -> collections.Counter:

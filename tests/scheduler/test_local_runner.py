@@ -31,11 +31,6 @@ def runner(settings, config) -> LocalRunner:
     return LocalRunner(settings, config)
 
 
-@pytest.fixture
-def public(settings):
-    return open_store(settings.public_url)
-
-
 def test_outputs_and_log_are_published_at_the_documented_keys(settings, runner, public):
     command = "bash hello.sh; echo to-stderr >&2; mkdir -p output/sub; echo '{\"n\": 1}' > output/summary.json; echo a,b > output/sub/table.csv"
     outcome = runner.execute(request(settings, command, run_id=7))

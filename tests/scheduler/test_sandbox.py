@@ -39,11 +39,6 @@ def config():
     return SchedulerConfig(kill_grace_seconds=1.0, publish_max_file_bytes=2_000_000)
 
 
-@pytest.fixture
-def public(settings):
-    return open_store(settings.public_url)
-
-
 def everything_public(public) -> bytes:
     return b"\n".join(public.get(info.key) for info in public.list(""))
 
