@@ -8,6 +8,7 @@ worker from inside, and check that kill and expiry leave no process behind.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -33,6 +34,7 @@ from pipeline.layout import DIMENSIONS, dimensions_from_key
 from pipeline.stores import open_store
 from scheduler import sandbox
 from tests.support.dashboard import csrf_token, sign_in
+from tests.support.waiting import wait_for
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("ssh") is None, reason="the OpenSSH client is not installed"),
@@ -225,9 +227,20 @@ def test_kill_leaves_no_process_and_no_files_behind(app, tmp_path):
     worker = launch(app, "ada@example.org", key, "doomed")
     daemon = ssh(worker, key, "setsid nohup sleep 4242 >/dev/null 2>&1 </dev/null & echo started")
     assert daemon.stdout.strip() == "started"
+
+    def sleepers() -> set[int]:
+        """The daemonised sleep among the sandbox's processes (the tree may still be settling:
+        the session's shell exits and the daemon is reparented)."""
+        found = set()
+        for pid in sandbox_pids(worker):
+            with contextlib.suppress(OSError):
+                if b"4242" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.add(pid)
+        return found
+
+    wait_for(sleepers, 30, "the daemonised process in the sandbox")
     pids = sandbox_pids(worker)
-    sleepers = [p for p in pids if b"4242" in Path(f"/proc/{p}/cmdline").read_bytes()]
-    assert sleepers, "the daemonised process is not in the sandbox"
+    assert sleepers() & pids, "the daemonised process is not in the sandbox"
     client = app.test_client()
     sign_in(client, "ada@example.org")
     client.post(f"/workers/{worker.id}/kill", data={"csrf_token": csrf_token(client, "/workers")})
