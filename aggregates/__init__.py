@@ -19,5 +19,5 @@ Modules, in the order data flows through them:
 ``readcache``    loads day files into an SQLite read cache and answers the dashboard's queries
 ``__main__``     ``python -m aggregates job|show``
 
-Imports: pipeline, histograms and mapreduce only (tests/test_dependency_direction.py).
+Imports: pipeline, histograms and mapreduce only (tests/repo/test_dependency_direction.py).
 """

@@ -30,7 +30,7 @@ from pipeline.config import load_settings  # noqa: E402
 from pipeline.queues import open_queue  # noqa: E402
 from pipeline.records import encode_record  # noqa: E402
 from pipeline.stores import open_store  # noqa: E402
-from tests.test_convert_support import maximal_record  # noqa: E402
+from tests.support.convert import maximal_record  # noqa: E402
 
 BOUND_MB = 256
 

@@ -39,7 +39,7 @@ def main() -> None:
     os.environ["TELEMETRY_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-signin-")
     from dashboard import create_app, database
     from dashboard.users import create_user
-    from tests.dashboard_fixtures import csrf_token
+    from tests.support.dashboard import csrf_token
 
     limits = {
         "SIGNIN_LIMIT_PER_ACCOUNT": "1000000 per hour",

@@ -11,7 +11,7 @@ Acknowledged = responses with status 200 as counted by wrk. wrk cannot say *whic
 were acknowledged, so "acknowledged but missing" is computed from counts:
 max(0, acknowledged - distinct docIds found). Requests still in flight when wrk stops may be
 stored without being counted, so found can exceed acknowledged by up to the connection count.
-The exact per-docId check is the crash test (tests/test_ingest_crash.py).
+The exact per-docId check is the crash test (tests/ingest/test_crash.py).
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ import datetime as dt
 import io
 import json
 import logging
-import os
 import re
 import time
 from pathlib import PurePosixPath
@@ -51,7 +50,6 @@ log = logging.getLogger(__name__)
 
 PARKED_SUFFIX = ".tpr"
 _PARK_GENERATION = re.compile(r"-p\d+$")
-TEST_PAUSE_ENV = "TELEMETRY_CONVERT_TEST_PAUSE"  # "records:N" or "uploads:N"; tests only
 
 
 def object_id_for(key: str) -> str:
@@ -155,24 +153,6 @@ class _BatchState:
         return is_stash(self.job.key)
 
 
-class CrashPoint:
-    """Stop forever at a named point so a test can SIGKILL the worker there (tests only)."""
-
-    def __init__(self, spec: str | None) -> None:
-        self.point, self.count = "", 0
-        if spec:
-            point, _, count = spec.partition(":")
-            self.point, self.count = point, int(count or 0)
-
-    def reached(self, point: str, done: int) -> None:
-        if self.point == point and done == self.count:
-            log.warning("TEST PAUSE reached at %s:%d (pid %d)", point, done, os.getpid())
-            for handler in logging.getLogger().handlers:
-                handler.flush()
-            while True:
-                time.sleep(3600)
-
-
 class BatchProcessor:
     def __init__(
         self,
@@ -184,7 +164,6 @@ class BatchProcessor:
         engine: Engine,
         park_delay: float = 300.0,
         park_max_attempts: int = 12,
-        pause: CrashPoint | None = None,
         tmp_dir: str | None = None,
         stats_keep: dt.timedelta = DEFAULT_KEEP,
         geo: GeoLocator | None = None,
@@ -198,7 +177,6 @@ class BatchProcessor:
         self.engine = engine
         self.park_delay = park_delay
         self.park_max_attempts = park_max_attempts
-        self.pause = pause or CrashPoint(os.environ.get(TEST_PAUSE_ENV))
         self.tmp_dir = tmp_dir
         self.stats_keep = stats_keep
         self.geo = geo or GeoLocator()
@@ -241,7 +219,6 @@ class BatchProcessor:
                     record = self.geo.locate(record)  # the client's address ends here
                     outcome = self.converter.convert(record, object_id, state.revalidating)
                     state.records += 1
-                    self.pause.reached("records", state.records)
                     chunk.append((record, outcome))
                     chunk_bytes += len(outcome.line) + len(record.body)
                     if len(chunk) >= CHUNK_RECORDS or chunk_bytes >= CHUNK_BYTES:
@@ -268,9 +245,8 @@ class BatchProcessor:
                 state.counts[now_hour][(oc.CORRUPT_BATCH, UNKNOWN, UNKNOWN)] += 1
             del data
             finished = writers.finish()
-            for done, obj in enumerate(finished, 1):
+            for obj in finished:
                 self.published.put_file(obj.key, obj.path)
-                self.pause.reached("uploads", done)
             report.objects = len(finished)
         if state.parked:
             report.parked_key = self._park(

@@ -444,7 +444,7 @@ def convert_histograms(object histograms, dict specs):
 # any other shape is parsed by orjson and converted by `convert_one`, a repeated name sends the
 # whole section that way, and floats are checked to be written as orjson writes them. So the
 # result is always `orjson.dumps` of `convert_histograms(orjson.loads(section), specs)` (the
-# twin: `_slow.Section`; tests/test_histograms_twin.py compares them).
+# twin: `_slow.Section`; tests/histograms/test_twin.py compares them).
 
 cdef extern from "Python.h":
     object PyUnicode_DecodeASCII(const char *s, Py_ssize_t size, const char *errors)

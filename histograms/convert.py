@@ -18,7 +18,7 @@ The per-histogram loop runs in Cython when the extension is built (`IMPLEMENTATI
 only the rest of the document is parsed into dicts; the histograms section is read from the
 text and written back in compact form as JSON text (an `orjson.Fragment`), so its thousands of
 small dicts and strings are never built. The output is byte for byte what `convert_payload`
-of the parsed document gives after `orjson.dumps` (tests/test_convert_golden.py); anything
+of the parsed document gives after `orjson.dumps` (tests/convert/test_golden.py); anything
 outside the shape it reads gives None, and the caller takes the general path.
 """
 

@@ -6,5 +6,5 @@
 - `demo`: the demo submissions and revision-cache seeding for a new data directory.
 
 It sits above every service: it launches them by module name and may import any of them
-(tests/test_dependency_direction.py counts a launch by name as an import).
+(tests/repo/test_dependency_direction.py counts a launch by name as an import).
 """

@@ -9,7 +9,7 @@ own declares them as a section dataclass with the same field helpers (`positive`
 level in lower case without the prefix (`queue_url = "redis://..."`), each section's in its
 table. The environment names are part of the public contract (README "Configuration",
 docs/contracts.md). This module is the one reader of `os.environ` for settings (the sections
-load through it; tests/test_environ_reads.py). Derived defaults (the stores under the data directory) are
+load through it; tests/repo/test_environ_reads.py). Derived defaults (the stores under the data directory) are
 computed after the data directory itself is known, so changing only `TELEMETRY_DATA_DIR`
 moves everything.
 """

@@ -5,7 +5,7 @@ lock, so one process migrates and the others wait and then find the database cur
 `python -m pipeline db upgrade|current|heads` runs the same by hand.
 
 Adding a schema change: write the next revision in pipeline/migrations/versions/ (copy the
-shape of the newest one; `down_revision` names it). tests/test_db_migrations.py fails while
+shape of the newest one; `down_revision` names it). tests/pipeline/test_db_migrations.py fails while
 the declared tables and the migrated schema differ, and shows the difference.
 """
 

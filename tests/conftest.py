@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.servers import AWS_TEST_ENV, MotoServer, RedisServer
+from tests.support.servers import AWS_TEST_ENV, MotoServer, RedisServer
+
+REPO = Path(__file__).resolve().parents[1]
 
 SHARED_FIXTURES = Path(
     os.environ.get(
@@ -63,7 +67,7 @@ def redis_url(redis_server) -> str:
 @pytest.fixture(scope="session")
 def postgres_server():
     """A private PostgreSQL server for this test process (never the machine's own)."""
-    from tests.servers import PostgresServer, PostgresUnavailable
+    from tests.support.servers import PostgresServer, PostgresUnavailable
 
     try:
         server = PostgresServer().start()
@@ -106,7 +110,7 @@ def settings(data_dir):
 @pytest.fixture
 def smtp_server():
     """A real SMTP server (aiosmtpd) on a free port; `.url` for TELEMETRY_SMTP_URL, `.messages`."""
-    from tests.servers import SmtpServer
+    from tests.support.servers import SmtpServer
 
     server = SmtpServer().start()
     yield server
@@ -135,3 +139,32 @@ def oidc_provider():
     ]
     with run_server_in_thread(user_claims=users) as server:
         yield f"http://localhost:{server.server_port}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    """The app database on SQLite and on a fresh database of the tests' own PostgreSQL server."""
+    from pipeline.db import init_db, make_engine
+
+    if request.param == "sqlite":
+        made = make_engine(f"sqlite:///{tmp_path}/app.db")
+    else:
+        made = make_engine(request.getfixturevalue("postgres_url"))  # a bare URL, as users write
+    try:
+        init_db(made)
+        yield made
+    finally:
+        made.dispose()
+
+
+@pytest.fixture
+def example_tarball(tmp_path, data_dir) -> Path:
+    """The example job's tarball as `python -m scheduler.examples.build` makes it."""
+    out = tmp_path / "summary.tar.gz"
+    subprocess.run(
+        [sys.executable, "-m", "scheduler.examples.build", str(out)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    return out

@@ -33,7 +33,7 @@ def main() -> int:
     from dashboard import create_app
     from launcher.demo import fixtures_dir
     from pipeline.config import load_settings
-    from tests.aggregates_data import publish_firefox23
+    from tests.support.aggregates_data import publish_firefox23
 
     settings = load_settings()
     publish_firefox23(settings, fixtures_dir(), tmp)
