@@ -25,6 +25,7 @@ from pipeline.logs import make_formatter
 from pipeline.records import Record, iter_records
 from pipeline.stores import open_store
 from tests.support.convert import read_all, run_convert
+from tests.support.incoming import incoming_records
 
 CLIENT = "81.2.69.160"
 CLAIMED = "203.0.113.9"
@@ -34,15 +35,6 @@ ADDRESSES = (CLIENT, CLAIMED, "127.0.0.1")
 def v1_payload() -> bytes:
     info = {"reason": "idle-daily", "appName": "Firefox", "appVersion": "115.0"}
     return json.dumps({"ver": 1, "info": info}).encode()
-
-
-def incoming_records(settings) -> list[Record]:
-    store = open_store(settings.incoming_url)
-    records = []
-    for info in store.list(""):
-        with store.open(info.key) as stream:
-            records.extend(iter_records(stream, info.key))
-    return records
 
 
 async def post_all(url: str, forwarded: str) -> None:

@@ -17,8 +17,7 @@ import aiohttp
 import pytest
 
 from pipeline.config import load_settings
-from pipeline.records import iter_records
-from pipeline.stores import open_store
+from tests.support.incoming import incoming_records
 from tests.support.servers import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,12 +72,9 @@ class IngestProcess:
 
 def stored(settings) -> collections.defaultdict[str, list[bytes]]:
     """docId -> bodies found in the incoming store (one entry per stored record)."""
-    store = open_store(settings.incoming_url)
     found: collections.defaultdict[str, list[bytes]] = collections.defaultdict(list)
-    for info in store.list(""):
-        with store.open(info.key) as stream:
-            for record in iter_records(stream, info.key):
-                found[record.path.split("/")[3]].append(record.body)
+    for record in incoming_records(settings):
+        found[record.path.split("/")[3]].append(record.body)
     return found
 
 

@@ -16,20 +16,10 @@ from ingest.app import create_app
 from ingest.server import running
 from pipeline.config import load_settings
 from pipeline.queues import open_queue
-from pipeline.records import iter_records
 from pipeline.stores import open_store
+from tests.support.incoming import incoming_records
 
 DOC = "17caa68c-25f5-450a-9cce-7d31318846d8"
-
-
-def stored_records(settings) -> list:
-    """Every record in every batch of the incoming store, in key order."""
-    store = open_store(settings.incoming_url)
-    records = []
-    for info in store.list(""):
-        with store.open(info.key) as stream:
-            records.extend(iter_records(stream, info.key))
-    return records
 
 
 def make_settings(**overrides):
@@ -76,7 +66,7 @@ async def test_each_submission_form_gets_200_and_is_stored_without_query(data_di
         async with aiohttp.ClientSession() as session:
             async with session.post(url + path, data=b'{"a": 1}') as response:
                 assert response.status == 200
-    records = stored_records(settings)
+    records = incoming_records(settings)
     assert [r.path for r in records] == [path.partition("?")[0]]
     assert records[0].body == b'{"a": 1}'
 
@@ -99,7 +89,7 @@ async def test_gzip_body_is_stored_byte_identical_not_decompressed(data_dir):
             ) as response:
                 assert response.status == 200
     after = time.time_ns() // 1_000_000
-    [record] = stored_records(settings)
+    [record] = incoming_records(settings)
     assert record.body == body
     assert record.headers["Content-Encoding"] == "gzip"
     assert record.headers["User-Agent"] == "Firefox/115.0"
@@ -123,7 +113,7 @@ async def test_firefox_idle_daily_fixture_round_trips_byte_identical(
             }
             async with session.post(url + path + "?v=4", data=body, headers=headers) as response:
                 assert response.status == 200
-    [record] = stored_records(settings)
+    [record] = incoming_records(settings)
     assert record.path == path
     assert record.body == body
     assert json.loads(gzip.decompress(record.body))["info"]["reason"] == "idle-daily"
@@ -168,7 +158,7 @@ async def test_chunked_body_under_the_limit_is_accepted(data_dir):
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{url}/submit/telemetry/{DOC}", data=chunks()) as response:
                 assert response.status == 200
-    [record] = stored_records(settings)
+    [record] = incoming_records(settings)
     assert record.body == b"y" * 500
     assert record.headers["Transfer-Encoding"] == "chunked"
 
@@ -256,7 +246,7 @@ async def test_oversize_chunked_body_gets_413_while_reading(data_dir):
             except aiohttp.ClientOSError:  # the server may close before the client finished sending
                 pytest.fail("server closed the connection without answering 413")
     assert status == 413
-    assert stored_records(settings) == []
+    assert incoming_records(settings) == []
 
 
 async def test_overlong_path_gets_414(server):
@@ -328,7 +318,7 @@ async def test_spool_over_cap_gets_507_and_heartbeat_fails(data_dir):
                 text = await response.text()
             assert 'ingest_rejections_total{reason="spool_cap"} 2.0' in text
             assert 'ingest_requests_total{namespace="telemetry",status="507"} 2.0' in text
-    assert sorted(r.body[:1] for r in stored_records(settings)) == [b"a", b"b"]
+    assert sorted(r.body[:1] for r in incoming_records(settings)) == [b"a", b"b"]
 
 
 async def test_free_disk_below_floor_gets_507_and_heartbeat_fails(data_dir):
@@ -440,7 +430,7 @@ async def test_body_cut_short_by_a_disconnect_is_not_stored(data_dir):
         await writer.drain()
         writer.close()
         await writer.wait_closed()
-    assert stored_records(settings) == []
+    assert incoming_records(settings) == []
 
 
 def test_unusable_store_url_is_refused_at_start(data_dir):

@@ -13,19 +13,9 @@ import pytest
 from ingest.app import create_app
 from ingest.server import running
 from pipeline.config import load_settings
-from pipeline.records import iter_records
-from pipeline.stores import open_store
+from tests.support.incoming import incoming_records
 
 GIVE_UP = 60.0
-
-
-def stored(settings) -> list:
-    store = open_store(settings.incoming_url)
-    records = []
-    for info in store.list(""):
-        with store.open(info.key) as stream:
-            records.extend(iter_records(stream, info.key))
-    return records
 
 
 def submission(doc: str, body: bytes, extra: str = "") -> bytes:
@@ -96,7 +86,7 @@ async def test_pipelined_requests_are_answered_in_order_and_all_stored(settings)
         finally:
             client.close()
     assert statuses == [200, 404, 200, 200, 200]
-    assert [(r.path.rsplit("/", 1)[1], r.body) for r in stored(settings)] == [
+    assert [(r.path.rsplit("/", 1)[1], r.body) for r in incoming_records(settings)] == [
         (docs[0], b"first"),
         (docs[1], b"second"),
         (docs[2], b"third"),
@@ -117,7 +107,7 @@ async def test_a_request_split_into_many_small_writes_is_stored_whole(settings):
             client.close()
     assert (status, answer) == (200, b"OK")
     assert "connection" not in headers  # kept alive
-    [record] = stored(settings)
+    [record] = incoming_records(settings)
     assert record.body == body and record.headers["Content-Type"] == "application/json"
 
 
@@ -149,7 +139,7 @@ async def test_a_chunked_body_split_across_writes_is_stored_as_sent(settings):
         finally:
             client.close()
     assert status == 200
-    [record] = stored(settings)
+    [record] = incoming_records(settings)
     assert record.body == b"hello world"
     assert record.headers["Transfer-Encoding"] == "chunked"
 
@@ -166,7 +156,7 @@ async def test_headers_over_the_total_limit_get_431_and_the_connection_is_closed
         finally:
             client.close()
     assert status == 431 and headers["connection"] == "close"
-    assert stored(settings) == []
+    assert incoming_records(settings) == []
 
 
 async def test_expect_100_continue_gets_the_interim_answer_before_the_body(settings):
@@ -186,7 +176,7 @@ async def test_expect_100_continue_gets_the_interim_answer_before_the_body(setti
             client.close()
     assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
     assert status == 200
-    assert [r.body for r in stored(settings)] == [b"body"]
+    assert [r.body for r in incoming_records(settings)] == [b"body"]
 
 
 async def test_a_refused_expect_100_continue_gets_the_refusal_without_the_interim(settings):
@@ -231,7 +221,7 @@ async def test_connection_close_is_honoured_after_the_answer(settings):
         finally:
             client.close()
     assert status == 200 and headers["connection"] == "close"
-    assert len(stored(settings)) == 1
+    assert len(incoming_records(settings)) == 1
 
 
 async def test_head_gets_the_headers_of_get_without_a_body(settings):

@@ -13,8 +13,7 @@ import pytest
 from ingest.app import create_app
 from ingest.server import running
 from pipeline.config import load_settings
-from pipeline.records import iter_records
-from pipeline.stores import open_store
+from tests.support.incoming import incoming_records
 from tests.support.servers import AWS_TEST_ENV, MotoServer
 from tests.support.waiting import wait_for_async
 
@@ -110,13 +109,10 @@ async def test_store_outage_spools_then_507_then_recovers_without_losing_a_200(
                 await asyncio.gather(*flows, return_exceptions=True)
     assert set(statuses) <= {200, 507}
 
-    store = open_store(settings.incoming_url, endpoint_url=moto.endpoint)
     found: collections.Counter[str] = collections.Counter()
-    for info in store.list(""):
-        with store.open(info.key) as stream:
-            for record in iter_records(stream, info.key):
-                doc_id = record.path.rsplit("/", 1)[1]
-                assert record.body == sent[doc_id]
-                found[doc_id] += 1
+    for record in incoming_records(settings, endpoint_url=moto.endpoint):
+        doc_id = record.path.rsplit("/", 1)[1]
+        assert record.body == sent[doc_id]
+        found[doc_id] += 1
     assert [d for d in acked if found[d] != 1] == []
     assert set(found) == set(acked)

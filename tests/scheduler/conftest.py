@@ -34,3 +34,10 @@ def Session(settings):
 @pytest.fixture
 def public(settings):
     return open_store(settings.public_url)
+
+
+@pytest.fixture
+def session(Session):
+    """One session on the test's app database, tables created."""
+    with Session() as session:
+        yield session

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
-
-from pipeline.db import init_db, make_engine, session_factory
 from scheduler import cancel_run, create_job, request_run_now
 from scheduler.clock import FakeClock
 from scheduler.jobs import service_alive
@@ -26,14 +23,6 @@ JOB = dict(
     hour=6,
 )
 THEN = dt.datetime(2031, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def session(settings):
-    engine = make_engine(settings.database_url)
-    init_db(engine)
-    with session_factory(engine)() as session:
-        yield session
 
 
 def test_a_cancellation_is_dated_by_the_given_clock(session):

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from pipeline.db import init_db, make_engine, session_factory
+from pipeline.db import init_db
 from pipeline.stores import open_store
 from scheduler import (
     JobValidationError,
@@ -33,14 +33,6 @@ VALID = dict(
     day_of_week=0,
     hour=6,
 )
-
-
-@pytest.fixture
-def session(settings):
-    engine = make_engine(settings.database_url)
-    init_db(engine)
-    with session_factory(engine)() as session:
-        yield session
 
 
 def test_create_job_stores_every_field(session):
