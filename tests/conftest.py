@@ -51,6 +51,18 @@ def moto(moto_server, monkeypatch):
     yield moto_server
 
 
+@pytest.fixture
+def private_moto(monkeypatch):
+    """A moto server of the test's own, for a test that stops or restarts it (the shared one
+    must stay up). Yields a list: a test that replaces the server with a new one on the same
+    port appends it, and the last one is stopped."""
+    for key, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(key, value)
+    servers = [MotoServer().start()]
+    yield servers
+    servers[-1].stop()
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     server = RedisServer().start()

@@ -14,19 +14,10 @@ from ingest.app import create_app
 from ingest.server import running
 from pipeline.config import load_settings
 from tests.support.incoming import incoming_records
-from tests.support.servers import AWS_TEST_ENV, MotoServer
+from tests.support.servers import MotoServer
 from tests.support.waiting import wait_for_async
 
 BUCKET = "ingest-outage"
-
-
-@pytest.fixture
-def private_moto(monkeypatch):
-    for key, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(key, value)
-    servers = [MotoServer().start()]
-    yield servers  # the test may replace the server with a new one on the same port
-    servers[-1].stop()
 
 
 @pytest.mark.slow

@@ -30,15 +30,11 @@ BUCKET = "retry-bucket"
 
 
 @pytest.fixture
-def private_moto(monkeypatch):
-    """A moto server of this test's own; the test may replace it with one on the same port."""
-    for key, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(key, value)
+def private_moto(private_moto, monkeypatch):
+    """The test's own moto server with the bucket made; stores get its endpoint explicitly."""
     monkeypatch.delenv("TELEMETRY_S3_ENDPOINT_URL", raising=False)
-    servers = [MotoServer().start()]
-    boto3.client("s3", endpoint_url=servers[0].endpoint).create_bucket(Bucket=BUCKET)
-    yield servers
-    servers[-1].stop()
+    boto3.client("s3", endpoint_url=private_moto[0].endpoint).create_bucket(Bucket=BUCKET)
+    return private_moto
 
 
 def count_attempts(store: S3Store, operation: str = "") -> threading.Event:
