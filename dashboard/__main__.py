@@ -83,8 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=config.server_workers,
         metavar="N",
-        help="gunicorn worker processes (default: %(default)s, "
-        "TELEMETRY_DASHBOARD_SERVER_WORKERS)",
+        help="gunicorn worker processes (default: %(default)s, TELEMETRY_DASHBOARD_SERVER_WORKERS)",
     )
     parser.add_argument(
         "--threads",

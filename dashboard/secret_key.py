@@ -46,9 +46,7 @@ def load_or_create_secret_key(data_dir: str | os.PathLike) -> str:
             f"not set, and the generated key cannot be stored in {path}: {exc.strerror or exc}; "
             f"set {SETTING} or make the data directory writable",
         ) from exc
-    log.warning(
-        "%s is not set: generated a random session key and stored it in %s", SETTING, path
-    )
+    log.warning("%s is not set: generated a random session key and stored it in %s", SETTING, path)
     return key
 
 
