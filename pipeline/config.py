@@ -8,7 +8,8 @@ own declares them as a section dataclass with the same field helpers (`positive`
 `TELEMETRY_CONFIG` (or a service's `--config` flag) holds them all: the shared keys at its top
 level in lower case without the prefix (`queue_url = "redis://..."`), each section's in its
 table. The environment names are part of the public contract (README "Configuration",
-docs/contracts.md). This module is the one reader of `os.environ` for settings (the sections
+docs/contracts.md): a shared setting that moves into the section of its one reader keeps its
+old name working through `MOVED_SETTINGS`. This module is the one reader of `os.environ` for settings (the sections
 load through it; tests/repo/test_environ_reads.py). Derived defaults (the stores under the data directory) are
 computed after the data directory itself is known, so changing only `TELEMETRY_DATA_DIR`
 moves everything.
@@ -101,8 +102,9 @@ class Settings:
     keepalive_timeout_seconds: float = positive(75.0)
     # the client's address (pipeline.client_address): proxies whose X-Forwarded-For entry is
     # trusted, and what may be kept of the address after convert's country lookup. The same
-    # count as the dashboard's TELEMETRY_DASHBOARD_TRUSTED_PROXIES, kept apart on purpose (see
-    # dashboard.config).
+    # count as the dashboard's TELEMETRY_DASHBOARD_TRUSTED_PROXIES, kept apart on purpose:
+    # ingest often faces clients directly while the dashboard sits behind nginx (the whole
+    # reason is beside that field in dashboard.config).
     trusted_proxy_hops: int = non_negative(0)
     client_address_policy: str = one_of("drop", "hash")
     client_address_hash_key: str = ""  # required by `hash`
