@@ -61,11 +61,10 @@ def create_app(
     app = Flask(__name__)
     app.config.update(FLASK_CONSTANTS)
     app.config.update(config.flask_config())
-    app.config["SECRET_KEY"] = settings.secret_key or None
     if test_config:
         app.config.update(test_config)
-    if settings.trusted_proxies:  # behind N reverse proxies: their X-Forwarded-* are the truth
-        n = settings.trusted_proxies
+    if app.config["TRUSTED_PROXIES"]:  # behind N reverse proxies: their X-Forwarded-* count
+        n = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
     check_worker_config(app.config)  # before anything is written to the data directory
     if not app.config.get("SECRET_KEY"):  # none configured: the data directory's random key
@@ -84,7 +83,7 @@ def create_app(
     sso.init_app(app)
     from dashboard import metrics
 
-    metrics.init_app(app, settings)  # /metrics, /__heartbeat__, /__lbheartbeat__
+    metrics.init_app(app)  # /metrics, /__heartbeat__, /__lbheartbeat__
 
     from dashboard import api, auth, health, jobs, public, telemetry, tokens, workers_views
 

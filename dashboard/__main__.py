@@ -32,21 +32,15 @@ SETTINGS_USED = (
     "published_url",
     "s3_endpoint_url",
     "runner",
-    "secret_key",
-    "signup_domains",
     "smtp_url",
     "mail_from",
     "public_base_url",
-    "metrics_allow",
-    "metrics_token",
-    "dashboard_workers",
-    "dashboard_threads",
-    "trusted_proxies",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     settings = load_settings()
+    config = load_dashboard_config()
     parser = argparse.ArgumentParser(
         prog="python -m dashboard",
         description="The telemetry dashboard: jobs, runs, analysis workers, published results, health.",
@@ -55,9 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         "TELEMETRY_CONFIG;\nall of them: python -m pipeline config):\n"
         + settings.describe(SETTINGS_USED)
         + "\n\nDashboard-only settings: TELEMETRY_DASHBOARD_* variables or the [dashboard] table of\n"
-        "the TOML file, e.g. TELEMETRY_DASHBOARD_WORKER_PROVIDER=ec2,\n"
+        "the TOML file, e.g. TELEMETRY_DASHBOARD_SECRET_KEY, TELEMETRY_DASHBOARD_TRUSTED_PROXIES=1,\n"
         "TELEMETRY_DASHBOARD_SESSION_COOKIE_SECURE=true, TELEMETRY_DASHBOARD_WORKER_LIFETIME_HOURS=24\n"
-        "(the old DASHBOARD_* names still work, with a warning). EC2 workers\n"
+        "(the old DASHBOARD_* names, and TELEMETRY_SECRET_KEY, TELEMETRY_SIGNUP_DOMAINS,\n"
+        "TELEMETRY_METRICS_ALLOW, TELEMETRY_METRICS_TOKEN, TELEMETRY_DASHBOARD_WORKERS,\n"
+        "TELEMETRY_DASHBOARD_THREADS and TELEMETRY_TRUSTED_PROXIES, still work, with a warning).\n"
+        "Analysis workers (not the server's processes) on EC2\n"
         "(TELEMETRY_DASHBOARD_WORKER_PROVIDER=ec2) need TELEMETRY_DASHBOARD_WORKER_EC2_AMI and\n"
         "TELEMETRY_DASHBOARD_WORKER_EC2_INSTANCE_PROFILE (read-only access to the published store;\n"
         "no defaults: the dashboard refuses to start without them), a wheel published with\n"
@@ -73,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "TELEMETRY_DASHBOARD_OIDC_ALLOWED_GROUPS, TELEMETRY_DASHBOARD_PASSWORD_SIGNIN=false for\n"
         "single sign-on only (see the README).\n\n"
         "Effective dashboard settings (TELEMETRY_DASHBOARD_* or the [dashboard] table):\n"
-        + load_dashboard_config().describe(),
+        + config.describe(settings.data_dir),
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
@@ -84,16 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         type=int,
-        default=settings.dashboard_workers,
+        default=config.server_workers,
         metavar="N",
-        help="gunicorn worker processes (default: %(default)s, TELEMETRY_DASHBOARD_WORKERS)",
+        help="gunicorn worker processes (default: %(default)s, TELEMETRY_DASHBOARD_SERVER_WORKERS)",
     )
     parser.add_argument(
         "--threads",
         type=int,
-        default=settings.dashboard_threads,
+        default=config.server_threads,
         metavar="N",
-        help="threads per worker process (default: %(default)s, TELEMETRY_DASHBOARD_THREADS)",
+        help="threads per worker process (default: %(default)s, "
+        "TELEMETRY_DASHBOARD_SERVER_THREADS)",
     )
     parser.add_argument(
         "--no-expiry",

@@ -94,21 +94,19 @@ def _link_sent_page(email: str):
 def signup():
     if not signup_enabled():
         abort(404)
-    settings = database.settings()
+    domains = current_app.config["SIGNUP_DOMAINS"]
     form = EmailForm()
     if form.validate_on_submit():
         email = normalise_email(form.email.data)
-        if not signup_allowed(email, settings.signup_domains):
-            form.email.errors.append(
-                f"Sign-up is open to addresses at {settings.signup_domains} only."
-            )
+        if not signup_allowed(email, domains):
+            form.email.errors.append(f"Sign-up is open to addresses at {domains} only.")
         else:
             user = find_user(database.db(), email)
             # An existing owner gets a link that sets a new password; the page is the same.
             _mail_link(email, user, new=user is None)
             log.info("sign-up link requested for %s", email)
             return _link_sent_page(email)
-    return render_template("auth/signup.html", form=form, domains=settings.signup_domains)
+    return render_template("auth/signup.html", form=form, domains=domains)
 
 
 @bp.route("/reset", methods=["GET", "POST"])
@@ -140,7 +138,7 @@ def follow_link(token: str):
         user = find_user(session, email)
         account_links.check_still_valid(user, fingerprint)
         if user is None and not (
-            signup_enabled() and signup_allowed(email, database.settings().signup_domains)
+            signup_enabled() and signup_allowed(email, current_app.config["SIGNUP_DOMAINS"])
         ):
             raise account_links.LinkError("Sign-up is not open to this address.")
     except account_links.LinkError as exc:

@@ -105,7 +105,7 @@ def _safe_next(target: str | None) -> str:
 
 
 def signup_enabled() -> bool:
-    return passwords_enabled() and bool(database.settings().signup_domains.strip())
+    return passwords_enabled() and bool(current_app.config["SIGNUP_DOMAINS"].strip())
 
 
 def passwords_enabled() -> bool:

@@ -4,8 +4,11 @@
 
 Each field is one Flask config key of the same name in upper case (`worker_provider` is
 `app.config["WORKER_PROVIDER"]`), so the code reading `app.config` and the tests passing a
-config dict to `create_app` stay as they are. The old `DASHBOARD_<KEY>` variables are still
-read, with a warning naming the new variable (here and nowhere else).
+config dict to `create_app` stay as they are; `secret_key` is Flask's own SECRET_KEY. The old
+`DASHBOARD_<KEY>` variables, and the shared `TELEMETRY_<NAME>` settings that moved here because
+only the dashboard reads them (pipeline.config.MOVED_SETTINGS: TELEMETRY_SECRET_KEY,
+TELEMETRY_DASHBOARD_WORKERS, ...), are still read by the machinery, with a warning naming the
+new variable.
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.config import describe_section, load_section, non_negative, one_of, positive
+from pipeline.config import (
+    describe_section,
+    load_section,
+    non_negative,
+    one_of,
+    positive,
+    secret_key_path,
+)
 
 ENV_PREFIX = "TELEMETRY_DASHBOARD_"
 LEGACY_ENV_PREFIX = "DASHBOARD_"
@@ -23,6 +33,23 @@ TOML_TABLE = "dashboard"
 
 @dataclasses.dataclass(frozen=True)
 class DashboardConfig:
+    # Signs sessions and mailed account links. Unset: the dashboard generates a random key once
+    # and keeps it in <data_dir>/dashboard-secret-key (mode 0600); see dashboard.secret_key.
+    secret_key: str = ""
+    # Email domains that may sign up by mailed link (comma separated); empty: no sign-up.
+    signup_domains: str = ""
+    # /metrics: who may scrape it (networks, comma separated) or a bearer token.
+    metrics_allow: str = "127.0.0.1/32,::1/128"
+    metrics_token: str = ""
+    # Serving under gunicorn (dashboard.server): worker processes and threads per process
+    # (not the analysis workers below).
+    server_workers: int = positive(2)
+    server_threads: int = positive(4)
+    # Reverse proxies in front whose X-Forwarded-* headers are trusted (ProxyFix). The same
+    # count as ingest's TELEMETRY_TRUSTED_PROXY_HOPS, but kept apart on purpose: one
+    # environment file serves every unit, and ingest often faces clients directly while the
+    # dashboard sits behind nginx; one shared count would let any client choose its country.
+    trusted_proxies: int = non_negative(0)
     # The session cookie's Secure flag; "auto": Secure unless the request is plain http to a
     # loopback host (dashboard.web_security).
     session_cookie_secure: str = one_of("auto", "true", "false")
@@ -52,7 +79,7 @@ class DashboardConfig:
     oidc_client_id: str = ""
     oidc_client_secret: str = ""
     oidc_scope: str = "openid email profile"
-    oidc_allowed_domains: str | None = None  # comma separated; unset: TELEMETRY_SIGNUP_DOMAINS
+    oidc_allowed_domains: str | None = None  # comma separated; unset: signup_domains
     oidc_allowed_groups: str = ""
     oidc_groups_claim: str = "groups"
     oidc_require_verified_email: bool = True
@@ -67,9 +94,16 @@ class DashboardConfig:
     aggregates_job: str = "telemetry-aggregates"
     aggregates_sync_seconds: float = positive(10.0)
 
-    def describe(self) -> str:
-        """`TELEMETRY_DASHBOARD_NAME=value` lines for `python -m dashboard --help`."""
-        return describe_section(self, ENV_PREFIX, secrets=("oidc_client_secret",))
+    def describe(self, data_dir: str) -> str:
+        """`TELEMETRY_DASHBOARD_NAME=value` lines for `python -m dashboard --help` (secrets
+        hidden; an unset secret_key says which file holds the generated one)."""
+        generated = f"(unset: random, kept in {secret_key_path(data_dir)})"
+        return describe_section(
+            self,
+            ENV_PREFIX,
+            secrets=("secret_key", "metrics_token", "oidc_client_secret"),
+            when_unset={"secret_key": generated},
+        )
 
     def flask_config(self) -> dict[str, Any]:
         """The section as Flask config keys (upper case; the cookie flag as True/False/"auto")."""

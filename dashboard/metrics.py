@@ -1,8 +1,8 @@
 """The dashboard's Prometheus metrics and health endpoints.
 
   /metrics           requests by endpoint and status, latency; only for scrapers from
-                     TELEMETRY_METRICS_ALLOW networks or with `Authorization: Bearer
-                     TELEMETRY_METRICS_TOKEN` (403 for anyone else: the endpoint names and
+                     TELEMETRY_DASHBOARD_METRICS_ALLOW networks or with `Authorization:
+                     Bearer TELEMETRY_DASHBOARD_METRICS_TOKEN` (403 for anyone else: the endpoint names and
                      counts are not for the public)
   /__lbheartbeat__   200 while the process runs
   /__heartbeat__     200 when the database answers, else 500 (JSON body as pipeline.metrics)
@@ -25,24 +25,24 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import multiprocess as prometheus_multiprocess
 from sqlalchemy import text
 
-from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.metrics import CONTENT_TYPE, new_registry, render, run_checks
 
 EXTENSION = "telemetry_metrics"
+ALLOW_SETTING = "TELEMETRY_DASHBOARD_METRICS_ALLOW"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 """Method labels kept as sent; any other method a client makes up is counted as "other"."""
 
 
 def parse_networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """TELEMETRY_METRICS_ALLOW: comma-separated addresses or networks (CIDR)."""
+    """TELEMETRY_DASHBOARD_METRICS_ALLOW: comma-separated addresses or networks (CIDR)."""
     networks = []
     for item in value.split(","):
         if item.strip():
             try:
                 networks.append(ipaddress.ip_network(item.strip(), strict=False))
             except ValueError as exc:
-                raise ConfigError("TELEMETRY_METRICS_ALLOW", f"not a network: {item!r}") from exc
+                raise ConfigError(ALLOW_SETTING, f"not a network: {item!r}") from exc
     return networks
 
 
@@ -65,9 +65,9 @@ def may_scrape(
 
 
 class DashboardMetrics:
-    def __init__(self, settings: Settings) -> None:
-        self.networks = parse_networks(settings.metrics_allow)
-        self.token = settings.metrics_token
+    def __init__(self, allow: str, token: str) -> None:
+        self.networks = parse_networks(allow)
+        self.token = token
         self.registry = new_registry()
         self.requests = Counter(
             "dashboard_requests",
@@ -99,9 +99,10 @@ class DashboardMetrics:
         return self.registry
 
 
-def init_app(app: Flask, settings: Settings) -> None:
-    """Count every request and add the metrics and health endpoints."""
-    metrics = DashboardMetrics(settings)
+def init_app(app: Flask) -> None:
+    """Count every request and add the metrics and health endpoints (who may scrape: the
+    METRICS_ALLOW and METRICS_TOKEN keys of the dashboard's section)."""
+    metrics = DashboardMetrics(app.config["METRICS_ALLOW"], app.config["METRICS_TOKEN"])
     app.extensions[EXTENSION] = metrics
 
     @app.before_request
@@ -130,8 +131,8 @@ def _metrics() -> Response:
     )
     if not allowed:
         return Response(
-            "forbidden: scrape from TELEMETRY_METRICS_ALLOW or with the bearer token "
-            "TELEMETRY_METRICS_TOKEN\n",
+            "forbidden: scrape from TELEMETRY_DASHBOARD_METRICS_ALLOW or with the bearer "
+            "token TELEMETRY_DASHBOARD_METRICS_TOKEN\n",
             status=403,
             mimetype="text/plain",
         )

@@ -1,6 +1,6 @@
 """The key that signs dashboard session cookies and CSRF tokens.
 
-An explicitly configured `TELEMETRY_SECRET_KEY` is used as given (set the same one on every
+An explicitly configured `TELEMETRY_DASHBOARD_SECRET_KEY` is used as given (set the same one on every
 dashboard host behind a load balancer). Without one, the first start makes a random key
 (`secrets.token_urlsafe(32)`) and keeps it in `<data_dir>/dashboard-secret-key`, readable by
 its owner only (0600); later starts and other worker processes read the same file, so
@@ -27,7 +27,7 @@ from pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SETTING = "TELEMETRY_SECRET_KEY"
+SETTING = "TELEMETRY_DASHBOARD_SECRET_KEY"
 
 
 def load_or_create_secret_key(data_dir: str | os.PathLike) -> str:
@@ -44,12 +44,9 @@ def load_or_create_secret_key(data_dir: str | os.PathLike) -> str:
         raise ConfigError(
             SETTING,
             f"not set, and the generated key cannot be stored in {path}: {exc.strerror or exc}; "
-            "set TELEMETRY_SECRET_KEY or make the data directory writable",
+            f"set {SETTING} or make the data directory writable",
         ) from exc
-    log.warning(
-        "TELEMETRY_SECRET_KEY is not set: generated a random session key and stored it in %s",
-        path,
-    )
+    log.warning("%s is not set: generated a random session key and stored it in %s", SETTING, path)
     return key
 
 
@@ -119,7 +116,7 @@ def _read(path: Path) -> str:
         raise ConfigError(
             SETTING,
             f"not set, and the generated key file {path} is empty; delete it to make a new key "
-            "(this signs everybody out) or set TELEMETRY_SECRET_KEY",
+            f"(this signs everybody out) or set {SETTING}",
         )
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:

@@ -1,7 +1,8 @@
 """`python -m dashboard` serves the app through gunicorn (a production WSGI server).
 
-  - gunicorn's master is the `python -m dashboard` process; it forks TELEMETRY_DASHBOARD_WORKERS
-    worker processes (each with TELEMETRY_DASHBOARD_THREADS threads) that build their own app.
+  - gunicorn's master is the `python -m dashboard` process; it forks
+    TELEMETRY_DASHBOARD_SERVER_WORKERS worker processes (each with
+    TELEMETRY_DASHBOARD_SERVER_THREADS threads) that build their own app.
   - The worker-expiry sweep runs in the master, once, never in the workers (a forked worker
     has only the thread that forked, so it cannot inherit the sweeper); the master's database
     connections are left to it in each worker (`engine.dispose(close=False)`, as SQLAlchemy
@@ -11,7 +12,7 @@
     worker answers /metrics reports every worker's counts.
   - gunicorn's own log lines go through pipeline.logs like everyone else's.
 
-Behind a reverse proxy set TELEMETRY_TRUSTED_PROXIES (see dashboard.create_app): the number
+Behind a reverse proxy set TELEMETRY_DASHBOARD_TRUSTED_PROXIES (see dashboard.create_app): the number
 of proxies whose X-Forwarded-For/-Proto/-Host headers Werkzeug's ProxyFix trusts.
 """
 

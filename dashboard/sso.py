@@ -156,7 +156,7 @@ def callback():
     user = find_user(session, email) if email else None
     allowed_domains = current_app.config["OIDC_ALLOWED_DOMAINS"]
     if allowed_domains is None:
-        allowed_domains = database.settings().signup_domains
+        allowed_domains = current_app.config["SIGNUP_DOMAINS"]
     reason = sso_refusal(
         claims,
         allowed_domains=split_list(allowed_domains),

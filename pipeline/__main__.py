@@ -219,7 +219,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="print every effective setting (secrets hidden)",
         description="Print every effective setting as NAME=value: built-in defaults, then the "
         "TOML file named by TELEMETRY_CONFIG, then TELEMETRY_* environment variables. Secrets "
-        "(TELEMETRY_SECRET_KEY, TELEMETRY_METRICS_TOKEN) and passwords in URLs show as ***.",
+        "(TELEMETRY_CLIENT_ADDRESS_HASH_KEY, TELEMETRY_JOB_AWS_SECRET_ACCESS_KEY) and passwords "
+        "in URLs show as ***. A service's own section (TELEMETRY_SCHEDULER_*, "
+        "TELEMETRY_DASHBOARD_*) is in its --help.",
     )
     check = commands.add_parser(
         "check",

@@ -8,7 +8,8 @@ own declares them as a section dataclass with the same field helpers (`positive`
 `TELEMETRY_CONFIG` (or a service's `--config` flag) holds them all: the shared keys at its top
 level in lower case without the prefix (`queue_url = "redis://..."`), each section's in its
 table. The environment names are part of the public contract (README "Configuration",
-docs/contracts.md). This module is the one reader of `os.environ` for settings (the sections
+docs/contracts.md): a shared setting that moves into the section of its one reader keeps its
+old name working through `MOVED_SETTINGS`. This module is the one reader of `os.environ` for settings (the sections
 load through it; tests/repo/test_environ_reads.py). Derived defaults (the stores under the data directory) are
 computed after the data directory itself is known, so changing only `TELEMETRY_DATA_DIR`
 moves everything.
@@ -30,10 +31,24 @@ from pipeline.errors import ConfigError
 
 ENV_PREFIX = "TELEMETRY_"
 SECRET_KEY_FILE = "dashboard-secret-key"
-"""Where the dashboard keeps the random session key it makes when TELEMETRY_SECRET_KEY is unset."""
+"""Where the dashboard keeps the random session key it makes when its secret_key is unset."""
 SECTIONS = ("scheduler", "dashboard")
 """The TOML tables of the sections declared above this package (scheduler.config,
 dashboard.config); any other table in the file is a mistake."""
+
+MOVED_SETTINGS: dict[str, tuple[str, str]] = {
+    "secret_key": ("dashboard", "secret_key"),
+    "signup_domains": ("dashboard", "signup_domains"),
+    "metrics_allow": ("dashboard", "metrics_allow"),
+    "metrics_token": ("dashboard", "metrics_token"),
+    "dashboard_workers": ("dashboard", "server_workers"),
+    "dashboard_threads": ("dashboard", "server_threads"),
+    "trusted_proxies": ("dashboard", "trusted_proxies"),
+}
+"""Shared settings that moved into the section of their one reader: old name -> (table, field).
+The old `TELEMETRY_<NAME>` variable and top-level TOML key still set the field, with a
+FutureWarning naming the new variable (`load_section`, the one place that does so); the
+shared settings ignore them."""
 
 S = TypeVar("S")
 _RULE = "telemetry_range"
@@ -87,9 +102,9 @@ class Settings:
     keepalive_timeout_seconds: float = positive(75.0)
     # the client's address (pipeline.client_address): proxies whose X-Forwarded-For entry is
     # trusted, and what may be kept of the address after convert's country lookup. The same
-    # count as the dashboard's trusted_proxies, but kept apart on purpose: one environment
-    # file serves every unit, and ingest often faces clients directly while the dashboard sits
-    # behind nginx; one shared count would let any client choose its country.
+    # count as the dashboard's TELEMETRY_DASHBOARD_TRUSTED_PROXIES, kept apart on purpose:
+    # ingest often faces clients directly while the dashboard sits behind nginx (the whole
+    # reason is beside that field in dashboard.config).
     trusted_proxy_hops: int = non_negative(0)
     client_address_policy: str = one_of("drop", "hash")
     client_address_hash_key: str = ""  # required by `hash`
@@ -105,14 +120,11 @@ class Settings:
     stale_incoming_minutes: float = positive(60.0)
     # extra namespace/docType pairs convert publishes (see pipeline/allow_list.py)
     allowed_doc_types: str = ""
-    # scheduler / dashboard / mail
+    # scheduler / dashboard / mail; runner: where runs execute (the scheduler's default for
+    # `python -m scheduler add`, and every job the dashboard makes)
     runner: str = "local"
     smtp_url: str | None = None
     mail_from: str = "telemetry-pipeline@localhost"
-    # Signs dashboard sessions. Unset: the dashboard generates a random key once and keeps it
-    # in <data_dir>/dashboard-secret-key (mode 0600); see dashboard.secret_key.
-    secret_key: str = ""
-    signup_domains: str = ""
     alert_recipients: str = ""  # comma-separated addresses for pipeline health alerts
     health_interval_seconds: float = 3600.0
     public_base_url: str = "http://127.0.0.1:5000"
@@ -122,14 +134,6 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     # convert: incoming objects older than this are "stale"
     metrics_stale_minutes: float = positive(60.0)
-    # dashboard /metrics: who may scrape it (networks, comma-separated) or a bearer token
-    metrics_allow: str = "127.0.0.1/32,::1/128"
-    metrics_token: str = ""
-    # dashboard under gunicorn (dashboard.server)
-    dashboard_workers: int = positive(2)  # worker processes
-    dashboard_threads: int = positive(4)  # threads per worker process
-    # reverse proxies whose X-Forwarded-* headers are trusted (ProxyFix); see trusted_proxy_hops
-    trusted_proxies: int = non_negative(0)
     # every service: pipeline.logs
     log_format: str = "text"  # or json: one JSON object per line
     log_level: str = ""  # unset: each service's default (INFO; WARNING for CLI subcommands)
@@ -157,22 +161,28 @@ class Settings:
             value = getattr(self, field.name)
             if field.name in _SECRET_FIELDS and value:
                 value = "***"
-            elif field.name == "secret_key":
-                value = f"(unset: random, kept in {secret_key_path(self.data_dir)})"
             elif isinstance(value, str):
                 value = hide_url_passwords(value)
             lines.append(f"  {ENV_PREFIX}{field.name.upper()}={value}")
         return "\n".join(lines)
 
 
-def describe_section(section: object, prefix: str, secrets: Iterable[str] = ()) -> str:
+def describe_section(
+    section: object,
+    prefix: str,
+    secrets: Iterable[str] = (),
+    when_unset: Mapping[str, str] | None = None,
+) -> str:
     """`NAME=value` lines of a section (scheduler, dashboard) for `--help` texts: `secrets`
-    shown as *** when set, passwords in URLs hidden."""
+    shown as *** when set, passwords in URLs hidden; `when_unset` says what an empty field
+    means when that is not simply nothing (the dashboard's generated session key)."""
     lines = []
     for field in dataclasses.fields(section):  # type: ignore[arg-type]
         value = getattr(section, field.name)
         if field.name in secrets and value:
             value = "***"
+        elif not value and field.name in (when_unset or {}):
+            value = (when_unset or {})[field.name]
         elif isinstance(value, str):
             value = hide_url_passwords(value)
         lines.append(f"  {prefix}{field.name.upper()}={value}")
@@ -184,14 +194,12 @@ COMMON_SETTINGS = ("data_dir", "log_format", "log_level")
 
 
 def secret_key_path(data_dir: str) -> Path:
-    """The file holding the generated dashboard key when TELEMETRY_SECRET_KEY is unset."""
+    """The file holding the generated dashboard key when TELEMETRY_DASHBOARD_SECRET_KEY is unset."""
     return Path(data_dir) / SECRET_KEY_FILE
 
 
 _SECRET_FIELDS = {
-    "secret_key",
     "client_address_hash_key",
-    "metrics_token",
     "job_aws_secret_access_key",
     "job_aws_session_token",
 }
@@ -277,11 +285,60 @@ def _toml_table(env: Mapping[str, str], table: str | None) -> tuple[dict[str, ob
                     "TELEMETRY_CONFIG",
                     f"unknown section [{key}] in {config_file} (sections: {', '.join(SECTIONS)})",
                 )
-        return {k: v for k, v in document.items() if k not in SECTIONS}, config_file
+        shared = {
+            key: value
+            for key, value in document.items()
+            if key not in SECTIONS and _shared_name(key) not in MOVED_SETTINGS
+        }
+        return shared, config_file
     values = document.get(table, {})
     if not isinstance(values, dict):
         raise ConfigError("TELEMETRY_CONFIG", f"{table} in {config_file} must be a [{table}] table")
     return values, f"[{table}] of {config_file}"
+
+
+def _shared_name(key: str) -> str:
+    """A top-level TOML key as a shared setting's field name (`TELEMETRY_QUEUE_URL` or
+    `queue_url` -> `queue_url`)."""
+    return key.lower().removeprefix(ENV_PREFIX.lower())
+
+
+def _moved_here(table: str | None) -> dict[str, str]:
+    """The fields of section `table` that were shared settings: field -> old shared name."""
+    return {field: old for old, (where, field) in MOVED_SETTINGS.items() if where == table}
+
+
+def _moved_toml_values(
+    env: Mapping[str, str], table: str, prefix: str, kinds: Mapping[str, type]
+) -> dict[str, object]:
+    """The section's fields still set by their old top-level key in the TELEMETRY_CONFIG file,
+    each with a FutureWarning naming where it belongs now."""
+    moved = {old: field for field, old in _moved_here(table).items()}
+    config_file = env.get(f"{ENV_PREFIX}CONFIG")
+    if not moved or not config_file:
+        return {}
+    values: dict[str, object] = {}
+    for key, raw in _read_toml(config_file).items():
+        field = moved.get(_shared_name(key))
+        if field is None:
+            continue
+        variable = f"{prefix}{field.upper()}"
+        warnings.warn(
+            f"{key} at the top level of {config_file} is deprecated: set {field} in its "
+            f"[{table}] table ({variable}) instead",
+            FutureWarning,
+            stacklevel=3,
+        )
+        values[field] = _coerce(variable, raw, kinds[field], f" in {config_file}")
+    return values
+
+
+def _old_variables(name: str, legacy_prefix: str, moved: Mapping[str, str]) -> list[str]:
+    """The deprecated variables that still set field `name`, in the order they are tried."""
+    old = [f"{legacy_prefix}{name.upper()}"] if legacy_prefix else []
+    if name in moved:
+        old.append(f"{ENV_PREFIX}{moved[name].upper()}")
+    return old
 
 
 def load_section(
@@ -298,11 +355,14 @@ def load_section(
     the variable, so a service stops at start-up with one line a person can act on.
 
     `legacy_prefix`: variables under an old prefix still accepted, with a warning saying the
-    new name (the one place that keeps a rename backward compatible).
+    new name; likewise the old shared variables and top-level TOML keys of the fields that
+    moved into this section (`MOVED_SETTINGS`). This is the one place that keeps a rename
+    backward compatible; the new name always wins.
     """
     env = os.environ if env is None else env
     kinds = _field_kinds(section)
-    values: dict[str, object] = {}
+    moved = _moved_here(table)
+    values: dict[str, object] = _moved_toml_values(env, table, prefix, kinds) if table else {}
     toml_values, where = _toml_table(env, table)
     for key, raw in toml_values.items():
         name = key.lower().removeprefix(prefix.lower())
@@ -312,13 +372,13 @@ def load_section(
     for name, kind in kinds.items():
         variable = f"{prefix}{name.upper()}"
         raw = env.get(variable)
-        if (raw is None or raw == "") and legacy_prefix:
-            raw = env.get(f"{legacy_prefix}{name.upper()}")
+        for old in _old_variables(name, legacy_prefix, moved):
+            if raw is not None and raw != "":
+                break
+            raw = env.get(old)
             if raw is not None and raw != "":
                 warnings.warn(
-                    f"{legacy_prefix}{name.upper()} is deprecated: set {variable} instead",
-                    FutureWarning,
-                    stacklevel=2,
+                    f"{old} is deprecated: set {variable} instead", FutureWarning, stacklevel=2
                 )
         if raw is not None and raw != "":
             values[name] = _coerce(variable, raw, kind)

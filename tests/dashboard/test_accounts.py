@@ -25,9 +25,12 @@ from tests.support.waiting import wait_for
 
 @pytest.fixture
 def app_settings(settings, smtp_server):
-    return dataclasses.replace(
-        settings, signup_domains="example.org, mozilla.test", smtp_url=smtp_server.url
-    )
+    return dataclasses.replace(settings, smtp_url=smtp_server.url)
+
+
+@pytest.fixture
+def app_config() -> dict:
+    return {"SIGNUP_DOMAINS": "example.org, mozilla.test"}
 
 
 def ask_for_link(client, url: str, email: str, base_url: str = "http://localhost/"):
@@ -175,7 +178,7 @@ def test_the_link_is_built_on_the_public_base_url_not_the_host_header(app, clien
 
 
 def test_without_smtp_the_link_is_written_to_the_log(settings, caplog):
-    app = create_app(dataclasses.replace(settings, signup_domains="example.org"))
+    app = create_app(settings, {"SIGNUP_DOMAINS": "example.org"})
     client = app.test_client()
     with caplog.at_level("INFO", logger="pipeline.mail"):
         ask_for_link(client, "/signup", "new@example.org")

@@ -138,7 +138,7 @@ def accounts_stack(data_dir, tmp_path, smtp_server, oidc_provider):
     port = free_port()
     env = os.environ.copy()
     env.update(
-        TELEMETRY_SIGNUP_DOMAINS="example.org",
+        TELEMETRY_DASHBOARD_SIGNUP_DOMAINS="example.org",
         TELEMETRY_SMTP_URL=smtp_server.url,
         TELEMETRY_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         TELEMETRY_DASHBOARD_OIDC_ISSUER=oidc_provider,

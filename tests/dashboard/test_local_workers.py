@@ -189,6 +189,7 @@ def test_app_database_secret_key_and_other_workers_are_out_of_reach(app, setting
     assert "bob-secret" not in result.stdout
     assert result.stderr.count("No such file or directory") == 2 * len(targets), result.stderr
     assert "TELEMETRY_DATABASE_URL" not in result.stdout
+    assert "TELEMETRY_DASHBOARD_SECRET_KEY" not in result.stdout
     assert "TELEMETRY_SECRET_KEY" not in result.stdout
     # Only this worker's processes: one acceptor, not bob's.
     acceptors = [x for x in result.stdout.splitlines() if "acceptor.py" in x and "bwrap" not in x]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from dashboard.metrics import may_scrape, parse_networks
@@ -15,8 +13,8 @@ OUTSIDER = {"REMOTE_ADDR": "203.0.113.9"}
 
 
 @pytest.fixture
-def app_settings(settings):
-    return dataclasses.replace(settings, metrics_token="s3cret-token")
+def app_config() -> dict:
+    return {"METRICS_TOKEN": "s3cret-token"}
 
 
 def test_scrape_after_a_signed_in_page_view_counts_it_by_endpoint_and_status(app):
@@ -86,7 +84,7 @@ def test_without_a_token_only_the_allowed_networks_may_scrape():
     assert not may_scrape("127.0.0.1", None, networks, "")
     assert not may_scrape("203.0.113.9", "Bearer ", networks, "")  # empty token never matches
     assert not may_scrape(None, None, networks, "")
-    with pytest.raises(ConfigError, match="TELEMETRY_METRICS_ALLOW"):
+    with pytest.raises(ConfigError, match="TELEMETRY_DASHBOARD_METRICS_ALLOW"):
         parse_networks("10.0.0.0/8,nonsense")
 
 

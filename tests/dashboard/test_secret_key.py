@@ -1,4 +1,4 @@
-"""The session-signing key: an explicit TELEMETRY_SECRET_KEY wins; otherwise a random key is made
+"""The session-signing key: an explicit TELEMETRY_DASHBOARD_SECRET_KEY wins; otherwise a random key is made
 once per data directory, kept in `<data_dir>/dashboard-secret-key` (mode 0600) and reused."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
 from dashboard import create_app
+from dashboard.config import load_dashboard_config
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError
 from tests.support.dashboard import add_user, sign_in
@@ -61,15 +62,15 @@ def test_a_session_survives_a_restart_and_a_cookie_signed_with_the_old_constant_
 
 
 def test_an_explicit_secret_key_wins_and_no_file_is_written(data_dir, monkeypatch):
-    monkeypatch.setenv("TELEMETRY_SECRET_KEY", "operator-chosen-key-0123456789")
+    monkeypatch.setenv("TELEMETRY_DASHBOARD_SECRET_KEY", "operator-chosen-key-0123456789")
     settings = load_settings()
     app = create_app(settings)
     assert app.secret_key == "operator-chosen-key-0123456789"
     assert not key_file(settings).exists()
     # ... also over a key file left from an earlier start without one.
-    monkeypatch.delenv("TELEMETRY_SECRET_KEY")
+    monkeypatch.delenv("TELEMETRY_DASHBOARD_SECRET_KEY")
     generated = create_app(load_settings()).secret_key
-    monkeypatch.setenv("TELEMETRY_SECRET_KEY", "operator-chosen-key-0123456789")
+    monkeypatch.setenv("TELEMETRY_DASHBOARD_SECRET_KEY", "operator-chosen-key-0123456789")
     assert create_app(load_settings()).secret_key == "operator-chosen-key-0123456789"
     assert key_file(settings).read_text().strip() == generated
 
@@ -111,12 +112,15 @@ def test_an_empty_key_file_is_refused_with_a_clear_message(settings):
     path.write_text("\n")
     with pytest.raises(ConfigError) as caught:
         create_app(settings)
-    assert caught.value.setting == "TELEMETRY_SECRET_KEY" and str(path) in str(caught.value)
+    assert caught.value.setting == "TELEMETRY_DASHBOARD_SECRET_KEY" and str(path) in str(
+        caught.value
+    )
 
 
 def test_help_says_what_the_default_secret_key_is(settings):
-    text = settings.describe()
-    assert f"TELEMETRY_SECRET_KEY=(unset: random, kept in {key_file(settings)})" in text
+    text = load_dashboard_config({}).describe(settings.data_dir)
+    expected = f"TELEMETRY_DASHBOARD_SECRET_KEY=(unset: random, kept in {key_file(settings)})"
+    assert expected in text
     assert OLD_CONSTANT not in text
-    explicit = load_settings({"TELEMETRY_DATA_DIR": settings.data_dir, "TELEMETRY_SECRET_KEY": "x"})
-    assert "TELEMETRY_SECRET_KEY=***" in explicit.describe()
+    explicit = load_dashboard_config({"TELEMETRY_DASHBOARD_SECRET_KEY": "x"})
+    assert "TELEMETRY_DASHBOARD_SECRET_KEY=***" in explicit.describe(settings.data_dir)

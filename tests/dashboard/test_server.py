@@ -4,7 +4,6 @@ the reverse-proxy setting (ProxyFix) for /metrics' address check."""
 
 from __future__ import annotations
 
-import dataclasses
 import http.cookiejar
 import os
 import signal
@@ -90,10 +89,10 @@ def test_signed_in_requests_through_gunicorn_workers_and_one_expiry_sweeper(data
 
 def test_behind_a_trusted_proxy_an_outside_client_cannot_scrape_metrics(settings):
     """A reverse proxy on the same host makes every request come from 127.0.0.1; with
-    TELEMETRY_TRUSTED_PROXIES=1 the address checked is the client's from X-Forwarded-For."""
+    TELEMETRY_DASHBOARD_TRUSTED_PROXIES=1 the address checked is the client's from X-Forwarded-For."""
     forwarded = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
     direct = create_app(settings).test_client()
     assert direct.get("/metrics", headers=forwarded).status_code == 200  # trusts nobody's header
-    proxied = create_app(dataclasses.replace(settings, trusted_proxies=1)).test_client()
+    proxied = create_app(settings, {"TRUSTED_PROXIES": 1}).test_client()
     assert proxied.get("/metrics", headers=forwarded).status_code == 403
     assert proxied.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"}).status_code == 200

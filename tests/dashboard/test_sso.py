@@ -109,11 +109,8 @@ def test_a_forged_callback_is_refused(app):
 
 
 def test_passwords_can_be_switched_off(settings, oidc_provider):
-    import dataclasses
-
     app = create_app(
-        dataclasses.replace(settings, signup_domains="example.org"),
-        sso_config(oidc_provider, PASSWORD_SIGNIN=False),
+        settings, sso_config(oidc_provider, PASSWORD_SIGNIN=False, SIGNUP_DOMAINS="example.org")
     )
     add_user(app, "ada@example.org")
     client = app.test_client()

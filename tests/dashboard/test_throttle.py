@@ -170,10 +170,9 @@ def test_sign_ins_and_failures_are_shown_to_admins_only(settings, clock):
 
 
 def test_mail_links_are_limited_per_address(settings, clock, smtp_server):
-    import dataclasses
-
-    configured = dataclasses.replace(settings, signup_domains="example.org")
-    app = make_app(configured, clock, MAIL_LINK_LIMIT_PER_ADDRESS="2 per hour")
+    app = make_app(
+        settings, clock, SIGNUP_DOMAINS="example.org", MAIL_LINK_LIMIT_PER_ADDRESS="2 per hour"
+    )
     client = app.test_client()
     for n in range(2):
         token = csrf_token(client, "/reset")

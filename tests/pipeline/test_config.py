@@ -145,7 +145,7 @@ def test_describe_hides_secrets_and_url_passwords(tmp_path):
     settings = load_settings(
         {
             "TELEMETRY_DATA_DIR": str(tmp_path),
-            "TELEMETRY_SECRET_KEY": "hunter2",
+            "TELEMETRY_CLIENT_ADDRESS_HASH_KEY": "hunter2",
             "TELEMETRY_DATABASE_URL": "postgresql://app:s3cret@db:5432/telemetry",
         }
     )

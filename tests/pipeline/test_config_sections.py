@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,123 @@ def test_every_entry_point_takes_the_common_flags(module, data_dir):
     assert result.returncode == 0, result.stderr
     for flag in ("--config FILE", "--log-level LEVEL", "-v, --verbose", "--log-format"):
         assert flag in result.stdout, flag
+
+
+# -- settings only the dashboard reads: moved from the shared settings into its section ----------
+
+MOVED = [
+    # field, new variable, old variable, its old top-level TOML key, a value, as read
+    ("secret_key", "TELEMETRY_SECRET_KEY", "secret_key", "k" * 40, "k" * 40),
+    ("signup_domains", "TELEMETRY_SIGNUP_DOMAINS", "signup_domains", "example.org", "example.org"),
+    ("metrics_allow", "TELEMETRY_METRICS_ALLOW", "metrics_allow", "10.0.0.0/8", "10.0.0.0/8"),
+    ("metrics_token", "TELEMETRY_METRICS_TOKEN", "metrics_token", "scrape", "scrape"),
+    ("server_workers", "TELEMETRY_DASHBOARD_WORKERS", "dashboard_workers", "3", 3),
+    ("server_threads", "TELEMETRY_DASHBOARD_THREADS", "dashboard_threads", "5", 5),
+    ("trusted_proxies", "TELEMETRY_TRUSTED_PROXIES", "trusted_proxies", "1", 1),
+]
+
+
+def toml_value(value: object) -> str:
+    return str(value) if isinstance(value, int) else json.dumps(value)
+
+
+def another(value: object) -> object:
+    """A value other than `value` and the default, to see which source won."""
+    return value + 1 if isinstance(value, int) else f"{value}.new"
+
+
+@pytest.mark.parametrize("field, old_variable, old_key, raw, value", MOVED)
+def test_a_moved_setting_is_read_from_its_dashboard_variable_and_table(
+    tmp_path, field, old_variable, old_key, raw, value
+):
+    new_variable = f"TELEMETRY_DASHBOARD_{field.upper()}"
+    assert getattr(load_dashboard_config({new_variable: raw}), field) == value
+    config = write_toml(tmp_path, f"[dashboard]\n{field} = {toml_value(value)}\n")
+    assert getattr(load_dashboard_config({"TELEMETRY_CONFIG": config}), field) == value
+    assert not hasattr(load_settings({"TELEMETRY_DATA_DIR": str(tmp_path)}), old_key)
+
+
+@pytest.mark.parametrize("field, old_variable, old_key, raw, value", MOVED)
+def test_a_moved_setting_s_old_variable_still_works_with_a_warning_naming_the_new_one(
+    field, old_variable, old_key, raw, value
+):
+    new_variable = f"TELEMETRY_DASHBOARD_{field.upper()}"
+    with pytest.warns(
+        FutureWarning, match=f"^{old_variable} is deprecated: set {new_variable} instead$"
+    ):
+        old = load_dashboard_config({old_variable: raw})
+    assert getattr(old, field) == value
+    both = load_dashboard_config({old_variable: raw, new_variable: str(another(value))})
+    assert getattr(both, field) == another(value)  # the new name wins
+
+
+@pytest.mark.parametrize("field, old_variable, old_key, raw, value", MOVED)
+def test_a_moved_setting_s_old_top_level_key_still_works_with_a_warning(
+    tmp_path, field, old_variable, old_key, raw, value
+):
+    new_variable = f"TELEMETRY_DASHBOARD_{field.upper()}"
+    config = write_toml(tmp_path, f"{old_key} = {toml_value(value)}\n")
+    env = {"TELEMETRY_CONFIG": config, "TELEMETRY_DATA_DIR": str(tmp_path)}
+    with pytest.warns(FutureWarning, match=f"^{old_key} at the top level .*{new_variable}"):
+        assert getattr(load_dashboard_config(env), field) == value
+    load_settings(env)  # the shared settings skip the old key rather than refuse the file
+    newer = toml_value(another(value))
+    env["TELEMETRY_CONFIG"] = write_toml(
+        tmp_path, f"{old_key} = {toml_value(value)}\n[dashboard]\n{field} = {newer}\n"
+    )
+    with pytest.warns(FutureWarning):
+        assert getattr(load_dashboard_config(env), field) == another(value)  # the table wins
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"TELEMETRY_DASHBOARD_SERVER_WORKERS": "0"}, "SERVER_WORKERS: must be positive, got 0"),
+        ({"TELEMETRY_DASHBOARD_SERVER_THREADS": "0"}, "SERVER_THREADS: must be positive, got 0"),
+        ({"TELEMETRY_DASHBOARD_TRUSTED_PROXIES": "-1"}, "TRUSTED_PROXIES: must not be negative"),
+        ({"TELEMETRY_DASHBOARD_WORKERS": "0"}, "SERVER_WORKERS: must be positive, got 0"),
+        ({"TELEMETRY_TRUSTED_PROXIES": "x"}, "TRUSTED_PROXIES: expected a whole number"),
+    ],
+)
+def test_the_moved_settings_keep_their_range_rules(env, message):
+    """Under the new name or the old one; the error names the new variable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the old names' (tested above)
+        with pytest.raises(ConfigError, match=f"^TELEMETRY_DASHBOARD_{message}"):
+            load_dashboard_config(env)
+
+
+def test_the_old_secret_key_variable_still_signs_the_dashboard_s_sessions(settings, monkeypatch):
+    from dashboard import create_app
+
+    monkeypatch.setenv("TELEMETRY_SECRET_KEY", "operator-chosen-key-0123456789")
+    with pytest.warns(FutureWarning, match="set TELEMETRY_DASHBOARD_SECRET_KEY instead"):
+        app = create_app(settings)
+    assert app.secret_key == "operator-chosen-key-0123456789"
+    monkeypatch.setenv("TELEMETRY_DASHBOARD_TRUSTED_PROXIES", "2")
+    with pytest.warns(FutureWarning):
+        assert create_app(settings).config["TRUSTED_PROXIES"] == 2
+
+
+def test_dashboard_help_lists_the_moved_settings_with_the_secrets_hidden(data_dir):
+    result = run(
+        "dashboard",
+        "--help",
+        TELEMETRY_DASHBOARD_SECRET_KEY="session-signing-secret",
+        TELEMETRY_DASHBOARD_METRICS_TOKEN="scrape-token-secret",
+        TELEMETRY_DASHBOARD_SERVER_WORKERS="3",
+    )
+    assert result.returncode == 0, result.stderr
+    for field, *_ in MOVED:
+        assert f"TELEMETRY_DASHBOARD_{field.upper()}=" in result.stdout, field
+    assert "TELEMETRY_DASHBOARD_SECRET_KEY=***" in result.stdout
+    assert "TELEMETRY_DASHBOARD_METRICS_TOKEN=***" in result.stdout
+    assert "-secret" not in result.stdout
+    assert "TELEMETRY_SECRET_KEY=" not in result.stdout  # no longer a shared setting
+    assert "(default: 3, TELEMETRY_DASHBOARD_SERVER_WORKERS)" in " ".join(result.stdout.split())
+    unset = run("dashboard", "--help")
+    key_file = Path(data_dir) / "dashboard-secret-key"
+    assert f"TELEMETRY_DASHBOARD_SECRET_KEY=(unset: random, kept in {key_file})" in unset.stdout
+    old = run("dashboard", "--help", TELEMETRY_SECRET_KEY="session-signing-secret")
+    assert "TELEMETRY_DASHBOARD_SECRET_KEY=***" in old.stdout and "-secret" not in old.stdout
+    assert "TELEMETRY_SECRET_KEY is deprecated: set TELEMETRY_DASHBOARD_SECRET_KEY" in old.stderr

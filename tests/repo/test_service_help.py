@@ -29,30 +29,30 @@ def run(*argv: str, **env: str) -> subprocess.CompletedProcess:
             "ingest",
             ["--port", "--fsync-policy"],
             ["SPOOL_DIR", "FSYNC_POLICY"],
-            ["SECRET_KEY", "RUNNER", "HG_BASE_URL"],
+            ["DASHBOARD_SECRET_KEY", "RUNNER", "HG_BASE_URL"],
         ),
         (
             "convert",
             ["--workers", "--drain", "--metrics-port"],
             ["HG_BASE_URL", "METRICS_PORT"],
-            ["SPOOL_DIR", "SECRET_KEY", "SIGNUP_DOMAINS"],
+            ["SPOOL_DIR", "DASHBOARD_SECRET_KEY", "DASHBOARD_SIGNUP_DOMAINS"],
         ),
         (
             "scheduler",
             ["--sync-seconds", "--metrics-port"],
             ["CODE_URL", "RUNNER"],
-            ["SPOOL_DIR", "HG_BASE_URL", "SECRET_KEY"],
+            ["SPOOL_DIR", "HG_BASE_URL", "DASHBOARD_SECRET_KEY"],
         ),
         (
             "health",
             ["--once", "--interval", "--metrics-port"],
             ["ALERT_RECIPIENTS"],
-            ["SPOOL_DIR", "SECRET_KEY", "CODE_URL"],
+            ["SPOOL_DIR", "DASHBOARD_SECRET_KEY", "CODE_URL"],
         ),
         (
             "dashboard",
             ["--workers", "--threads", "--no-expiry"],
-            ["SECRET_KEY", "TRUSTED_PROXIES", "METRICS_ALLOW"],
+            ["DASHBOARD_SECRET_KEY", "DASHBOARD_TRUSTED_PROXIES", "DASHBOARD_METRICS_ALLOW"],
             ["SPOOL_DIR", "HG_BASE_URL", "QUEUE_LEASE_SECONDS"],
         ),
     ],
@@ -76,17 +76,17 @@ def test_config_prints_every_setting_with_secrets_hidden(data_dir):
     result = run(
         "pipeline",
         "config",
-        TELEMETRY_SECRET_KEY="session-signing-secret",
-        TELEMETRY_METRICS_TOKEN="scrape-token-secret",
+        TELEMETRY_CLIENT_ADDRESS_HASH_KEY="address-hash-secret",
+        TELEMETRY_JOB_AWS_SECRET_ACCESS_KEY="job-aws-secret",
         TELEMETRY_DATABASE_URL="postgresql://app:db-password-secret@db.internal/telemetry",
         TELEMETRY_SMTP_URL="smtp://mailer:smtp-password-secret@mail.internal:587",
     )
     assert result.returncode == 0, result.stderr
     for field in Settings.__dataclass_fields__:
         assert f"TELEMETRY_{field.upper()}=" in result.stdout, field
-    assert "secret" not in result.stdout.replace("TELEMETRY_SECRET_KEY", "")
-    assert "TELEMETRY_SECRET_KEY=***" in result.stdout
-    assert "TELEMETRY_METRICS_TOKEN=***" in result.stdout
+    assert "secret" not in result.stdout
+    assert "TELEMETRY_CLIENT_ADDRESS_HASH_KEY=***" in result.stdout
+    assert "TELEMETRY_JOB_AWS_SECRET_ACCESS_KEY=***" in result.stdout
     assert "TELEMETRY_DATABASE_URL=postgresql://app:***@db.internal/telemetry" in result.stdout
 
 

@@ -115,6 +115,7 @@ def test_command_gets_a_clean_documented_environment(settings, runner, public, m
     assert env["PATH"].split(":")[0] == os.path.dirname(sys.executable)
     assert "PARENT_ONLY_SECRET" not in env and "AWS_SECRET_ACCESS_KEY" not in env
     assert "TELEMETRY_SECRET_KEY" not in env and "TELEMETRY_DATABASE_URL" not in env
+    assert "TELEMETRY_DASHBOARD_SECRET_KEY" not in env
     assert "TELEMETRY_DATA_DIR" not in env and "TELEMETRY_PUBLIC_URL" not in env
 
 

@@ -74,7 +74,7 @@ def test_job_runs_as_an_unprivileged_user_without_network(settings, runner, publ
 
 
 def test_job_cannot_read_the_scheduler_environment(settings, runner, public, monkeypatch):
-    monkeypatch.setenv("TELEMETRY_SECRET_KEY", SECRET)
+    monkeypatch.setenv("TELEMETRY_DASHBOARD_SECRET_KEY", SECRET)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     pid = os.getpid()
     command = (
