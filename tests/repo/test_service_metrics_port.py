@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from tests.support.metrics import get_json, scrape
-from tests.support.servers import free_port, wait_for_port
+from tests.support.servers import free_ports, wait_for_port
 
 
 @pytest.mark.parametrize(
@@ -24,8 +24,9 @@ from tests.support.servers import free_port, wait_for_port
     ],
 )
 def test_service_serves_metrics_and_heartbeats_on_its_metrics_port(data_dir, argv, metric):
-    port = free_port()
-    ports = [port, port + 1] if "--workers" in argv else [port]
+    count = 2 if "--workers" in argv else 1
+    port = free_ports(count)
+    ports = list(range(port, port + count))
     process = subprocess.Popen(
         [sys.executable, "-m", *argv, "--metrics-port", str(port)],
         env={**os.environ, "TELEMETRY_HEALTH_INTERVAL_SECONDS": "3600"},
