@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 
 from flask import Flask
@@ -18,6 +19,19 @@ from dashboard.workers.lifecycle import expire_workers
 from scheduler.models import utcnow
 
 log = logging.getLogger(__name__)
+
+# The sweeper is a thread of gunicorn's master, which forks a worker at start and whenever one
+# dies. A fork in the middle of a sweep leaves the child holding whatever the sweep held at
+# that instant (a module's import lock, a library's lock) with no thread to release it, and the
+# worker hangs on its first use of it: it never answers. So a fork waits for the sweep in
+# progress, and no sweep starts while a fork is under way. Reentrant: a sweep that forks (a
+# subprocess with a preexec function) passes its own guard.
+_SWEEP_OR_FORK = threading.RLock()
+os.register_at_fork(
+    before=_SWEEP_OR_FORK.acquire,
+    after_in_parent=_SWEEP_OR_FORK.release,
+    after_in_child=_SWEEP_OR_FORK.release,
+)
 
 
 def sweep_once(app: Flask, now: dt.datetime | None = None) -> dict[str, int]:
@@ -46,7 +60,8 @@ class ExpirySweeper(threading.Thread):
             metrics.expiry_sweeper.set(1)
         while not self.stop_event.is_set():
             try:
-                counts = sweep_once(self.app)
+                with _SWEEP_OR_FORK:
+                    counts = sweep_once(self.app)
                 if any(counts.values()):
                     log.info("worker expiry sweep: %s", counts)
             except Exception:  # keep sweeping: one bad provider call must not stop expiry for all
