@@ -21,7 +21,12 @@ from convert.worker import (
     setup_logging,
 )
 from pipeline.allow_list import AllowList
-from pipeline.cli import add_common_arguments, apply_config_flag, with_log_format
+from pipeline.cli import (
+    add_common_arguments,
+    add_metrics_port_argument,
+    apply_config_flag,
+    with_log_format,
+)
 from pipeline.config import COMMON_SETTINGS, Settings, load_settings
 from pipeline.errors import ConfigError, PipelineError, ServiceUnreachable
 
@@ -141,14 +146,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="delay before a failed batch is retried, times its attempt number "
         "(default: 30); after TELEMETRY_QUEUE_MAX_ATTEMPTS it is dead-lettered",
     )
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=settings.metrics_port,
-        metavar="PORT",
-        help="serve Prometheus /metrics, /__heartbeat__ and /__lbheartbeat__ on this port "
-        "(TELEMETRY_METRICS_HOST); with --workers N, worker i on PORT+i "
-        f"(default: {settings.metrics_port}, TELEMETRY_METRICS_PORT; 0: off)",
+    add_metrics_port_argument(
+        parser, settings, note="(TELEMETRY_METRICS_HOST); with --workers N, worker i on PORT+i "
     )
     parser.add_argument(
         "--startup-wait",

@@ -20,7 +20,12 @@ from collections.abc import Sequence
 
 from health.alerts import evaluate
 from health.metrics import HealthMetrics
-from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
+from pipeline.cli import (
+    add_common_arguments,
+    add_metrics_port_argument,
+    apply_config_flag,
+    setup_logging_from_args,
+)
 from pipeline.config import COMMON_SETTINGS, hide_url_passwords, load_settings
 from pipeline.db import init_db, make_engine
 from pipeline.errors import ConfigError
@@ -78,14 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=settings.health_interval_seconds,
         help="seconds between evaluations (default %(default)s, TELEMETRY_HEALTH_INTERVAL_SECONDS)",
     )
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=settings.metrics_port,
-        metavar="PORT",
-        help="serve Prometheus /metrics, /__heartbeat__ and /__lbheartbeat__ on this port "
-        f"(default: {settings.metrics_port}, TELEMETRY_METRICS_PORT; 0: off)",
-    )
+    add_metrics_port_argument(parser, settings)
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     setup_logging_from_args("health", args, settings)

@@ -54,6 +54,21 @@ def add_common_arguments(
     )
 
 
+def add_metrics_port_argument(
+    parser: argparse.ArgumentParser, settings: Settings, *, note: str = ""
+) -> None:
+    """Add `--metrics-port` (over TELEMETRY_METRICS_PORT) of a service that serves its own
+    /metrics and heartbeats (pipeline.metrics); `note` adds what differs for this service."""
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=settings.metrics_port,
+        metavar="PORT",
+        help="serve Prometheus /metrics, /__heartbeat__ and /__lbheartbeat__ on this port "
+        f"{note}(default: {settings.metrics_port}, TELEMETRY_METRICS_PORT; 0: off)",
+    )
+
+
 def with_log_format(settings: Settings, args: argparse.Namespace) -> Settings:
     """`settings` with `--log-format` applied, for a service that hands its settings on to the
     processes it starts (they then log in the same format)."""

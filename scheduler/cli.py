@@ -28,7 +28,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from pipeline.cli import add_common_arguments, apply_config_flag, setup_logging_from_args
+from pipeline.cli import (
+    add_common_arguments,
+    add_metrics_port_argument,
+    apply_config_flag,
+    setup_logging_from_args,
+)
 from pipeline.config import COMMON_SETTINGS, load_settings
 from pipeline.db import check_db, init_db, make_engine, session_factory
 from pipeline.errors import PipelineError
@@ -103,14 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help=f"on start, run a missed firing younger than this once; older ones are recorded missed (default: {config.grace_seconds})",
     )
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=settings.metrics_port,
-        metavar="PORT",
-        help="serve Prometheus /metrics, /__heartbeat__ and /__lbheartbeat__ on this port "
-        f"(default: {settings.metrics_port}, TELEMETRY_METRICS_PORT; 0: off)",
-    )
+    add_metrics_port_argument(parser, settings)
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
 
     add = sub.add_parser(
