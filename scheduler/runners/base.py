@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pipeline.config import Settings
+from pipeline.errors import StoreError
 from pipeline.stores import BlobStore, open_store
+from scheduler.config import SchedulerConfig
 from scheduler.models import RunState
+from scheduler.publish import guard_scanner, publish_log
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +69,7 @@ class LostRun:
 class Runner(abc.ABC):
     name: str = "base"
     settings: Settings
+    config: SchedulerConfig
     # Run-row fields this runner writes through `on_started`; a lost run carrying any of them
     # was this runner's, and goes to its `abandon`.
     recorded_fields: ClassVar[tuple[str, ...]] = ()
@@ -79,6 +87,31 @@ class Runner(abc.ABC):
             endpoint_url=self.settings.s3_endpoint_url,
         )
         return code, public
+
+    def _publish_log(
+        self,
+        request: RunRequest,
+        log_path: Path,
+        notes: list[str],
+        public: BlobStore | None = None,
+    ) -> str | None:
+        """Publish the run log through the raw-data guard (`publish_log`); its key, or None when
+        the store failed: that is logged, and the run's outcome stands without its log."""
+        scanner = guard_scanner(self.settings, self.config)
+        try:
+            if public is None:
+                _, public = self._stores()
+            return publish_log(
+                public,
+                request.job_name,
+                request.run_id,
+                log_path,
+                scan=lambda path: scanner.scan_file(path, "the run log"),
+                notes=notes,
+            )
+        except (StoreError, OSError) as exc:
+            log.error("run %s: could not publish the log: %s", request.run_id, exc)
+            return None
 
     @abc.abstractmethod
     def execute(

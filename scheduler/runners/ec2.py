@@ -55,7 +55,6 @@ from scheduler.models import RunState
 from scheduler.publish import (
     check_staged,
     guard_scanner,
-    publish_log,
     publish_staged,
     stage_store,
     tail,
@@ -338,18 +337,7 @@ class EC2Runner(Runner):
         if notes:
             with open(log_path, "ab") as handle:
                 handle.write("".join(f"[scheduler] {note}\n" for note in notes).encode())
-        scanner = guard_scanner(self.settings, self.config)
-        try:
-            outcome.log_key = publish_log(
-                public,
-                request.job_name,
-                request.run_id,
-                log_path,
-                scan=lambda path: scanner.scan_file(path, "the run log"),
-                notes=notes,
-            )
-        except (StoreError, OSError) as exc:
-            log.error("run %s: could not publish the log: %s", request.run_id, exc)
+        outcome.log_key = self._publish_log(request, log_path, notes, public)
         outcome.instance_id = instance_id
         outcome.log_tail = tail(log_path, self.config.mail_log_lines)
         return outcome

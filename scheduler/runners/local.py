@@ -60,7 +60,6 @@ from scheduler.publish import (
     OutputMissing,
     check_staged,
     guard_scanner,
-    publish_log,
     publish_staged,
     stage_directory,
     tail,
@@ -158,22 +157,10 @@ class LocalRunner(Runner):
         tmp_dir.mkdir()
         log_path = run_dir / "run.log"
         notes: list[str] = []
-        scanner = guard_scanner(self.settings, self.config)
         try:
             with open(log_path, "ab", buffering=0) as log_file:
                 outcome = self._execute(request, run_dir, log_file, notes)
-            try:
-                _, public = self._stores()
-                outcome.log_key = publish_log(
-                    public,
-                    request.job_name,
-                    request.run_id,
-                    log_path,
-                    scan=lambda path: scanner.scan_file(path, "the run log"),
-                    notes=notes,
-                )
-            except (StoreError, OSError) as exc:
-                log.error("run %s: could not publish the log: %s", request.run_id, exc)
+            outcome.log_key = self._publish_log(request, log_path, notes)
             outcome.log_tail = tail(log_path, self.config.mail_log_lines)
             return outcome
         finally:
